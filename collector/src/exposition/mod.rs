@@ -1,0 +1,154 @@
+//! `/metrics`: process metrics kept in a `prometheus-client` registry, plus per-machine series
+//! rendered at scrape time from a [`FleetSnapshot`] of the store's totals (DESIGN §4), so a
+//! restart never resets a counter and every replica serves the same values.
+
+mod fleet;
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+pub use fleet::FleetCollector;
+
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: &'static str,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms … ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Metrics about this collector process.
+#[derive(Debug)]
+pub struct ProcessMetrics {
+    registry: Registry,
+    heartbeats: Family<ResultLabels, Counter>,
+    batch_size: Histogram,
+    commit_duration: Histogram,
+    http: HistogramFamily<HttpLabels>,
+}
+
+impl Default for ProcessMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcessMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let heartbeats = Family::<ResultLabels, Counter>::default();
+        // Pre-create every outcome so rate() works from the first scrape.
+        for result in ["accepted", "duplicate", "rejected"] {
+            let _ = heartbeats.get_or_create(&ResultLabels { result });
+        }
+        registry.register(
+            "greenops_heartbeats",
+            "Heartbeats received by this collector process, by outcome",
+            heartbeats.clone(),
+        );
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "greenops_ingest_batch_size",
+            "Heartbeats committed per group-commit transaction",
+            batch_size.clone(),
+        );
+        let commit_duration = latency_histogram();
+        registry.register_with_unit(
+            "greenops_ingest_commit_duration",
+            "Duration of group-commit transactions",
+            Unit::Seconds,
+            commit_duration.clone(),
+        );
+        let http: HistogramFamily<HttpLabels> = Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "greenops_http_request_duration",
+            "HTTP request duration by matched route, method and status",
+            Unit::Seconds,
+            http.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: crate::REVISION,
+            })
+            .set(1);
+        registry.register(
+            "greenops_build_info",
+            "Version and source revision of this collector (always 1)",
+            build,
+        );
+        Self {
+            registry,
+            heartbeats,
+            batch_size,
+            commit_duration,
+            http,
+        }
+    }
+
+    /// Counts heartbeats by outcome: `accepted`, `duplicate` or `rejected`.
+    pub fn count_heartbeats(&self, result: &'static str, n: usize) {
+        self.heartbeats
+            .get_or_create(&ResultLabels { result })
+            .inc_by(n as u64);
+    }
+
+    pub fn observe_commit(&self, heartbeats: usize, took: Duration) {
+        self.batch_size.observe(heartbeats as f64);
+        self.commit_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn observe_http(&self, labels: HttpLabels, took: Duration) {
+        self.http.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// The whole exposition: fleet series from `snapshot`, then this process's metrics.
+    pub fn render(&self, fleet: FleetCollector) -> String {
+        let mut out = String::with_capacity(1024 + fleet.machines() * 2400);
+        let mut per_scrape = Registry::default();
+        per_scrape.register_collector(Box::new(fleet));
+        // Writing into a String cannot fail.
+        let _ = encode_registry(&mut out, &per_scrape);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_eof(&mut out);
+        out
+    }
+}
+
+/// Helper for tests and the golden file: a snapshot rendered without process metrics.
+pub fn render_fleet_only(fleet: FleetCollector) -> String {
+    let mut out = String::new();
+    let mut per_scrape = Registry::default();
+    per_scrape.register_collector(Box::new(fleet));
+    let _ = encode_registry(&mut out, &per_scrape);
+    let _ = encode_eof(&mut out);
+    out
+}

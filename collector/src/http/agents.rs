@@ -1,0 +1,153 @@
+//! Agent-facing API: enrolment and heartbeats (DESIGN §3).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use greenops_protocol::{
+    BodyError, EnrollRequest, EnrollResponse, HeartbeatResponse, HeartbeatResult,
+    HeartbeatStatus, MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
+};
+
+use super::{ApiError, AppState, bearer, body, parse_json};
+use crate::clock;
+use crate::secrets::{AGENT_TOKEN_PREFIX, TokenHash, generate_token, new_machine_id};
+use crate::settings::secs_to_ms;
+use crate::store::{EnrollAuth, EnrollCommand, EnrollRefusal, HeartbeatJob, JobOutcome};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agents/enroll", post(enroll))
+        .route("/api/v1/heartbeats", post(heartbeats))
+}
+
+async fn enroll(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<EnrollResponse>), ApiError> {
+    let request: EnrollRequest = parse_json(&body(raw)?)?;
+    let machine = request.validate()?;
+    let auth = match request.enrollment_token.as_deref() {
+        Some(token) if !token.is_empty() => EnrollAuth::Token(TokenHash::of(token)),
+        _ if state.settings.enrollment.open => EnrollAuth::Open,
+        _ => return Err(ApiError::Unauthorized("an enrollment token is required")),
+    };
+    let agent_token = generate_token(AGENT_TOKEN_PREFIX);
+    let command = EnrollCommand {
+        auth,
+        machine,
+        new_machine_id: new_machine_id(),
+        credential_hash: TokenHash::of(&agent_token),
+        now_ms: clock::now_ms(),
+    };
+    let enrolled = match state.store.enroll(&command).await? {
+        Ok(enrolled) => enrolled,
+        Err(EnrollRefusal::InvalidToken) => {
+            return Err(ApiError::Unauthorized(
+                "the enrollment token is unknown, expired, revoked or used up",
+            ));
+        }
+        Err(EnrollRefusal::MachineRetired) => {
+            return Err(ApiError::Forbidden(
+                "this machine was retired by an operator and cannot re-enrol",
+            ));
+        }
+    };
+    tracing::info!(
+        machine_id = %enrolled.machine_id,
+        hostname = %command.machine.hostname,
+        re_enrolled = enrolled.re_enrolled,
+        "agent enrolled"
+    );
+    let accounting = &state.settings.accounting;
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollResponse {
+            machine_id: enrolled.machine_id,
+            agent_token,
+            heartbeat_interval_seconds: accounting.heartbeat_interval_seconds,
+            idle_threshold_seconds: accounting.idle_threshold_seconds,
+        }),
+    ))
+}
+
+async fn heartbeats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let Some(token) = bearer(&headers) else {
+        return Err(ApiError::Unauthorized("missing agent credential (Authorization: Bearer)"));
+    };
+    let Some(machine_id) = state
+        .credentials
+        .machine_for(state.store.as_ref(), token)
+        .await?
+    else {
+        return Err(ApiError::Unauthorized("unknown or revoked agent credential"));
+    };
+    let received_at_ms = clock::now_ms();
+    let parsed = body(raw).and_then(|bytes| {
+        parse_heartbeat_body(&bytes).map_err(|e| match e {
+            BodyError::Malformed(m) => ApiError::Malformed(m),
+            BodyError::Invalid(v) => ApiError::Invalid(v),
+            BodyError::TooMany(n) => ApiError::PayloadTooLarge(format!(
+                "a batch holds at most {MAX_BATCH_HEARTBEATS} heartbeats, got {n}"
+            )),
+        })
+    });
+    let heartbeats = match parsed {
+        Ok(h) => h,
+        Err(e) => {
+            state.metrics.count_heartbeats("rejected", 1);
+            return Err(e);
+        }
+    };
+    let horizon = received_at_ms + secs_to_ms(state.settings.accounting.max_clock_skew_seconds);
+    if let Some(i) = heartbeats.iter().position(|h| h.sent_at_ms > horizon) {
+        state.metrics.count_heartbeats("rejected", heartbeats.len());
+        let field = if heartbeats.len() == 1 {
+            "sent_at".to_string()
+        } else {
+            format!("heartbeats[{i}].sent_at")
+        };
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "is more than {} s ahead of the server clock; fix the agent's clock",
+                state.settings.accounting.max_clock_skew_seconds
+            ),
+        )
+        .into());
+    }
+    let seqs: Vec<u64> = heartbeats.iter().map(|h| h.seq).collect();
+    let job = HeartbeatJob {
+        machine_id,
+        received_at_ms,
+        heartbeats,
+    };
+    let flags = match state.ingest.submit(job).await? {
+        JobOutcome::Committed(flags) => flags,
+        JobOutcome::UnknownMachine => {
+            return Err(ApiError::Unauthorized("unknown or revoked agent credential"));
+        }
+    };
+    let results: Vec<HeartbeatResult> = seqs
+        .into_iter()
+        .zip(flags)
+        .map(|(seq, accepted)| HeartbeatResult {
+            seq,
+            status: if accepted {
+                HeartbeatStatus::Accepted
+            } else {
+                HeartbeatStatus::Duplicate
+            },
+        })
+        .collect();
+    let response = HeartbeatResponse::from_results(results);
+    state.metrics.count_heartbeats("accepted", response.accepted);
+    state.metrics.count_heartbeats("duplicate", response.duplicates);
+    Ok(Json(response))
+}

@@ -1,0 +1,116 @@
+//! The one error type at the HTTP boundary: status mapping and the DESIGN §3 JSON shape.
+//! Internal errors are logged with context and never shown to clients.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use greenops_protocol::{ErrorBody, ErrorDetail, ValidationError};
+
+use crate::ingest::IngestError;
+use crate::store::StoreError;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed_request", m.clone()),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", (*m).into()),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::PayloadTooLarge(m) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m.clone())
+            }
+            ApiError::Invalid(e) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("{} {}", e.field, e.message),
+            ),
+            ApiError::Unavailable(m) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", (*m).into())
+            }
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "an internal error occurred; it has been logged".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        let (status, code, message) = self.parts();
+        let fields = match &self {
+            ApiError::Invalid(e) => Some(BTreeMap::from([(e.field.clone(), e.message.clone())])),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message,
+                fields,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(source) => {
+                tracing::warn!(error = %source, "store unavailable");
+                ApiError::Unavailable("the database is unavailable; retry later")
+            }
+            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Unavailable => {
+                ApiError::Unavailable("the heartbeat could not be committed; retry later")
+            }
+            IngestError::Overloaded => {
+                ApiError::Unavailable("the collector is overloaded; retry later")
+            }
+            IngestError::Internal => ApiError::Internal(anyhow::anyhow!("group commit failed")),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Operations endpoints: `/healthz`, `/readyz` and `/metrics`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::{ApiError, AppState, bearer};
+use crate::clock;
+use crate::exposition::{CONTENT_TYPE, FleetCollector};
+use crate::secrets::TokenHash;
+use crate::settings::secs_to_ms;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The process is up and serving.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The store answers and every migration is applied.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store.readiness().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        ApiError::Unavailable("the database is unreachable or not migrated")
+    })?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.settings.metrics.bearer_token {
+        // Compare hashes so the comparison time does not depend on the secret's content.
+        let given = bearer(&headers).map(TokenHash::of);
+        if given != Some(TokenHash::of(expected)) {
+            return Err(ApiError::Unauthorized("/metrics requires a bearer token"));
+        }
+    }
+    let snapshot = state.store.fleet_snapshot().await?;
+    let accounting = &state.settings.accounting;
+    let fleet = FleetCollector::new(
+        snapshot,
+        clock::now_ms(),
+        secs_to_ms(accounting.offline_after_seconds),
+        secs_to_ms(accounting.idle_threshold_seconds),
+    );
+    // Rendering 100k machines takes a while: keep it off the async workers.
+    let metrics = state.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || metrics.render(fleet))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = text.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    Ok(response)
+}

@@ -1,0 +1,153 @@
+//! The GreenOps collector as a library: [`App::build`] wires settings, store, ingest writer and
+//! HTTP router; `main.rs` only parses the command line and calls in here.
+
+pub mod accounting;
+pub mod cli;
+pub mod clock;
+pub mod exposition;
+pub mod http;
+pub mod ingest;
+pub mod secrets;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::exposition::ProcessMetrics;
+use crate::http::AppState;
+use crate::ingest::{CredentialCache, Ingest};
+use crate::settings::{Settings, redact_url};
+use crate::store::{PoolOptions, Store};
+
+/// Source revision this binary was built from (`git rev-parse`, or `unknown`).
+pub const REVISION: &str = env!("GREENOPS_REVISION");
+
+/// How long shutdown waits for the ingest queue to drain.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A built collector: store migrated, port bound, writer running.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    writer: JoinHandle<()>,
+}
+
+/// Opens the store named by the settings (without migrating).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = settings.database_url();
+    let options = PoolOptions {
+        max_connections: settings.database.max_connections,
+        acquire_timeout: Duration::from_millis(settings.database.acquire_timeout_ms),
+    };
+    store::open(&url, &options)
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&url)))
+}
+
+impl App {
+    /// Connects to the store, applies migrations, starts the writer and binds the port
+    /// (port 0 picks a free one: see [`App::port`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        store.migrate().await.with_context(|| {
+            format!(
+                "applying migrations to {} (is the database running and reachable?)",
+                redact_url(&settings.database_url())
+            )
+        })?;
+        let metrics = Arc::new(ProcessMetrics::new());
+        let (ingest, writer) = Ingest::start(
+            store.clone(),
+            settings.accounting.params(),
+            &settings.ingest,
+            metrics.clone(),
+        );
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
+            settings.ingest.credential_cache_seconds,
+        )));
+        tracing::info!(
+            backend = ?store.backend(),
+            database = %redact_url(&settings.database_url()),
+            "store ready"
+        );
+        Ok(Self {
+            listener,
+            writer,
+            state: AppState {
+                store,
+                ingest,
+                credentials,
+                metrics,
+                settings: Arc::new(settings),
+            },
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish, flushes the ingest queue and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            listener,
+            state,
+            writer,
+        } = self;
+        let store = state.store.clone();
+        let router = http::router(state);
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        // Every handle to the queue is gone with the router: the writer drains and stops.
+        if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
+            tracing::warn!("the ingest queue did not drain in time");
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,483 @@
+//! The typed settings tree: defaults → `greenops.toml` → `GREENOPS_*` environment → flags
+//! (DESIGN §7). Units are part of every name; secrets are redacted in `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::accounting::Params;
+
+/// Every setting of the collector.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address of the one HTTP port (agent API, admin API and page, `/metrics`).
+    pub listen: SocketAddr,
+    /// Where the embedded database and generated secrets live.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub accounting: AccountingSettings,
+    pub enrollment: EnrollmentSettings,
+    pub ingest: IngestSettings,
+    pub metrics: MetricsSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://…`; empty means `sqlite://<data_dir>/greenops.db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountingSettings {
+    /// Input idle time beyond which time counts as waste.
+    pub idle_threshold_seconds: u64,
+    /// Longest interval between two heartbeats that still counts as observed.
+    pub max_gap_seconds: u64,
+    /// How far ahead of the server clock a heartbeat's `sent_at` may be.
+    pub max_clock_skew_seconds: u64,
+    /// A machine silent for longer than this is `offline`.
+    pub offline_after_seconds: u64,
+    /// Interval told to agents at enrolment.
+    pub heartbeat_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollmentSettings {
+    /// Let agents enrol without an enrollment token (into the default site). Off by default.
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Most heartbeats committed in one transaction.
+    pub max_batch_heartbeats: usize,
+    /// How long the writer waits to fill a batch once it has work.
+    pub max_batch_wait_ms: u64,
+    /// Heartbeat requests that may wait for the writer before new ones get 503.
+    pub queue_capacity: usize,
+    /// Longest time a request waits for its commit before answering 503.
+    pub commit_timeout_ms: u64,
+    /// How long a verified agent credential is trusted without asking the store again
+    /// (revocation takes effect within this time).
+    pub credential_cache_seconds: u64,
+}
+
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `greenops_collector=debug,info`.
+    pub log_level: String,
+    /// OTLP/HTTP endpoint for trace export (e.g. `http://127.0.0.1:4318`); off when empty.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9850)),
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseSettings::default(),
+            accounting: AccountingSettings::default(),
+            enrollment: EnrollmentSettings::default(),
+            ingest: IngestSettings::default(),
+            metrics: MetricsSettings::default(),
+            telemetry: TelemetrySettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+            acquire_timeout_ms: 1500,
+        }
+    }
+}
+
+impl Default for AccountingSettings {
+    fn default() -> Self {
+        Self {
+            idle_threshold_seconds: 300,
+            max_gap_seconds: 180,
+            max_clock_skew_seconds: 300,
+            offline_after_seconds: 180,
+            heartbeat_interval_seconds: 60,
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_heartbeats: 2000,
+            max_batch_wait_ms: 2,
+            queue_capacity: 50_000,
+            commit_timeout_ms: 5000,
+            credential_cache_seconds: 5,
+        }
+    }
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "greenops".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for MetricsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSettings")
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database)
+            .field("accounting", &self.accounting)
+            .field("enrollment", &self.enrollment)
+            .field("ingest", &self.ingest)
+            .field("metrics", &self.metrics)
+            .field("telemetry", &self.telemetry)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl AccountingSettings {
+    pub fn params(&self) -> Params {
+        Params {
+            idle_threshold_ms: secs_to_ms(self.idle_threshold_seconds),
+            max_gap_ms: secs_to_ms(self.max_gap_seconds),
+        }
+    }
+}
+
+/// Seconds (from configuration) to milliseconds, saturating.
+pub fn secs_to_ms(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Values given on the command line, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    /// Loads defaults, then the config file (if any), then the environment, then `overrides`.
+    /// `config` is the explicit file; without it `greenops.toml` in the working directory is
+    /// read when it exists.
+    pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(SettingsError::MissingFile(path.to_path_buf()));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("greenops.toml")),
+        }
+        figment = figment.merge(environment());
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
+        if let Some(url) = &overrides.database_url {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        let settings: Settings = figment.extract().map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses a TOML document on top of the defaults (no environment): used by
+    /// `check-config` and tests.
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |key: &str, why: &str| Err(SettingsError::Value(format!("{key}: {why}")));
+        let a = &self.accounting;
+        if a.max_gap_seconds == 0 {
+            return bad("accounting.max_gap_seconds", "must be at least 1");
+        }
+        if a.heartbeat_interval_seconds == 0 || a.heartbeat_interval_seconds > a.max_gap_seconds {
+            return bad(
+                "accounting.heartbeat_interval_seconds",
+                "must be at least 1 and at most accounting.max_gap_seconds, or no interval would ever be observed",
+            );
+        }
+        if a.offline_after_seconds == 0 {
+            return bad("accounting.offline_after_seconds", "must be at least 1");
+        }
+        if self.ingest.max_batch_heartbeats == 0 || self.ingest.queue_capacity == 0 {
+            return bad("ingest", "max_batch_heartbeats and queue_capacity must be at least 1");
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if self.metrics.bearer_token.as_deref() == Some("") {
+            return bad("metrics.bearer_token", "must not be empty (leave it out to turn it off)");
+        }
+        if self.telemetry.otlp_endpoint.as_deref().is_some_and(|e| {
+            !(e.starts_with("http://") || e.starts_with("https://"))
+        }) {
+            return bad("telemetry.otlp_endpoint", "must be an http:// or https:// URL");
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or the embedded default.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}/greenops.db", self.data_dir.display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+}
+
+/// `GREENOPS_*` variables: the documented short names plus `GREENOPS_SECTION__KEY` for any
+/// nested setting. `DATABASE_URL` is honoured when `GREENOPS_DATABASE_URL` is not set.
+fn environment() -> Figment {
+    let mut figment = Figment::new();
+    if std::env::var_os("GREENOPS_DATABASE_URL").is_none()
+        && let Ok(url) = std::env::var("DATABASE_URL")
+    {
+        figment = figment.merge(Serialized::default("database.url", url));
+    }
+    figment.merge(Env::prefixed("GREENOPS_").filter_map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        match key.as_str() {
+            "database_url" => Some("database.url".into()),
+            "listen" => Some("listen".into()),
+            "data_dir" => Some("data_dir".into()),
+            _ if key.contains("__") => Some(key.replace("__", ".").into()),
+            // Other GREENOPS_* variables (admin password, config path, agent settings) are
+            // not settings of this tree.
+            _ => None,
+        }
+    }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Value(String),
+}
+
+/// The commented example printed by `greenops default-config`; parses back to the defaults.
+pub fn default_config_toml() -> String {
+    let d = Settings::default();
+    let a = d.accounting;
+    let i = d.ingest;
+    format!(
+        r#"# GreenOps collector configuration (greenops.toml).
+# Precedence: built-in defaults < this file < GREENOPS_* environment < command-line flags.
+# Any setting can also be given as GREENOPS_<SECTION>__<KEY>, e.g. GREENOPS_ACCOUNTING__MAX_GAP_SECONDS.
+
+# One port for the agent API, the admin API and page, and /metrics (GREENOPS_LISTEN).
+listen = "{listen}"
+# Where the embedded database lives (GREENOPS_DATA_DIR).
+data_dir = "{data_dir}"
+
+[database]
+# postgres://user:password@host:5432/greenops for production, or sqlite://path/greenops.db.
+# Empty: sqlite://<data_dir>/greenops.db. (GREENOPS_DATABASE_URL, falls back to DATABASE_URL)
+url = ""
+max_connections = {max_conn}
+# A request waits at most this long for a database connection, then gets 503.
+acquire_timeout_ms = {acquire}
+
+[accounting]
+# Input idle time beyond which a powered-on machine counts as wasting energy.
+idle_threshold_seconds = {threshold}
+# Longest interval between two heartbeats that still counts as observed time.
+max_gap_seconds = {gap}
+# Heartbeats dated further ahead of the server clock are rejected (422).
+max_clock_skew_seconds = {skew}
+# A machine not heard from for this long is shown as offline.
+offline_after_seconds = {offline}
+# Heartbeat interval told to agents when they enrol.
+heartbeat_interval_seconds = {interval}
+
+[enrollment]
+# Let agents enrol without an enrollment token (into the default site).
+open = false
+
+[ingest]
+# Group commit: at most this many heartbeats per transaction...
+max_batch_heartbeats = {batch}
+# ...waiting at most this long to fill a batch.
+max_batch_wait_ms = {wait}
+# Requests waiting for the writer before new ones are answered 503.
+queue_capacity = {queue}
+# A request waits at most this long for its commit, then gets 503 (the agent retries).
+commit_timeout_ms = {commit}
+# A verified agent credential is trusted this long before asking the database again.
+credential_cache_seconds = {cache}
+
+[metrics]
+# Require "Authorization: Bearer <token>" on /metrics.
+# bearer_token = "change-me"
+
+[telemetry]
+# "human" or "json".
+log_format = "human"
+log_level = "info"
+# Export traces over OTLP/HTTP, e.g. "http://127.0.0.1:4318". Off when absent.
+# otlp_endpoint = "http://127.0.0.1:4318"
+service_name = "greenops"
+"#,
+        listen = d.listen,
+        data_dir = d.data_dir.display(),
+        max_conn = d.database.max_connections,
+        acquire = d.database.acquire_timeout_ms,
+        threshold = a.idle_threshold_seconds,
+        gap = a.max_gap_seconds,
+        skew = a.max_clock_skew_seconds,
+        offline = a.offline_after_seconds,
+        interval = a.heartbeat_interval_seconds,
+        batch = i.max_batch_heartbeats,
+        wait = i.max_batch_wait_ms,
+        queue = i.queue_capacity,
+        commit = i.commit_timeout_ms,
+        cache = i.credential_cache_seconds,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_parses_back_to_the_defaults() {
+        let parsed = Settings::from_toml(&default_config_toml()).unwrap();
+        assert_eq!(parsed, Settings::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = Settings::from_toml("[accounting]\nidle_treshold_seconds = 5\n").unwrap_err();
+        assert!(err.to_string().contains("idle_treshold_seconds"), "{err}");
+    }
+
+    #[test]
+    fn values_are_checked() {
+        let err = Settings::from_toml("[accounting]\nmax_gap_seconds = 30\n").unwrap_err();
+        assert!(err.to_string().contains("heartbeat_interval_seconds"), "{err}");
+        let err = Settings::from_toml("[telemetry]\notlp_endpoint = \"localhost:4318\"\n").unwrap_err();
+        assert!(err.to_string().contains("otlp_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("greenops.toml", "listen = \"127.0.0.1:1000\"\n[accounting]\nmax_gap_seconds = 200\n")?;
+            jail.set_env("GREENOPS_LISTEN", "127.0.0.1:2000");
+            jail.set_env("GREENOPS_ACCOUNTING__IDLE_THRESHOLD_SECONDS", "60");
+            jail.set_env("DATABASE_URL", "postgres://fallback/db");
+            jail.set_env("GREENOPS_ADMIN_PASSWORD", "not a setting");
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.port(), 2000);
+            assert_eq!(s.accounting.max_gap_seconds, 200);
+            assert_eq!(s.accounting.idle_threshold_seconds, 60);
+            assert_eq!(s.database.url, "postgres://fallback/db");
+            jail.set_env("GREENOPS_DATABASE_URL", "postgres://primary/db");
+            let flags = Overrides {
+                listen: Some("127.0.0.1:3000".parse().unwrap()),
+                database_url: None,
+            };
+            let s = Settings::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.port(), 3000);
+            assert_eq!(s.database.url, "postgres://primary/db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let mut s = Settings::default();
+        s.database.url = "postgres://greenops:hunter2@db:5432/greenops".into();
+        s.metrics.bearer_token = Some("scrape-secret".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("scrape-secret"), "{shown}");
+        assert!(shown.contains("greenops:***@db"));
+    }
+}

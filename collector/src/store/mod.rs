@@ -1,0 +1,241 @@
+//! Persistence behind one trait. Handlers and the ingest writer call [`Store`]; each backend
+//! (one module each) owns its SQL and its migrations. No SQL lives outside this module.
+
+mod postgres;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use greenops_protocol::{Session, ValidEnrollment, ValidHeartbeat};
+use rust_decimal::Decimal;
+
+use crate::accounting::{Increment, LastReport, Params};
+use crate::secrets::TokenHash;
+
+pub use postgres::PostgresStore;
+
+/// Which backend a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+}
+
+/// Failures of the store, as the HTTP layer needs to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now (503, retry later).
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A named object does not exist (404 or a CLI error).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The schema is older or newer than this binary.
+    #[error("migrations: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Anything else: a bug or a broken database (500).
+    #[error("store error: {0}")]
+    Internal(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
+                StoreError::Unavailable(e)
+            }
+            other => StoreError::Internal(other),
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "try again later": connection exceptions, server shutdown,
+/// too many connections, serialization failures.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| {
+        c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "40001" || c == "40P01"
+    })
+}
+
+/// A new enrollment token to store (the plaintext is never stored).
+#[derive(Debug, Clone)]
+pub struct NewEnrollmentToken {
+    pub token_hash: TokenHash,
+    pub site: String,
+    pub department: String,
+    pub expires_at_ms: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// A stored enrollment token (without its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentTokenRecord {
+    pub id: i64,
+    pub site: String,
+    pub department: String,
+    pub expires_at_ms: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+}
+
+/// How an enrolment is authorised.
+#[derive(Debug, Clone, Copy)]
+pub enum EnrollAuth {
+    /// With an enrollment token (its hash).
+    Token(TokenHash),
+    /// Open enrolment, turned on by the operator: default site, no department.
+    Open,
+}
+
+/// Everything needed to enrol or re-enrol a machine.
+#[derive(Debug, Clone)]
+pub struct EnrollCommand {
+    pub auth: EnrollAuth,
+    pub machine: ValidEnrollment,
+    /// Id for the machine if it is new.
+    pub new_machine_id: String,
+    pub credential_hash: TokenHash,
+    pub now_ms: i64,
+}
+
+/// Why an enrolment was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollRefusal {
+    /// Unknown, revoked, expired or used-up enrollment token.
+    InvalidToken,
+    /// The machine was retired by an operator; it cannot come back by itself.
+    MachineRetired,
+}
+
+/// A machine that holds a fresh credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolledMachine {
+    pub machine_id: String,
+    /// True when the machine key was already known (the old credential was revoked).
+    pub re_enrolled: bool,
+}
+
+/// Heartbeats from one request of one machine, waiting to be committed.
+#[derive(Debug, Clone)]
+pub struct HeartbeatJob {
+    pub machine_id: String,
+    pub received_at_ms: i64,
+    pub heartbeats: Vec<ValidHeartbeat>,
+}
+
+/// What committing one job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// One flag per heartbeat: `true` accepted, `false` duplicate.
+    Committed(Vec<bool>),
+    /// The machine no longer exists.
+    UnknownMachine,
+}
+
+/// One machine as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineSnapshot {
+    pub id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub agent_version: String,
+    pub site: String,
+    pub department: String,
+    pub power_profile: String,
+    pub last: Option<LastReport>,
+    pub cpu_usage_ratio: Option<f64>,
+    pub memory_usage_ratio: Option<f64>,
+    /// Time, energy and CO₂ totals (the cost fields are unused here, see `costs`).
+    pub totals: Increment,
+    /// Money totals per currency.
+    pub costs: Vec<CostTotal>,
+}
+
+/// A machine's money totals in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostTotal {
+    pub currency: String,
+    pub cost: Decimal,
+    pub idle_cost: Decimal,
+}
+
+/// Every live (not retired) machine, for one scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetSnapshot {
+    pub machines: Vec<MachineSnapshot>,
+    /// All site names, so machine counts can be zero-filled.
+    pub sites: Vec<String>,
+}
+
+/// The persistence contract shared by every backend.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Ok when the database answers and every migration of this binary is applied.
+    async fn readiness(&self) -> Result<(), StoreError>;
+
+    async fn create_enrollment_token(
+        &self,
+        token: &NewEnrollmentToken,
+    ) -> Result<EnrollmentTokenRecord, StoreError>;
+
+    /// Enrols a new machine or rotates the credential of a known `machine_key`.
+    async fn enroll(
+        &self,
+        cmd: &EnrollCommand,
+    ) -> Result<Result<EnrolledMachine, EnrollRefusal>, StoreError>;
+
+    /// The machine an active agent credential belongs to.
+    async fn machine_for_credential(&self, hash: &TokenHash) -> Result<Option<String>, StoreError>;
+
+    /// Accounts and commits a batch of jobs in one transaction; one outcome per job.
+    async fn commit_heartbeats(
+        &self,
+        jobs: &[HeartbeatJob],
+        params: Params,
+    ) -> Result<Vec<JobOutcome>, StoreError>;
+
+    /// Current totals and last reports of every live machine.
+    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError>;
+
+    /// Closes connections (used on shutdown).
+    async fn close(&self);
+}
+
+/// Opens the store named by `url` (does not migrate).
+pub async fn open(url: &str, options: &PoolOptions) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+    } else if url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "the embedded SQLite backend is not available in this build yet; \
+             set database.url (or GREENOPS_DATABASE_URL) to a postgres:// URL"
+        )
+    } else {
+        anyhow::bail!("unsupported database URL scheme (expected postgres:// or sqlite://)")
+    }
+}
+
+/// Connection pool settings shared by the backends.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: std::time::Duration,
+}
+
+/// Stored form of a session.
+pub(crate) fn session_from_db(s: Option<&str>) -> Session {
+    s.map(Session::from_stored).unwrap_or_default()
+}

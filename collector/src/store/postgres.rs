@@ -1,0 +1,569 @@
+//! PostgreSQL backend: the production store, safe for several collectors on one database.
+//!
+//! Concurrency: the ingest transaction locks the machine rows it touches with
+//! `SELECT … ORDER BY id FOR UPDATE`, so two collectors delivering the same heartbeat serialise
+//! on the row and the second one sees it as a duplicate; locks are always taken in id order,
+//! so batches never deadlock.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Row};
+
+use super::{
+    Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
+    EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineSnapshot,
+    NewEnrollmentToken, PoolOptions, Store, StoreError, session_from_db,
+};
+use crate::accounting::{self, Cursor, Increment, LastReport, Outcome, Params, Rates};
+use crate::secrets::TokenHash;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// A pool of connections to one PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Creates the pool lazily: the collector starts (and answers 503) even while the
+    /// database is down, and recovers by itself when it returns.
+    pub async fn connect(url: &str, options: &PoolOptions) -> anyhow::Result<Self> {
+        let connect: PgConnectOptions = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?
+            .application_name("greenops")
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect);
+        Ok(Self { pool })
+    }
+}
+
+/// Column vectors for one `INSERT … SELECT FROM UNNEST(…)` of heartbeat rows.
+#[derive(Default)]
+struct HeartbeatRows {
+    machine_id: Vec<String>,
+    seq: Vec<i64>,
+    sent_at_ms: Vec<i64>,
+    received_at_ms: Vec<i64>,
+    idle_input_ms: Vec<Option<i64>>,
+    session: Vec<&'static str>,
+    cpu: Vec<Option<f64>>,
+    memory: Vec<Option<f64>>,
+    uptime: Vec<Option<i64>>,
+    observed_ms: Vec<i64>,
+    idle_ms: Vec<i64>,
+    unknown_ms: Vec<i64>,
+    energy_j: Vec<Decimal>,
+    idle_energy_j: Vec<Decimal>,
+    currency: Vec<String>,
+    cost: Vec<Decimal>,
+    idle_cost: Vec<Decimal>,
+    co2_g: Vec<Decimal>,
+    idle_co2_g: Vec<Decimal>,
+}
+
+/// A locked machine while its heartbeats are accounted.
+struct Locked {
+    cursor: Cursor,
+    rates: Rates,
+    currency: String,
+    sum: Increment,
+    /// `(received_at_ms, heartbeat)` of the newest accepted heartbeat in this batch.
+    newest: Option<(i64, greenops_protocol::ValidHeartbeat)>,
+}
+
+fn i64_of(seq: u64) -> i64 {
+    // `seq` is validated to be ≤ i64::MAX at the protocol boundary.
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn readiness(&self) -> Result<(), StoreError> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.pool)
+                .await?;
+        let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if applied != expected {
+            return Err(StoreError::NotFound(format!(
+                "migrations {expected:?} (applied: {applied:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: &NewEnrollmentToken,
+    ) -> Result<EnrollmentTokenRecord, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO enrollment_tokens
+                 (token_hash, site_id, department, expires_at_ms, max_uses, created_at_ms)
+             SELECT $1, s.id, $3, $4, $5, $6 FROM sites s WHERE s.name = $2
+             RETURNING id",
+        )
+        .bind(token.token_hash.as_bytes())
+        .bind(&token.site)
+        .bind(&token.department)
+        .bind(token.expires_at_ms)
+        .bind(token.max_uses)
+        .bind(token.created_at_ms)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site '{}'", token.site)))?;
+        Ok(EnrollmentTokenRecord {
+            id: row.try_get("id")?,
+            site: token.site.clone(),
+            department: token.department.clone(),
+            expires_at_ms: token.expires_at_ms,
+            max_uses: token.max_uses,
+            uses: 0,
+        })
+    }
+
+    async fn enroll(
+        &self,
+        cmd: &EnrollCommand,
+    ) -> Result<Result<EnrolledMachine, EnrollRefusal>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (site_id, department, token_id): (i64, String, Option<i64>) = match cmd.auth {
+            EnrollAuth::Token(hash) => {
+                let Some(row) = sqlx::query(
+                    "SELECT id, site_id, department FROM enrollment_tokens
+                     WHERE token_hash = $1 AND revoked_at_ms IS NULL
+                       AND (expires_at_ms IS NULL OR expires_at_ms > $2)
+                       AND (max_uses IS NULL OR uses < max_uses)
+                     FOR UPDATE",
+                )
+                .bind(hash.as_bytes())
+                .bind(cmd.now_ms)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    return Ok(Err(EnrollRefusal::InvalidToken));
+                };
+                (
+                    row.try_get("site_id")?,
+                    row.try_get("department")?,
+                    Some(row.try_get("id")?),
+                )
+            }
+            EnrollAuth::Open => {
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM sites ORDER BY (name = 'default') DESC, id LIMIT 1",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                (id, String::new(), None)
+            }
+        };
+        let m = &cmd.machine;
+        let macs = serde_json::to_string(&m.mac_addresses).unwrap_or_else(|_| "[]".into());
+        // Insert-if-absent first, then lock whichever row owns the key: race-free when two
+        // enrolments of the same new key arrive at once.
+        sqlx::query(
+            "INSERT INTO machines (id, machine_key, hostname, os, os_version, agent_version,
+                 mac_addresses, site_id, department, power_profile_id, enrolled_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                 (SELECT id FROM power_profiles ORDER BY (name = 'desktop') DESC, id LIMIT 1), $10)
+             ON CONFLICT (machine_key) DO NOTHING",
+        )
+        .bind(&cmd.new_machine_id)
+        .bind(&m.machine_key)
+        .bind(&m.hostname)
+        .bind(&m.os)
+        .bind(&m.os_version)
+        .bind(&m.agent_version)
+        .bind(&macs)
+        .bind(site_id)
+        .bind(&department)
+        .bind(cmd.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT id, retired_at_ms FROM machines WHERE machine_key = $1 FOR UPDATE")
+            .bind(&m.machine_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        let machine_id: String = row.try_get("id")?;
+        let retired: Option<i64> = row.try_get("retired_at_ms")?;
+        if retired.is_some() {
+            return Ok(Err(EnrollRefusal::MachineRetired));
+        }
+        let re_enrolled = machine_id != cmd.new_machine_id;
+        if re_enrolled {
+            sqlx::query(
+                "UPDATE machines SET hostname = $2, os = $3, os_version = $4, agent_version = $5,
+                     mac_addresses = $6 WHERE id = $1",
+            )
+            .bind(&machine_id)
+            .bind(&m.hostname)
+            .bind(&m.os)
+            .bind(&m.os_version)
+            .bind(&m.agent_version)
+            .bind(&macs)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE agent_credentials SET revoked_at_ms = $2
+                 WHERE machine_id = $1 AND revoked_at_ms IS NULL",
+            )
+            .bind(&machine_id)
+            .bind(cmd.now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO agent_credentials (token_hash, machine_id, created_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(cmd.credential_hash.as_bytes())
+        .bind(&machine_id)
+        .bind(cmd.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(id) = token_id {
+            sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(EnrolledMachine {
+            machine_id,
+            re_enrolled,
+        }))
+    }
+
+    async fn machine_for_credential(&self, hash: &TokenHash) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.machine_id FROM agent_credentials c JOIN machines m ON m.id = c.machine_id
+             WHERE c.token_hash = $1 AND c.revoked_at_ms IS NULL AND m.retired_at_ms IS NULL",
+        )
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn commit_heartbeats(
+        &self,
+        jobs: &[HeartbeatJob],
+        params: Params,
+    ) -> Result<Vec<JobOutcome>, StoreError> {
+        let mut ids: Vec<&str> = jobs.iter().map(|j| j.machine_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT m.id, m.last_seq, m.last_sent_at_ms, p.idle_watts, p.active_watts,
+                    s.price_per_kwh, s.carbon_intensity_g_per_kwh, s.currency
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id
+             WHERE m.id = ANY($1) AND m.retired_at_ms IS NULL
+             ORDER BY m.id
+             FOR UPDATE OF m",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut locked: HashMap<String, Locked> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let last_seq: i64 = row.try_get("last_seq")?;
+            locked.insert(
+                row.try_get("id")?,
+                Locked {
+                    cursor: Cursor {
+                        last_seq: u64::try_from(last_seq).unwrap_or(0),
+                        last_sent_at_ms: row.try_get("last_sent_at_ms")?,
+                    },
+                    rates: Rates {
+                        idle_watts: row.try_get("idle_watts")?,
+                        active_watts: row.try_get("active_watts")?,
+                        price_per_kwh: row.try_get("price_per_kwh")?,
+                        carbon_g_per_kwh: row.try_get("carbon_intensity_g_per_kwh")?,
+                    },
+                    currency: row.try_get("currency")?,
+                    sum: Increment::default(),
+                    newest: None,
+                },
+            );
+        }
+
+        let mut hb = HeartbeatRows::default();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let Some(machine) = locked.get_mut(&job.machine_id) else {
+                outcomes.push(JobOutcome::UnknownMachine);
+                continue;
+            };
+            let mut flags = Vec::with_capacity(job.heartbeats.len());
+            for h in &job.heartbeats {
+                match accounting::account(&mut machine.cursor, h, params, &machine.rates) {
+                    Outcome::Duplicate => flags.push(false),
+                    Outcome::Accepted(inc) => {
+                        flags.push(true);
+                        hb.machine_id.push(job.machine_id.clone());
+                        hb.seq.push(i64_of(h.seq));
+                        hb.sent_at_ms.push(h.sent_at_ms);
+                        hb.received_at_ms.push(job.received_at_ms);
+                        hb.idle_input_ms.push(h.idle_ms);
+                        hb.session.push(h.session.as_str());
+                        hb.cpu.push(h.cpu_usage_ratio);
+                        hb.memory.push(h.memory_usage_ratio);
+                        hb.uptime.push(h.uptime_seconds.map(i64_of));
+                        hb.observed_ms.push(inc.observed_ms);
+                        hb.idle_ms.push(inc.idle_ms);
+                        hb.unknown_ms.push(inc.unknown_ms);
+                        hb.energy_j.push(inc.energy_j);
+                        hb.idle_energy_j.push(inc.idle_energy_j);
+                        hb.currency.push(machine.currency.clone());
+                        hb.cost.push(inc.cost);
+                        hb.idle_cost.push(inc.idle_cost);
+                        hb.co2_g.push(inc.co2_g);
+                        hb.idle_co2_g.push(inc.idle_co2_g);
+                        machine.sum.add(&inc);
+                        machine.newest = Some((job.received_at_ms, *h));
+                    }
+                }
+            }
+            outcomes.push(JobOutcome::Committed(flags));
+        }
+
+        if !hb.seq.is_empty() {
+            insert_heartbeats(&mut tx, &hb).await?;
+            update_machines(&mut tx, &locked).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One consistent view of machines, costs and sites.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
+                    m.department, p.name AS power_profile, m.last_received_at_ms, m.last_idle_ms,
+                    m.last_session, m.last_cpu_ratio, m.last_memory_ratio, m.observed_ms,
+                    m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j, m.co2_g, m.idle_co2_g
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id
+             WHERE m.retired_at_ms IS NULL
+             ORDER BY m.id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let cost_rows = sqlx::query(
+            "SELECT c.machine_id, c.currency, c.cost, c.idle_cost
+             FROM machine_cost_totals c JOIN machines m ON m.id = c.machine_id
+             WHERE m.retired_at_ms IS NULL
+             ORDER BY c.machine_id, c.currency",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        let mut costs: HashMap<String, Vec<CostTotal>> = HashMap::new();
+        for row in cost_rows {
+            costs
+                .entry(row.try_get("machine_id")?)
+                .or_default()
+                .push(CostTotal {
+                    currency: row.try_get("currency")?,
+                    cost: row.try_get("cost")?,
+                    idle_cost: row.try_get("idle_cost")?,
+                });
+        }
+        let machines = rows
+            .into_iter()
+            .map(|row| machine_snapshot(&row, &mut costs))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(FleetSnapshot { machines, sites })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn machine_snapshot(
+    row: &PgRow,
+    costs: &mut HashMap<String, Vec<CostTotal>>,
+) -> Result<MachineSnapshot, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    let received: Option<i64> = row.try_get("last_received_at_ms")?;
+    let session: Option<String> = row.try_get("last_session")?;
+    Ok(MachineSnapshot {
+        costs: costs.remove(&id).unwrap_or_default(),
+        id,
+        hostname: row.try_get("hostname")?,
+        os: row.try_get("os")?,
+        os_version: row.try_get("os_version")?,
+        agent_version: row.try_get("agent_version")?,
+        site: row.try_get("site")?,
+        department: row.try_get("department")?,
+        power_profile: row.try_get("power_profile")?,
+        last: received.map(|received_at_ms| -> Result<LastReport, sqlx::Error> {
+            Ok(LastReport {
+                received_at_ms,
+                idle_ms: row.try_get("last_idle_ms")?,
+                session: session_from_db(session.as_deref()),
+            })
+        })
+        .transpose()?,
+        cpu_usage_ratio: row.try_get("last_cpu_ratio")?,
+        memory_usage_ratio: row.try_get("last_memory_ratio")?,
+        totals: Increment {
+            observed_ms: row.try_get("observed_ms")?,
+            idle_ms: row.try_get("idle_ms")?,
+            unknown_ms: row.try_get("unknown_ms")?,
+            energy_j: row.try_get("energy_j")?,
+            idle_energy_j: row.try_get("idle_energy_j")?,
+            co2_g: row.try_get("co2_g")?,
+            idle_co2_g: row.try_get("idle_co2_g")?,
+            ..Increment::default()
+        },
+    })
+}
+
+async fn insert_heartbeats(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    r: &HeartbeatRows,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO heartbeats (machine_id, seq, sent_at_ms, received_at_ms, idle_input_ms,
+             session, cpu_ratio, memory_ratio, uptime_seconds, observed_ms, idle_ms, unknown_ms,
+             energy_j, idle_energy_j, currency, cost, idle_cost, co2_g, idle_co2_g)
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+             $6::text[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
+             $12::int8[], $13::numeric[], $14::numeric[], $15::text[], $16::numeric[],
+             $17::numeric[], $18::numeric[], $19::numeric[])
+         ON CONFLICT (machine_id, seq) DO NOTHING",
+    )
+    .bind(&r.machine_id)
+    .bind(&r.seq)
+    .bind(&r.sent_at_ms)
+    .bind(&r.received_at_ms)
+    .bind(&r.idle_input_ms)
+    .bind(&r.session)
+    .bind(&r.cpu)
+    .bind(&r.memory)
+    .bind(&r.uptime)
+    .bind(&r.observed_ms)
+    .bind(&r.idle_ms)
+    .bind(&r.unknown_ms)
+    .bind(&r.energy_j)
+    .bind(&r.idle_energy_j)
+    .bind(&r.currency)
+    .bind(&r.cost)
+    .bind(&r.idle_cost)
+    .bind(&r.co2_g)
+    .bind(&r.idle_co2_g)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn update_machines(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    locked: &HashMap<String, Locked>,
+) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::new();
+    let mut last_seq = Vec::new();
+    let mut last_sent = Vec::new();
+    let mut received = Vec::new();
+    let mut idle_input = Vec::new();
+    let mut session = Vec::new();
+    let mut cpu = Vec::new();
+    let mut memory = Vec::new();
+    let mut uptime = Vec::new();
+    let mut sums: Vec<&Increment> = Vec::new();
+    let mut currency = Vec::new();
+    for (id, m) in locked {
+        let Some((received_at, h)) = m.newest else { continue };
+        ids.push(id.as_str());
+        last_seq.push(i64_of(m.cursor.last_seq));
+        last_sent.push(m.cursor.last_sent_at_ms);
+        received.push(received_at);
+        idle_input.push(h.idle_ms);
+        session.push(h.session.as_str());
+        cpu.push(h.cpu_usage_ratio);
+        memory.push(h.memory_usage_ratio);
+        uptime.push(h.uptime_seconds.map(i64_of));
+        sums.push(&m.sum);
+        currency.push(m.currency.as_str());
+    }
+    let col = |f: fn(&Increment) -> i64| sums.iter().map(|s| f(s)).collect::<Vec<i64>>();
+    let dec = |f: fn(&Increment) -> Decimal| sums.iter().map(|s| f(s)).collect::<Vec<Decimal>>();
+    sqlx::query(
+        "UPDATE machines AS m SET
+             last_seq = u.last_seq, last_sent_at_ms = u.last_sent, last_received_at_ms = u.received,
+             last_idle_ms = u.idle_input, last_session = u.session, last_cpu_ratio = u.cpu,
+             last_memory_ratio = u.memory, last_uptime_seconds = u.uptime,
+             observed_ms = m.observed_ms + u.observed_ms, idle_ms = m.idle_ms + u.idle_ms,
+             unknown_ms = m.unknown_ms + u.unknown_ms, energy_j = m.energy_j + u.energy_j,
+             idle_energy_j = m.idle_energy_j + u.idle_energy_j, co2_g = m.co2_g + u.co2_g,
+             idle_co2_g = m.idle_co2_g + u.idle_co2_g
+         FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
+                     $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
+                     $12::int8[], $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[])
+              AS u(id, last_seq, last_sent, received, idle_input, session, cpu, memory, uptime,
+                   observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, co2_g, idle_co2_g)
+         WHERE m.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&last_seq)
+    .bind(&last_sent)
+    .bind(&received)
+    .bind(&idle_input)
+    .bind(&session)
+    .bind(&cpu)
+    .bind(&memory)
+    .bind(&uptime)
+    .bind(col(|s| s.observed_ms))
+    .bind(col(|s| s.idle_ms))
+    .bind(col(|s| s.unknown_ms))
+    .bind(dec(|s| s.energy_j))
+    .bind(dec(|s| s.idle_energy_j))
+    .bind(dec(|s| s.co2_g))
+    .bind(dec(|s| s.idle_co2_g))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::numeric[])
+         ON CONFLICT (machine_id, currency) DO UPDATE
+         SET cost = machine_cost_totals.cost + EXCLUDED.cost,
+             idle_cost = machine_cost_totals.idle_cost + EXCLUDED.idle_cost",
+    )
+    .bind(&ids)
+    .bind(&currency)
+    .bind(dec(|s| s.cost))
+    .bind(dec(|s| s.idle_cost))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! `POST /api/v1/heartbeats`: one heartbeat or a batch, and the answer.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::MAX_BATCH_HEARTBEATS;
+use crate::error::ValidationError;
+
+/// The user session as the agent sees it. `locked` and `none` count as idle since the
+/// lock or logoff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Session {
+    Active,
+    Locked,
+    None,
+    #[default]
+    Unknown,
+}
+
+impl Session {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Session::Active => "active",
+            Session::Locked => "locked",
+            Session::None => "none",
+            Session::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the stored form written by [`Session::as_str`]; anything else is `unknown`.
+    pub fn from_stored(s: &str) -> Self {
+        match s {
+            "active" => Session::Active,
+            "locked" => Session::Locked,
+            "none" => Session::None,
+            _ => Session::Unknown,
+        }
+    }
+
+    /// Whether the session itself says nobody is using the machine.
+    pub fn is_away(self) -> bool {
+        matches!(self, Session::Locked | Session::None)
+    }
+}
+
+/// One heartbeat as sent by an agent. Unknown fields are ignored (forward compatibility).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Strictly increasing per agent credential, persisted by the agent; starts at 1.
+    pub seq: u64,
+    /// Agent wall clock when the sample was taken.
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    /// Seconds since the last keyboard/mouse input at `sent_at`; `None` (JSON `null`) when the
+    /// agent could not determine it. The field itself is required.
+    pub idle_seconds: Option<f64>,
+    #[serde(default)]
+    pub session: Session,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_usage_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_usage_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+}
+
+/// `{"heartbeats": [...]}`: several heartbeats in `seq` order (spool replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatBatch {
+    pub heartbeats: Vec<Heartbeat>,
+}
+
+/// A heartbeat whose values are all within the protocol's ranges, in integer milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValidHeartbeat {
+    pub seq: u64,
+    pub sent_at_ms: i64,
+    pub idle_ms: Option<i64>,
+    pub session: Session,
+    pub cpu_usage_ratio: Option<f64>,
+    pub memory_usage_ratio: Option<f64>,
+    pub uptime_seconds: Option<u64>,
+}
+
+/// Earliest `sent_at` accepted: 2000-01-01T00:00:00Z.
+const MIN_SENT_AT_MS: i64 = 946_684_800_000;
+/// Largest idle time accepted: ten years.
+const MAX_IDLE_SECONDS: f64 = 10.0 * 366.0 * 86_400.0;
+
+impl Heartbeat {
+    /// Checks every field's range and converts times to integer milliseconds.
+    pub fn validate(&self) -> Result<ValidHeartbeat, ValidationError> {
+        if self.seq == 0 || self.seq > i64::MAX as u64 {
+            return Err(ValidationError::new("seq", "must be between 1 and 2^63-1"));
+        }
+        let sent_at_ms = i64::try_from(self.sent_at.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| ValidationError::new("sent_at", "is out of range"))?;
+        if sent_at_ms < MIN_SENT_AT_MS {
+            return Err(ValidationError::new("sent_at", "must be after 2000-01-01"));
+        }
+        let idle_ms = match self.idle_seconds {
+            None => None,
+            Some(s) if s.is_finite() && (0.0..=MAX_IDLE_SECONDS).contains(&s) => {
+                // Bounded above, so the conversion is exact enough and cannot overflow.
+                Some((s * 1000.0).round() as i64)
+            }
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "idle_seconds",
+                    "must be null or a number between 0 and 10 years",
+                ));
+            }
+        };
+        check_ratio("cpu_usage_ratio", self.cpu_usage_ratio)?;
+        check_ratio("memory_usage_ratio", self.memory_usage_ratio)?;
+        if self.uptime_seconds.is_some_and(|u| u > i64::MAX as u64) {
+            return Err(ValidationError::new("uptime_seconds", "is out of range"));
+        }
+        Ok(ValidHeartbeat {
+            seq: self.seq,
+            sent_at_ms,
+            idle_ms,
+            session: self.session,
+            cpu_usage_ratio: self.cpu_usage_ratio,
+            memory_usage_ratio: self.memory_usage_ratio,
+            uptime_seconds: self.uptime_seconds,
+        })
+    }
+}
+
+fn check_ratio(field: &str, value: Option<f64>) -> Result<(), ValidationError> {
+    match value {
+        Some(v) if !(v.is_finite() && (0.0..=1.0).contains(&v)) => {
+            Err(ValidationError::new(field, "must be a number between 0 and 1"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Why a heartbeat request body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON at all (400).
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// JSON, but a field has the wrong type or an out-of-range value (422).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// More heartbeats than one batch may hold (413).
+    #[error("a batch holds at most {MAX_BATCH_HEARTBEATS} heartbeats, got {0}")]
+    TooMany(usize),
+}
+
+/// Parses and validates a heartbeat request body: one heartbeat or `{"heartbeats": [...]}`
+/// with strictly increasing `seq`. Errors name the offending field.
+pub fn parse_heartbeat_body(body: &[u8]) -> Result<Vec<ValidHeartbeat>, BodyError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    let serde_json::Value::Object(map) = &value else {
+        return Err(ValidationError::new("$", "the body must be a JSON object").into());
+    };
+    if let Some(items) = map.get("heartbeats") {
+        let Some(list) = items.as_array() else {
+            return Err(ValidationError::new("heartbeats", "must be an array").into());
+        };
+        if list.len() > MAX_BATCH_HEARTBEATS {
+            return Err(BodyError::TooMany(list.len()));
+        }
+        if list.is_empty() {
+            return Err(ValidationError::new("heartbeats", "must not be empty").into());
+        }
+        for (i, item) in list.iter().enumerate() {
+            require_idle_field(item).map_err(|e| e.within(&format!("heartbeats[{i}]")))?;
+        }
+        let batch: HeartbeatBatch = typed(value)?;
+        let mut out = Vec::with_capacity(batch.heartbeats.len());
+        for (i, hb) in batch.heartbeats.iter().enumerate() {
+            let valid = hb
+                .validate()
+                .map_err(|e| e.within(&format!("heartbeats[{i}]")))?;
+            if out
+                .last()
+                .is_some_and(|prev: &ValidHeartbeat| prev.seq >= valid.seq)
+            {
+                return Err(ValidationError::new(
+                    format!("heartbeats[{i}].seq"),
+                    "heartbeats in a batch must be in strictly increasing seq order",
+                )
+                .into());
+            }
+            out.push(valid);
+        }
+        Ok(out)
+    } else {
+        require_idle_field(&value)?;
+        let hb: Heartbeat = typed(value)?;
+        Ok(vec![hb.validate()?])
+    }
+}
+
+fn require_idle_field(item: &serde_json::Value) -> Result<(), ValidationError> {
+    match item {
+        serde_json::Value::Object(m) if !m.contains_key("idle_seconds") => Err(
+            ValidationError::new("idle_seconds", "is required (send null when unknown)"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "$".to_string() } else { path };
+        ValidationError::new(field, e.into_inner().to_string())
+    })
+}
+
+/// What happened to one heartbeat of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeartbeatStatus {
+    Accepted,
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResult {
+    pub seq: u64,
+    pub status: HeartbeatStatus,
+}
+
+/// Answer to a heartbeat request (200): everything listed here is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub results: Vec<HeartbeatResult>,
+}
+
+impl HeartbeatResponse {
+    pub fn from_results(results: Vec<HeartbeatResult>) -> Self {
+        let duplicates = results
+            .iter()
+            .filter(|r| r.status == HeartbeatStatus::Duplicate)
+            .count();
+        Self {
+            accepted: results.len() - duplicates,
+            duplicates,
+            results,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> String {
+        match parse_heartbeat_body(body.as_bytes()) {
+            Err(BodyError::Invalid(e)) => e.field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_single_heartbeat_with_only_required_fields() {
+        let hbs = parse_heartbeat_body(
+            br#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": null, "extra": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(hbs.len(), 1);
+        assert_eq!(hbs[0].idle_ms, None);
+        assert_eq!(hbs[0].session, Session::Unknown);
+        assert_eq!(hbs[0].sent_at_ms, 1_795_771_700_000);
+    }
+
+    #[test]
+    fn parses_a_full_heartbeat() {
+        let hbs = parse_heartbeat_body(
+            br#"{"seq": 42, "sent_at": "2026-11-27T09:15:00.250+01:00", "idle_seconds": 412.5,
+                "session": "locked", "cpu_usage_ratio": 0.07, "memory_usage_ratio": 0.41,
+                "uptime_seconds": 86400}"#,
+        )
+        .unwrap();
+        let hb = hbs[0];
+        assert_eq!(hb.seq, 42);
+        assert_eq!(hb.sent_at_ms, 1_795_771_700_000 - 3_600_000 + 250);
+        assert_eq!(hb.idle_ms, Some(412_500));
+        assert_eq!(hb.session, Session::Locked);
+        assert_eq!(hb.uptime_seconds, Some(86_400));
+    }
+
+    #[test]
+    fn malformed_json_is_not_a_validation_error() {
+        assert!(matches!(
+            parse_heartbeat_body(b"{\"seq\": 1,"),
+            Err(BodyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_heartbeat_body(b""),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let ok = r#""sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1"#;
+        assert_eq!(field_of(&format!(r#"{{"seq": 0, {ok}}}"#)), "seq");
+        assert_eq!(field_of(&format!(r#"{{"seq": -1, {ok}}}"#)), "seq");
+        assert_eq!(field_of(&format!(r#"{{"seq": "7", {ok}}}"#)), "seq");
+        assert_eq!(
+            field_of(r#"{"seq": 1, "sent_at": "yesterday", "idle_seconds": 1}"#),
+            "sent_at"
+        );
+        assert_eq!(
+            field_of(r#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": -5}"#),
+            "idle_seconds"
+        );
+        assert_eq!(
+            field_of(r#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z"}"#),
+            "idle_seconds"
+        );
+        assert_eq!(
+            field_of(&format!(r#"{{"seq": 1, {ok}, "cpu_usage_ratio": 1.5}}"#)),
+            "cpu_usage_ratio"
+        );
+        assert_eq!(
+            field_of(&format!(r#"{{"seq": 1, {ok}, "memory_usage_ratio": -0.1}}"#)),
+            "memory_usage_ratio"
+        );
+        assert_eq!(
+            field_of(&format!(r#"{{"seq": 1, {ok}, "session": "asleep"}}"#)),
+            "session"
+        );
+        assert_eq!(field_of("[1, 2]"), "$");
+    }
+
+    #[test]
+    fn batch_errors_carry_the_index() {
+        let body = r#"{"heartbeats": [
+            {"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1},
+            {"seq": 2, "sent_at": "2026-11-27T09:16:00Z", "idle_seconds": -1}]}"#;
+        assert_eq!(field_of(body), "heartbeats[1].idle_seconds");
+        let body = r#"{"heartbeats": [
+            {"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1},
+            {"seq": 2, "sent_at": 5, "idle_seconds": 1}]}"#;
+        assert_eq!(field_of(body), "heartbeats[1].sent_at");
+        let body = r#"{"heartbeats": [
+            {"seq": 2, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1},
+            {"seq": 2, "sent_at": "2026-11-27T09:16:00Z", "idle_seconds": 1}]}"#;
+        assert_eq!(field_of(body), "heartbeats[1].seq");
+        assert_eq!(field_of(r#"{"heartbeats": []}"#), "heartbeats");
+    }
+
+    #[test]
+    fn oversized_batches_are_refused_before_parsing_items() {
+        let one = r#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1}"#;
+        let body = format!(r#"{{"heartbeats": [{}]}}"#, vec![one; 1001].join(","));
+        assert_eq!(
+            parse_heartbeat_body(body.as_bytes()),
+            Err(BodyError::TooMany(1001))
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_round_trips_through_json() {
+        let hb = Heartbeat {
+            seq: 9,
+            sent_at: time::macros::datetime!(2026-11-27 09:15:00 UTC),
+            idle_seconds: None,
+            session: Session::Active,
+            cpu_usage_ratio: Some(0.5),
+            memory_usage_ratio: None,
+            uptime_seconds: Some(10),
+        };
+        let json = serde_json::to_vec(&hb).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains("\"idle_seconds\":null"));
+        let parsed = parse_heartbeat_body(&json).unwrap();
+        assert_eq!(parsed[0].seq, 9);
+        assert_eq!(parsed[0].idle_ms, None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_heartbeat_body(&bytes);
+        }
+
+        #[test]
+        fn valid_idle_values_convert_to_rounded_milliseconds(ms in 0i64..315_000_000_000) {
+            let body = format!(
+                r#"{{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": {}}}"#,
+                ms as f64 / 1000.0
+            );
+            let hb = parse_heartbeat_body(body.as_bytes()).unwrap()[0];
+            proptest::prop_assert_eq!(hb.idle_ms, Some(ms));
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Wire types shared by the GreenOps agent and collector (DESIGN §3).
+//!
+//! Every JSON body that crosses the network is defined here exactly once, together with the
+//! validation that turns an untrusted body into values the collector may account. This crate
+//! does no I/O.
+
+mod error;
+mod heartbeat;
+mod enroll;
+
+pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment};
+pub use error::{ErrorBody, ErrorDetail, ValidationError};
+pub use heartbeat::{
+    BodyError, Heartbeat, HeartbeatBatch, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,
+    Session, ValidHeartbeat, parse_heartbeat_body,
+};
+
+/// Version of the agent ↔ collector protocol described in this crate.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Largest request body the collector reads (bigger bodies get 413).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most heartbeats in one batch (bigger batches get 413).
+pub const MAX_BATCH_HEARTBEATS: usize = 1000;
