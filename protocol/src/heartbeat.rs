@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(hbs.len(), 1);
         assert_eq!(hbs[0].idle_ms, None);
         assert_eq!(hbs[0].session, Session::Unknown);
-        assert_eq!(hbs[0].sent_at_ms, 1_795_771_700_000);
+        assert_eq!(hbs[0].sent_at_ms, 1_795_770_900_000);
     }
 
     #[test]
@@ -285,7 +285,7 @@ mod tests {
         .unwrap();
         let hb = hbs[0];
         assert_eq!(hb.seq, 42);
-        assert_eq!(hb.sent_at_ms, 1_795_771_700_000 - 3_600_000 + 250);
+        assert_eq!(hb.sent_at_ms, 1_795_770_900_000 - 3_600_000 + 250);
         assert_eq!(hb.idle_ms, Some(412_500));
         assert_eq!(hb.session, Session::Locked);
         assert_eq!(hb.uptime_seconds, Some(86_400));
