@@ -108,7 +108,11 @@ fn observed(delta_ms: i64, hb: &ValidHeartbeat, params: Params, rates: &Rates) -
         );
     };
     // A locked or logged-off session is idle since the lock/logoff: no grace threshold.
-    let threshold = if hb.session.is_away() { 0 } else { params.idle_threshold_ms };
+    let threshold = if hb.session.is_away() {
+        0
+    } else {
+        params.idle_threshold_ms
+    };
     let waste = (idle_ms - threshold).clamp(0, delta_ms);
     let idle_energy_j = joules(waste, rates.idle_watts);
     let energy_j = idle_energy_j + joules(delta_ms - waste, rates.active_watts);
@@ -157,7 +161,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Active, Status::Idle, Status::Offline, Status::Unknown];
+    pub const ALL: [Status; 4] = [
+        Status::Active,
+        Status::Idle,
+        Status::Offline,
+        Status::Unknown,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

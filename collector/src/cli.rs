@@ -91,7 +91,10 @@ impl Cli {
                         database_url: db.database_url,
                     },
                 )?;
-                let telemetry = telemetry::init(&settings.telemetry)?;
+                let telemetry_settings = settings.telemetry.clone();
+                let telemetry =
+                    tokio::task::spawn_blocking(move || telemetry::init(&telemetry_settings))
+                        .await??;
                 let result = serve(settings).await;
                 telemetry.shutdown().await;
                 result
@@ -157,7 +160,8 @@ impl Cli {
                     .unwrap_or_else(|| PathBuf::from("greenops.toml"));
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                Settings::from_toml(&text).with_context(|| format!("{} is not valid", path.display()))?;
+                Settings::from_toml(&text)
+                    .with_context(|| format!("{} is not valid", path.display()))?;
                 println!("{} is valid", path.display());
                 Ok(())
             }

@@ -173,7 +173,10 @@ impl std::fmt::Debug for DatabaseSettings {
 impl std::fmt::Debug for MetricsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsSettings")
-            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -250,7 +253,9 @@ impl Settings {
         if let Some(url) = &overrides.database_url {
             figment = figment.merge(Serialized::default("database.url", url));
         }
-        let settings: Settings = figment.extract().map_err(|e| SettingsError::Invalid(Box::new(e)))?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| SettingsError::Invalid(Box::new(e)))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -283,18 +288,30 @@ impl Settings {
             return bad("accounting.offline_after_seconds", "must be at least 1");
         }
         if self.ingest.max_batch_heartbeats == 0 || self.ingest.queue_capacity == 0 {
-            return bad("ingest", "max_batch_heartbeats and queue_capacity must be at least 1");
+            return bad(
+                "ingest",
+                "max_batch_heartbeats and queue_capacity must be at least 1",
+            );
         }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
         }
         if self.metrics.bearer_token.as_deref() == Some("") {
-            return bad("metrics.bearer_token", "must not be empty (leave it out to turn it off)");
+            return bad(
+                "metrics.bearer_token",
+                "must not be empty (leave it out to turn it off)",
+            );
         }
-        if self.telemetry.otlp_endpoint.as_deref().is_some_and(|e| {
-            !(e.starts_with("http://") || e.starts_with("https://"))
-        }) {
-            return bad("telemetry.otlp_endpoint", "must be an http:// or https:// URL");
+        if self
+            .telemetry
+            .otlp_endpoint
+            .as_deref()
+            .is_some_and(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return bad(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            );
         }
         Ok(())
     }
@@ -441,15 +458,23 @@ mod tests {
     #[test]
     fn values_are_checked() {
         let err = Settings::from_toml("[accounting]\nmax_gap_seconds = 30\n").unwrap_err();
-        assert!(err.to_string().contains("heartbeat_interval_seconds"), "{err}");
-        let err = Settings::from_toml("[telemetry]\notlp_endpoint = \"localhost:4318\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("heartbeat_interval_seconds"),
+            "{err}"
+        );
+        let err =
+            Settings::from_toml("[telemetry]\notlp_endpoint = \"localhost:4318\"\n").unwrap_err();
         assert!(err.to_string().contains("otlp_endpoint"), "{err}");
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("greenops.toml", "listen = \"127.0.0.1:1000\"\n[accounting]\nmax_gap_seconds = 200\n")?;
+            jail.create_file(
+                "greenops.toml",
+                "listen = \"127.0.0.1:1000\"\n[accounting]\nmax_gap_seconds = 200\n",
+            )?;
             jail.set_env("GREENOPS_LISTEN", "127.0.0.1:2000");
             jail.set_env("GREENOPS_ACCOUNTING__IDLE_THRESHOLD_SECONDS", "60");
             jail.set_env("DATABASE_URL", "postgres://fallback/db");
@@ -477,7 +502,10 @@ mod tests {
         s.database.url = "postgres://greenops:hunter2@db:5432/greenops".into();
         s.metrics.bearer_token = Some("scrape-secret".into());
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("scrape-secret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("scrape-secret"),
+            "{shown}"
+        );
         assert!(shown.contains("greenops:***@db"));
     }
 }

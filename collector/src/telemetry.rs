@@ -1,15 +1,13 @@
 //! Logs through `tracing` (human or JSON) and, when `telemetry.otlp_endpoint` is set, trace
-//! export over OTLP/HTTP. Export runs in a background task with a bounded queue: a dead
-//! endpoint costs dropped spans, never a blocked request.
+//! export over OTLP/HTTP. Export runs on the batch processor's own thread with a bounded
+//! queue: a dead endpoint costs dropped spans, never a blocked request.
 
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::runtime::Tokio;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -34,7 +32,8 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber. Must run inside the Tokio runtime.
+/// Installs the global subscriber. The OTLP exporter uses a blocking HTTP client on the batch
+/// processor's own thread, so call this outside async code (e.g. in `spawn_blocking`).
 pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
@@ -50,17 +49,16 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
         Some(endpoint) => {
             let provider = tracer_provider(endpoint, &settings.service_name)?;
             let tracer = provider.tracer("greenops");
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                    meta.is_span() && meta.name() == "request"
-                }));
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer);
             (Some(layer), Some(provider))
         }
         None => (None, None),
     };
+    // One global filter: per-layer filters that disagree about a callsite have been seen to
+    // drop whole request spans here, so both layers see the same spans.
     tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
+        .with(filter)
+        .with(fmt)
         .with(otel)
         .try_init()
         .map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))?;
@@ -80,7 +78,7 @@ fn tracer_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTrac
         .with_endpoint(url)
         .with_timeout(Duration::from_secs(5))
         .build()?;
-    let processor = BatchSpanProcessor::builder(exporter, Tokio)
+    let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
                 .with_scheduled_delay(Duration::from_secs(1))
@@ -89,7 +87,12 @@ fn tracer_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTrac
         )
         .build();
     Ok(SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_span_processor(processor)
-        .with_resource(Resource::builder().with_service_name(service_name.to_string()).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_string())
+                .build(),
+        )
         .build())
 }

@@ -107,7 +107,10 @@ impl std::fmt::Debug for EnrollResponse {
         f.debug_struct("EnrollResponse")
             .field("machine_id", &self.machine_id)
             .field("agent_token", &"<redacted>")
-            .field("heartbeat_interval_seconds", &self.heartbeat_interval_seconds)
+            .field(
+                "heartbeat_interval_seconds",
+                &self.heartbeat_interval_seconds,
+            )
             .field("idle_threshold_seconds", &self.idle_threshold_seconds)
             .finish()
     }

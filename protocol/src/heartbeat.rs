@@ -131,9 +131,10 @@ impl Heartbeat {
 
 fn check_ratio(field: &str, value: Option<f64>) -> Result<(), ValidationError> {
     match value {
-        Some(v) if !(v.is_finite() && (0.0..=1.0).contains(&v)) => {
-            Err(ValidationError::new(field, "must be a number between 0 and 1"))
-        }
+        Some(v) if !(v.is_finite() && (0.0..=1.0).contains(&v)) => Err(ValidationError::new(
+            field,
+            "must be a number between 0 and 1",
+        )),
         _ => Ok(()),
     }
 }
@@ -326,7 +327,9 @@ mod tests {
             "cpu_usage_ratio"
         );
         assert_eq!(
-            field_of(&format!(r#"{{"seq": 1, {ok}, "memory_usage_ratio": -0.1}}"#)),
+            field_of(&format!(
+                r#"{{"seq": 1, {ok}, "memory_usage_ratio": -0.1}}"#
+            )),
             "memory_usage_ratio"
         );
         assert_eq!(

@@ -4,9 +4,9 @@
 //! validation that turns an untrusted body into values the collector may account. This crate
 //! does no I/O.
 
+mod enroll;
 mod error;
 mod heartbeat;
-mod enroll;
 
 pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment};
 pub use error::{ErrorBody, ErrorDetail, ValidationError};

@@ -159,7 +159,12 @@ fn fractional_watts_and_prices_stay_exact() {
         carbon_g_per_kwh: d("233.7"),
     };
     let mut c = Cursor::default();
-    let _ = account(&mut c, &hb(1, 0, Some(0), Session::Active), params(), &rates);
+    let _ = account(
+        &mut c,
+        &hb(1, 0, Some(0), Session::Active),
+        params(),
+        &rates,
+    );
     let Outcome::Accepted(inc) = account(
         &mut c,
         &hb(2, 61, Some(400), Session::Active),
@@ -183,13 +188,25 @@ fn status_is_derived_from_the_last_report() {
     };
     let st = |l, now| status(l, now, 180_000, 300_000);
     assert_eq!(st(None, 0), Status::Offline);
-    assert_eq!(st(last(Some(0), Session::Active), 1_180_001), Status::Offline);
-    assert_eq!(st(last(Some(0), Session::Active), 1_180_000), Status::Active);
+    assert_eq!(
+        st(last(Some(0), Session::Active), 1_180_001),
+        Status::Offline
+    );
+    assert_eq!(
+        st(last(Some(0), Session::Active), 1_180_000),
+        Status::Active
+    );
     assert_eq!(st(last(None, Session::Active), 1_000_000), Status::Unknown);
-    assert_eq!(st(last(Some(300_000), Session::Active), 1_000_000), Status::Idle);
+    assert_eq!(
+        st(last(Some(300_000), Session::Active), 1_000_000),
+        Status::Idle
+    );
     assert_eq!(st(last(Some(1), Session::Locked), 1_000_000), Status::Idle);
     assert_eq!(st(last(Some(1), Session::None), 1_000_000), Status::Idle);
-    assert_eq!(st(last(Some(299_999), Session::Unknown), 1_000_000), Status::Active);
+    assert_eq!(
+        st(last(Some(299_999), Session::Unknown), 1_000_000),
+        Status::Active
+    );
 }
 
 fn session_strategy() -> impl Strategy<Value = Session> {

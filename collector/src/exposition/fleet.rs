@@ -43,7 +43,12 @@ impl FleetCollector {
     }
 
     fn status(&self, m: &MachineSnapshot) -> Status {
-        accounting::status(m.last, self.now_ms, self.offline_after_ms, self.idle_threshold_ms)
+        accounting::status(
+            m.last,
+            self.now_ms,
+            self.offline_after_ms,
+            self.idle_threshold_ms,
+        )
     }
 }
 
@@ -347,12 +352,18 @@ mod tests {
     fn exposition_matches_the_golden_file() {
         let now = 1_795_771_830_000;
         let text = render_fleet_only(FleetCollector::new(snapshot(), now, 180_000, 300_000));
-        let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/fleet.openmetrics");
+        let golden = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/golden/fleet.openmetrics"
+        );
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(golden, &text).unwrap();
         }
         let expected = std::fs::read_to_string(golden).unwrap();
-        assert_eq!(text, expected, "run with UPDATE_GOLDEN=1 to accept a deliberate change");
+        assert_eq!(
+            text, expected,
+            "run with UPDATE_GOLDEN=1 to accept a deliberate change"
+        );
     }
 
     #[test]
@@ -360,7 +371,10 @@ mod tests {
         let text = render_fleet_only(FleetCollector::new(snapshot(), 0, 180_000, 300_000));
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let name = line.split_whitespace().nth(2).unwrap();
-            assert!(text.contains(&format!("# HELP {name} ")), "{name} has no HELP");
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} has no HELP"
+            );
         }
         for name in [
             "greenops_machine_observed_seconds_total",

@@ -1,14 +1,14 @@
 //! Agent-facing API: enrolment and heartbeats (DESIGN §3).
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use greenops_protocol::{
-    BodyError, EnrollRequest, EnrollResponse, HeartbeatResponse, HeartbeatResult,
-    HeartbeatStatus, MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
+    BodyError, EnrollRequest, EnrollResponse, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,
+    MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
 };
 
 use super::{ApiError, AppState, bearer, body, parse_json};
@@ -79,14 +79,18 @@ async fn heartbeats(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let Some(token) = bearer(&headers) else {
-        return Err(ApiError::Unauthorized("missing agent credential (Authorization: Bearer)"));
+        return Err(ApiError::Unauthorized(
+            "missing agent credential (Authorization: Bearer)",
+        ));
     };
     let Some(machine_id) = state
         .credentials
         .machine_for(state.store.as_ref(), token)
         .await?
     else {
-        return Err(ApiError::Unauthorized("unknown or revoked agent credential"));
+        return Err(ApiError::Unauthorized(
+            "unknown or revoked agent credential",
+        ));
     };
     let received_at_ms = clock::now_ms();
     let parsed = body(raw).and_then(|bytes| {
@@ -131,7 +135,9 @@ async fn heartbeats(
     let flags = match state.ingest.submit(job).await? {
         JobOutcome::Committed(flags) => flags,
         JobOutcome::UnknownMachine => {
-            return Err(ApiError::Unauthorized("unknown or revoked agent credential"));
+            return Err(ApiError::Unauthorized(
+                "unknown or revoked agent credential",
+            ));
         }
     };
     let results: Vec<HeartbeatResult> = seqs
@@ -147,7 +153,11 @@ async fn heartbeats(
         })
         .collect();
     let response = HeartbeatResponse::from_results(results);
-    state.metrics.count_heartbeats("accepted", response.accepted);
-    state.metrics.count_heartbeats("duplicate", response.duplicates);
+    state
+        .metrics
+        .count_heartbeats("accepted", response.accepted);
+    state
+        .metrics
+        .count_heartbeats("duplicate", response.duplicates);
     Ok(Json(response))
 }

@@ -46,7 +46,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            observe,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -108,7 +111,9 @@ async fn observe(State(metrics): State<Arc<ProcessMetrics>>, req: Request, next:
 pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+            ApiError::PayloadTooLarge(format!(
+                "request bodies are limited to {MAX_BODY_BYTES} bytes"
+            ))
         } else {
             ApiError::Malformed("the request body could not be read".into())
         }

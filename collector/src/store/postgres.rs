@@ -97,10 +97,11 @@ impl Store for PostgresStore {
     }
 
     async fn readiness(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?;
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
         if applied != expected {
             return Err(StoreError::NotFound(format!(
@@ -198,10 +199,11 @@ impl Store for PostgresStore {
         .bind(cmd.now_ms)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query("SELECT id, retired_at_ms FROM machines WHERE machine_key = $1 FOR UPDATE")
-            .bind(&m.machine_key)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, retired_at_ms FROM machines WHERE machine_key = $1 FOR UPDATE")
+                .bind(&m.machine_key)
+                .fetch_one(&mut *tx)
+                .await?;
         let machine_id: String = row.try_get("id")?;
         let retired: Option<i64> = row.try_get("retired_at_ms")?;
         if retired.is_some() {
@@ -426,14 +428,15 @@ fn machine_snapshot(
         site: row.try_get("site")?,
         department: row.try_get("department")?,
         power_profile: row.try_get("power_profile")?,
-        last: received.map(|received_at_ms| -> Result<LastReport, sqlx::Error> {
-            Ok(LastReport {
-                received_at_ms,
-                idle_ms: row.try_get("last_idle_ms")?,
-                session: session_from_db(session.as_deref()),
+        last: received
+            .map(|received_at_ms| -> Result<LastReport, sqlx::Error> {
+                Ok(LastReport {
+                    received_at_ms,
+                    idle_ms: row.try_get("last_idle_ms")?,
+                    session: session_from_db(session.as_deref()),
+                })
             })
-        })
-        .transpose()?,
+            .transpose()?,
         cpu_usage_ratio: row.try_get("last_cpu_ratio")?,
         memory_usage_ratio: row.try_get("last_memory_ratio")?,
         totals: Increment {
@@ -503,7 +506,9 @@ async fn update_machines(
     let mut sums: Vec<&Increment> = Vec::new();
     let mut currency = Vec::new();
     for (id, m) in locked {
-        let Some((received_at, h)) = m.newest else { continue };
+        let Some((received_at, h)) = m.newest else {
+            continue;
+        };
         ids.push(id.as_str());
         last_seq.push(i64_of(m.cursor.last_seq));
         last_sent.push(m.cursor.last_sent_at_ms);

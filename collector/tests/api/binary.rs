@@ -1,0 +1,273 @@
+//! The `greenops` binary itself: configuration commands, token creation, `serve` with
+//! graceful SIGTERM shutdown and OTLP trace export to a small receiver.
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+
+use crate::helpers::{enroll_body, fresh_database, hb, past};
+
+fn greenops() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_greenops"));
+    // Keep the developer's environment out of the tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GREENOPS_") || k == "DATABASE_URL" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn default_config_passes_check_config() {
+    let out = greenops().arg("default-config").output().unwrap();
+    assert!(out.status.success());
+    let dir = std::env::temp_dir().join(format!("greenops-cfg-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("greenops.toml");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = greenops().arg("check-config").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    std::fs::write(&file, "[accounting]\nidle_treshold_seconds = 10\n").unwrap();
+    let check = greenops().arg("check-config").arg(&file).output().unwrap();
+    assert!(!check.status.success());
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(err.contains("idle_treshold_seconds"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = greenops().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in [
+        "serve",
+        "migrate",
+        "enrollment-token",
+        "check-config",
+        "default-config",
+    ] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
+
+/// A minimal OTLP/HTTP receiver: remembers every JSON trace export it gets.
+async fn otlp_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let store = store.clone();
+            async move {
+                store
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    "{}",
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_traces_and_stops_gracefully_on_sigterm() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let (otlp, seen) = otlp_receiver().await;
+
+    // Migrate and create a token with the CLI, exactly as an operator would.
+    let out = greenops()
+        .args([
+            "enrollment-token",
+            "create",
+            "--department",
+            "ops",
+            "--max-uses",
+            "5",
+        ])
+        .args(["--expires-in", "1h", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout.lines().last().unwrap().trim().to_string();
+    assert!(token.starts_with("gok_enroll_"), "{stdout}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = greenops()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &db,
+        ])
+        .env("GREENOPS_TELEMETRY__OTLP_ENDPOINT", &otlp)
+        .env("GREENOPS_TELEMETRY__LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status())
+        .ok()
+        != Some(reqwest::StatusCode::OK)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let res = client
+        .post(format!("{base}/api/v1/agents/enroll"))
+        .json(&enroll_body(&token, "machine-key-binary-0001"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let enrolled: greenops_protocol::EnrollResponse = res.json().await.unwrap();
+    let res = client
+        .post(format!("{base}/api/v1/heartbeats"))
+        .bearer_auth(&enrolled.agent_token)
+        .json(&hb(1, past(1), Some(12.0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(status.success(), "exit status {status:?}\n{logs}");
+    assert!(
+        logs.contains("\"message\":\"agent enrolled\""),
+        "JSON logs expected:\n{logs}"
+    );
+    assert!(!logs.contains(&enrolled.agent_token), "a secret was logged");
+    assert!(!logs.contains(&token), "a secret was logged");
+
+    let exports = seen.lock().unwrap().join("\n");
+    assert!(
+        exports.contains("POST /api/v1/agents/enroll"),
+        "spans: {exports}"
+    );
+    assert!(
+        exports.contains("POST /api/v1/heartbeats"),
+        "spans: {exports}"
+    );
+    assert!(exports.contains("greenops"), "service name: {exports}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_otlp_endpoint_never_blocks_requests() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = greenops()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &db,
+        ])
+        .env(
+            "GREENOPS_TELEMETRY__OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{dead_port}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status())
+        .ok()
+        != Some(reqwest::StatusCode::OK)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    for _ in 0..50 {
+        let res = client.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM with a dead OTLP endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
