@@ -1,6 +1,7 @@
 //! Persistence behind one trait. Handlers and the ingest writer call [`Store`]; each backend
 //! (one module each) owns its SQL and its migrations. No SQL lives outside this module.
 
+mod batch;
 mod postgres;
 
 use std::fmt;

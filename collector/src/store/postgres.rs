@@ -18,7 +18,10 @@ use super::{
     EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineSnapshot,
     NewEnrollmentToken, PoolOptions, Store, StoreError, session_from_db,
 };
-use crate::accounting::{self, Cursor, Increment, LastReport, Outcome, Params, Rates};
+use greenops_protocol::ValidHeartbeat;
+
+use super::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
+use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
 use crate::secrets::TokenHash;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -44,45 +47,6 @@ impl PostgresStore {
             .connect_lazy_with(connect);
         Ok(Self { pool })
     }
-}
-
-/// Column vectors for one `INSERT … SELECT FROM UNNEST(…)` of heartbeat rows.
-#[derive(Default)]
-struct HeartbeatRows {
-    machine_id: Vec<String>,
-    seq: Vec<i64>,
-    sent_at_ms: Vec<i64>,
-    received_at_ms: Vec<i64>,
-    idle_input_ms: Vec<Option<i64>>,
-    session: Vec<&'static str>,
-    cpu: Vec<Option<f64>>,
-    memory: Vec<Option<f64>>,
-    uptime: Vec<Option<i64>>,
-    observed_ms: Vec<i64>,
-    idle_ms: Vec<i64>,
-    unknown_ms: Vec<i64>,
-    energy_j: Vec<Decimal>,
-    idle_energy_j: Vec<Decimal>,
-    currency: Vec<String>,
-    cost: Vec<Decimal>,
-    idle_cost: Vec<Decimal>,
-    co2_g: Vec<Decimal>,
-    idle_co2_g: Vec<Decimal>,
-}
-
-/// A locked machine while its heartbeats are accounted.
-struct Locked {
-    cursor: Cursor,
-    rates: Rates,
-    currency: String,
-    sum: Increment,
-    /// `(received_at_ms, heartbeat)` of the newest accepted heartbeat in this batch.
-    newest: Option<(i64, greenops_protocol::ValidHeartbeat)>,
-}
-
-fn i64_of(seq: u64) -> i64 {
-    // `seq` is validated to be ≤ i64::MAX at the protocol boundary.
-    i64::try_from(seq).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -302,58 +266,16 @@ impl Store for PostgresStore {
                         carbon_g_per_kwh: row.try_get("carbon_intensity_g_per_kwh")?,
                     },
                     currency: row.try_get("currency")?,
-                    sum: Increment::default(),
-                    newest: None,
                 },
             );
         }
-
-        let mut hb = HeartbeatRows::default();
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let Some(machine) = locked.get_mut(&job.machine_id) else {
-                outcomes.push(JobOutcome::UnknownMachine);
-                continue;
-            };
-            let mut flags = Vec::with_capacity(job.heartbeats.len());
-            for h in &job.heartbeats {
-                match accounting::account(&mut machine.cursor, h, params, &machine.rates) {
-                    Outcome::Duplicate => flags.push(false),
-                    Outcome::Accepted(inc) => {
-                        flags.push(true);
-                        hb.machine_id.push(job.machine_id.clone());
-                        hb.seq.push(i64_of(h.seq));
-                        hb.sent_at_ms.push(h.sent_at_ms);
-                        hb.received_at_ms.push(job.received_at_ms);
-                        hb.idle_input_ms.push(h.idle_ms);
-                        hb.session.push(h.session.as_str());
-                        hb.cpu.push(h.cpu_usage_ratio);
-                        hb.memory.push(h.memory_usage_ratio);
-                        hb.uptime.push(h.uptime_seconds.map(i64_of));
-                        hb.observed_ms.push(inc.observed_ms);
-                        hb.idle_ms.push(inc.idle_ms);
-                        hb.unknown_ms.push(inc.unknown_ms);
-                        hb.energy_j.push(inc.energy_j);
-                        hb.idle_energy_j.push(inc.idle_energy_j);
-                        hb.currency.push(machine.currency.clone());
-                        hb.cost.push(inc.cost);
-                        hb.idle_cost.push(inc.idle_cost);
-                        hb.co2_g.push(inc.co2_g);
-                        hb.idle_co2_g.push(inc.idle_co2_g);
-                        machine.sum.add(&inc);
-                        machine.newest = Some((job.received_at_ms, *h));
-                    }
-                }
-            }
-            outcomes.push(JobOutcome::Committed(flags));
-        }
-
-        if !hb.seq.is_empty() {
-            insert_heartbeats(&mut tx, &hb).await?;
-            update_machines(&mut tx, &locked).await?;
+        let plan = batch::plan(jobs, &locked, params);
+        if !plan.rows.is_empty() {
+            insert_heartbeats(&mut tx, &plan.rows).await?;
+            update_machines(&mut tx, &plan.updates).await?;
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(plan.outcomes)
     }
 
     async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
@@ -454,8 +376,15 @@ fn machine_snapshot(
 
 async fn insert_heartbeats(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    r: &HeartbeatRows,
+    rows: &[AcceptedRow<'_>],
 ) -> Result<(), sqlx::Error> {
+    let col_i64 = |f: fn(&AcceptedRow<'_>) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let col_opt = |f: fn(&AcceptedRow<'_>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+    let col_f64 = |f: fn(&AcceptedRow<'_>) -> Option<f64>| rows.iter().map(f).collect::<Vec<_>>();
+    let col_dec = |f: fn(&AcceptedRow<'_>) -> Decimal| rows.iter().map(f).collect::<Vec<_>>();
+    let machine_ids: Vec<&str> = rows.iter().map(|r| r.machine_id).collect();
+    let sessions: Vec<&str> = rows.iter().map(|r| r.heartbeat.session.as_str()).collect();
+    let currencies: Vec<&str> = rows.iter().map(|r| r.currency).collect();
     sqlx::query(
         "INSERT INTO heartbeats (machine_id, seq, sent_at_ms, received_at_ms, idle_input_ms,
              session, cpu_ratio, memory_ratio, uptime_seconds, observed_ms, idle_ms, unknown_ms,
@@ -466,25 +395,25 @@ async fn insert_heartbeats(
              $17::numeric[], $18::numeric[], $19::numeric[])
          ON CONFLICT (machine_id, seq) DO NOTHING",
     )
-    .bind(&r.machine_id)
-    .bind(&r.seq)
-    .bind(&r.sent_at_ms)
-    .bind(&r.received_at_ms)
-    .bind(&r.idle_input_ms)
-    .bind(&r.session)
-    .bind(&r.cpu)
-    .bind(&r.memory)
-    .bind(&r.uptime)
-    .bind(&r.observed_ms)
-    .bind(&r.idle_ms)
-    .bind(&r.unknown_ms)
-    .bind(&r.energy_j)
-    .bind(&r.idle_energy_j)
-    .bind(&r.currency)
-    .bind(&r.cost)
-    .bind(&r.idle_cost)
-    .bind(&r.co2_g)
-    .bind(&r.idle_co2_g)
+    .bind(&machine_ids)
+    .bind(col_i64(|r| i64_of(r.heartbeat.seq)))
+    .bind(col_i64(|r| r.heartbeat.sent_at_ms))
+    .bind(col_i64(|r| r.received_at_ms))
+    .bind(col_opt(|r| r.heartbeat.idle_ms))
+    .bind(&sessions)
+    .bind(col_f64(|r| r.heartbeat.cpu_usage_ratio))
+    .bind(col_f64(|r| r.heartbeat.memory_usage_ratio))
+    .bind(col_opt(|r| r.heartbeat.uptime_seconds.map(i64_of)))
+    .bind(col_i64(|r| r.increment.observed_ms))
+    .bind(col_i64(|r| r.increment.idle_ms))
+    .bind(col_i64(|r| r.increment.unknown_ms))
+    .bind(col_dec(|r| r.increment.energy_j))
+    .bind(col_dec(|r| r.increment.idle_energy_j))
+    .bind(&currencies)
+    .bind(col_dec(|r| r.increment.cost))
+    .bind(col_dec(|r| r.increment.idle_cost))
+    .bind(col_dec(|r| r.increment.co2_g))
+    .bind(col_dec(|r| r.increment.idle_co2_g))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -492,37 +421,30 @@ async fn insert_heartbeats(
 
 async fn update_machines(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    locked: &HashMap<String, Locked>,
+    updates: &[MachineUpdate<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut ids = Vec::new();
-    let mut last_seq = Vec::new();
-    let mut last_sent = Vec::new();
-    let mut received = Vec::new();
-    let mut idle_input = Vec::new();
-    let mut session = Vec::new();
-    let mut cpu = Vec::new();
-    let mut memory = Vec::new();
-    let mut uptime = Vec::new();
-    let mut sums: Vec<&Increment> = Vec::new();
-    let mut currency = Vec::new();
-    for (id, m) in locked {
-        let Some((received_at, h)) = m.newest else {
-            continue;
-        };
-        ids.push(id.as_str());
-        last_seq.push(i64_of(m.cursor.last_seq));
-        last_sent.push(m.cursor.last_sent_at_ms);
-        received.push(received_at);
-        idle_input.push(h.idle_ms);
-        session.push(h.session.as_str());
-        cpu.push(h.cpu_usage_ratio);
-        memory.push(h.memory_usage_ratio);
-        uptime.push(h.uptime_seconds.map(i64_of));
-        sums.push(&m.sum);
-        currency.push(m.currency.as_str());
-    }
-    let col = |f: fn(&Increment) -> i64| sums.iter().map(|s| f(s)).collect::<Vec<i64>>();
-    let dec = |f: fn(&Increment) -> Decimal| sums.iter().map(|s| f(s)).collect::<Vec<Decimal>>();
+    let ids: Vec<&str> = updates.iter().map(|u| u.machine_id).collect();
+    let newest = |f: fn(i64, &ValidHeartbeat) -> Option<i64>| {
+        updates
+            .iter()
+            .map(|u| f(u.newest.0, u.newest.1))
+            .collect::<Vec<Option<i64>>>()
+    };
+    let ratio = |f: fn(&ValidHeartbeat) -> Option<f64>| {
+        updates
+            .iter()
+            .map(|u| f(u.newest.1))
+            .collect::<Vec<Option<f64>>>()
+    };
+    let sum_i64 = |f: fn(&Increment) -> i64| updates.iter().map(|u| f(&u.sum)).collect::<Vec<_>>();
+    let sum_dec =
+        |f: fn(&Increment) -> Decimal| updates.iter().map(|u| f(&u.sum)).collect::<Vec<_>>();
+    let sessions: Vec<&str> = updates
+        .iter()
+        .map(|u| u.newest.1.session.as_str())
+        .collect();
+    let last_seq: Vec<i64> = updates.iter().map(|u| i64_of(u.cursor.last_seq)).collect();
+    let last_sent: Vec<Option<i64>> = updates.iter().map(|u| u.cursor.last_sent_at_ms).collect();
     sqlx::query(
         "UPDATE machines AS m SET
              last_seq = u.last_seq, last_sent_at_ms = u.last_sent, last_received_at_ms = u.received,
@@ -542,21 +464,22 @@ async fn update_machines(
     .bind(&ids)
     .bind(&last_seq)
     .bind(&last_sent)
-    .bind(&received)
-    .bind(&idle_input)
-    .bind(&session)
-    .bind(&cpu)
-    .bind(&memory)
-    .bind(&uptime)
-    .bind(col(|s| s.observed_ms))
-    .bind(col(|s| s.idle_ms))
-    .bind(col(|s| s.unknown_ms))
-    .bind(dec(|s| s.energy_j))
-    .bind(dec(|s| s.idle_energy_j))
-    .bind(dec(|s| s.co2_g))
-    .bind(dec(|s| s.idle_co2_g))
+    .bind(newest(|received, _| Some(received)))
+    .bind(newest(|_, h| h.idle_ms))
+    .bind(&sessions)
+    .bind(ratio(|h| h.cpu_usage_ratio))
+    .bind(ratio(|h| h.memory_usage_ratio))
+    .bind(newest(|_, h| h.uptime_seconds.map(i64_of)))
+    .bind(sum_i64(|s| s.observed_ms))
+    .bind(sum_i64(|s| s.idle_ms))
+    .bind(sum_i64(|s| s.unknown_ms))
+    .bind(sum_dec(|s| s.energy_j))
+    .bind(sum_dec(|s| s.idle_energy_j))
+    .bind(sum_dec(|s| s.co2_g))
+    .bind(sum_dec(|s| s.idle_co2_g))
     .execute(&mut **tx)
     .await?;
+    let currencies: Vec<&str> = updates.iter().map(|u| u.currency).collect();
     sqlx::query(
         "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::numeric[])
@@ -565,9 +488,9 @@ async fn update_machines(
              idle_cost = machine_cost_totals.idle_cost + EXCLUDED.idle_cost",
     )
     .bind(&ids)
-    .bind(&currency)
-    .bind(dec(|s| s.cost))
-    .bind(dec(|s| s.idle_cost))
+    .bind(&currencies)
+    .bind(sum_dec(|s| s.cost))
+    .bind(sum_dec(|s| s.idle_cost))
     .execute(&mut **tx)
     .await?;
     Ok(())
