@@ -46,6 +46,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let options = PoolOptions {
         max_connections: settings.database.max_connections,
         acquire_timeout: Duration::from_millis(settings.database.acquire_timeout_ms),
+        sqlite_durability: settings.database.sqlite_synchronous,
     };
     store::open(&url, &options)
         .await

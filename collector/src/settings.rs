@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::accounting::Params;
+use crate::store::SqliteDurability;
 
 /// Every setting of the collector.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before answering 503.
     pub acquire_timeout_ms: u64,
+    /// SQLite only: `normal` (survives a collector crash; an OS crash or power loss may lose
+    /// the last commits) or `full` (fsync on every commit).
+    pub sqlite_synchronous: SqliteDurability,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +125,7 @@ impl Default for DatabaseSettings {
             url: String::new(),
             max_connections: 16,
             acquire_timeout_ms: 1500,
+            sqlite_synchronous: SqliteDurability::Normal,
         }
     }
 }
@@ -166,6 +171,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .finish()
     }
 }
@@ -381,6 +387,9 @@ url = ""
 max_connections = {max_conn}
 # A request waits at most this long for a database connection, then gets 503.
 acquire_timeout_ms = {acquire}
+# SQLite only. "normal": a commit survives a collector crash, but an OS crash or power loss may
+# lose the last few commits. "full": fsync every commit (slower, fully durable).
+sqlite_synchronous = "normal"
 
 [accounting]
 # Input idle time beyond which a powered-on machine counts as wasting energy.

@@ -3,6 +3,7 @@
 
 mod batch;
 mod postgres;
+mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use crate::accounting::{Increment, LastReport, Params};
 use crate::secrets::TokenHash;
 
 pub use postgres::PostgresStore;
+pub use sqlite::{SqliteDurability, SqliteStore, path_of as sqlite_path};
 
 /// Which backend a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
+    Sqlite,
 }
 
 /// Failures of the store, as the HTTP layer needs to tell them apart.
@@ -220,10 +223,9 @@ pub async fn open(url: &str, options: &PoolOptions) -> anyhow::Result<Arc<dyn St
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(url, options).await?))
     } else if url.starts_with("sqlite:") {
-        anyhow::bail!(
-            "the embedded SQLite backend is not available in this build yet; \
-             set database.url (or GREENOPS_DATABASE_URL) to a postgres:// URL"
-        )
+        Ok(Arc::new(
+            SqliteStore::connect(url, options, options.sqlite_durability).await?,
+        ))
     } else {
         anyhow::bail!("unsupported database URL scheme (expected postgres:// or sqlite://)")
     }
@@ -234,6 +236,8 @@ pub async fn open(url: &str, options: &PoolOptions) -> anyhow::Result<Arc<dyn St
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: std::time::Duration,
+    /// SQLite only: how durable each commit is.
+    pub sqlite_durability: SqliteDurability,
 }
 
 /// Stored form of a session.

@@ -4,15 +4,14 @@
 use greenops_collector::accounting::{self, Cursor, Increment, Outcome};
 use serde_json::{Value, json};
 
-use crate::helpers::{dec, fresh_database, hb, past, spawn_app_with, test_settings};
+use crate::helpers::{Db, dec, fresh_database_of, hb, past, spawn_app_with, test_settings};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_collectors_receiving_the_same_heartbeats_never_double_count() {
-    let Some(db) = fresh_database().await else {
+async fn two_collectors_receiving_the_same_heartbeats_never_double_count(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
         return;
     };
-    let a = spawn_app_with(test_settings(&db)).await;
-    let b = spawn_app_with(test_settings(&db)).await;
+    let a = spawn_app_with(test_settings(&url)).await;
+    let b = spawn_app_with(test_settings(&url)).await;
     let t = past(120);
     let mut machines = Vec::new();
     for _ in 0..6 {
@@ -105,12 +104,11 @@ async fn two_collectors_receiving_the_same_heartbeats_never_double_count() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn totals_survive_a_restart() {
-    let Some(db) = fresh_database().await else {
+async fn totals_survive_a_restart(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
         return;
     };
-    let app = spawn_app_with(test_settings(&db)).await;
+    let app = spawn_app_with(test_settings(&url)).await;
     let m = app.new_machine().await;
     let t = past(10);
     app.send(&m.agent_token, &hb(1, t, Some(900.0))).await;
@@ -129,7 +127,7 @@ async fn totals_survive_a_restart() {
     assert!(before.len() >= 8);
     app.stop().await;
 
-    let app = spawn_app_with(test_settings(&db)).await;
+    let app = spawn_app_with(test_settings(&url)).await;
     assert_eq!(counters(app.metrics().await), before);
     // The accounting cursor survived too: the next heartbeat continues the interval.
     app.send(
@@ -140,3 +138,8 @@ async fn totals_survive_a_restart() {
     assert_eq!(app.totals(&m.machine_id).await.idle_ms, 120_000);
     app.stop().await;
 }
+
+on_both_backends!(
+    two_collectors_receiving_the_same_heartbeats_never_double_count,
+    totals_survive_a_restart,
+);

@@ -5,12 +5,14 @@ use greenops_collector::store::NewEnrollmentToken;
 use serde_json::json;
 
 use crate::helpers::{
-    enroll_body, error_of, fresh_database, hb, past, spawn_app, spawn_app_with, test_settings,
+    Db, enroll_body, error_of, fresh_database_of, hb, past, spawn_app_on, spawn_app_with,
+    test_settings,
 };
 
-#[tokio::test]
-async fn enrolment_returns_a_credential_and_the_defaults() {
-    let Some(app) = spawn_app().await else { return };
+async fn enrolment_returns_a_credential_and_the_defaults(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let token = app.enrollment_token("default", "finance").await;
     let enrolled = app.enroll(&token, "machine-key-0000000001").await;
     assert_eq!(enrolled.machine_id.len(), 32);
@@ -31,9 +33,10 @@ async fn enrolment_returns_a_credential_and_the_defaults() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn enrolment_needs_a_valid_token() {
-    let Some(app) = spawn_app().await else { return };
+async fn enrolment_needs_a_valid_token(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let mut body = enroll_body("x", "machine-key-0000000002");
     body.as_object_mut().unwrap().remove("enrollment_token");
     let (status, code, _) = error_of(app.post_enroll(&body).await).await;
@@ -48,9 +51,10 @@ async fn enrolment_needs_a_valid_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn expired_and_used_up_tokens_are_refused() {
-    let Some(app) = spawn_app().await else { return };
+async fn expired_and_used_up_tokens_are_refused(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let store = greenops_collector::open_store(&test_settings(&app.db_url))
         .await
         .unwrap();
@@ -96,9 +100,10 @@ async fn expired_and_used_up_tokens_are_refused() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn re_enrolling_rotates_the_credential() {
-    let Some(app) = spawn_app().await else { return };
+async fn re_enrolling_rotates_the_credential(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let token = app.enrollment_token("default", "").await;
     let first = app.enroll(&token, "machine-key-0000000006").await;
     app.send(&first.agent_token, &hb(1, past(10), Some(1.0)))
@@ -125,12 +130,11 @@ async fn re_enrolling_rotates_the_credential() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn open_enrolment_is_off_unless_turned_on() {
-    let Some(db) = fresh_database().await else {
+async fn open_enrolment_is_off_unless_turned_on(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
         return;
     };
-    let mut settings = test_settings(&db);
+    let mut settings = test_settings(&url);
     settings.enrollment.open = true;
     let app = spawn_app_with(settings).await;
     let mut body = enroll_body("", "machine-key-0000000007");
@@ -140,9 +144,10 @@ async fn open_enrolment_is_off_unless_turned_on() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_enrolment_bodies_get_clear_errors() {
-    let Some(app) = spawn_app().await else { return };
+async fn bad_enrolment_bodies_get_clear_errors(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let token = app.enrollment_token("default", "").await;
     let res = app
         .client
@@ -173,3 +178,12 @@ async fn bad_enrolment_bodies_get_clear_errors() {
     assert!(!app.metrics().await.contains("greenops_machine_info{"));
     app.stop().await;
 }
+
+on_both_backends!(
+    enrolment_returns_a_credential_and_the_defaults,
+    enrolment_needs_a_valid_token,
+    expired_and_used_up_tokens_are_refused,
+    re_enrolling_rotates_the_credential,
+    open_enrolment_is_off_unless_turned_on,
+    bad_enrolment_bodies_get_clear_errors,
+);

@@ -2,11 +2,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Totals, dec, error_of, hb, metric, past, spawn_app};
+use crate::helpers::{Db, Totals, dec, error_of, hb, metric, past, spawn_app_on};
 
-#[tokio::test]
-async fn the_worked_scenario_is_exact_and_replays_change_nothing() {
-    let Some(app) = spawn_app().await else { return };
+async fn the_worked_scenario_is_exact_and_replays_change_nothing(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let m = app.new_machine().await;
     let t = past(10);
     for (seq, at, idle) in [(1, 0, 0.0), (2, 60, 400.0), (3, 120, 30.0)] {
@@ -73,9 +74,10 @@ async fn the_worked_scenario_is_exact_and_replays_change_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn spooled_batches_give_exactly_the_totals_of_live_delivery() {
-    let Some(app) = spawn_app().await else { return };
+async fn spooled_batches_give_exactly_the_totals_of_live_delivery(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let live = app.new_machine().await;
     let spooled = app.new_machine().await;
     let t = past(60);
@@ -122,9 +124,10 @@ async fn spooled_batches_give_exactly_the_totals_of_live_delivery() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn locked_sessions_and_unknown_idle_drive_status_and_totals() {
-    let Some(app) = spawn_app().await else { return };
+async fn locked_sessions_and_unknown_idle_drive_status_and_totals(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let locked = app.new_machine().await;
     let unknown = app.new_machine().await;
     let t = past(5);
@@ -169,9 +172,10 @@ async fn locked_sessions_and_unknown_idle_drive_status_and_totals() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_input_gets_the_right_error_and_changes_nothing() {
-    let Some(app) = spawn_app().await else { return };
+async fn bad_input_gets_the_right_error_and_changes_nothing(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
     let m = app.new_machine().await;
     let t = past(10);
     app.send(&m.agent_token, &hb(1, t, Some(0.0))).await;
@@ -316,3 +320,10 @@ async fn bad_input_gets_the_right_error_and_changes_nothing() {
     );
     app.stop().await;
 }
+
+on_both_backends!(
+    the_worked_scenario_is_exact_and_replays_change_nothing,
+    spooled_batches_give_exactly_the_totals_of_live_delivery,
+    locked_sessions_and_unknown_idle_drive_status_and_totals,
+    bad_input_gets_the_right_error_and_changes_nothing,
+);

@@ -40,15 +40,36 @@ pub fn test_settings(db_url: &str) -> Settings {
     s
 }
 
-/// A fresh database on the shared test server; `None` (after reporting) when unavailable.
+/// The storage backends every backend-neutral test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh PostgreSQL database on the shared test server; `None` (after reporting) when
+/// unavailable.
 pub async fn fresh_database() -> Option<String> {
     Some(postgres::shared()?.fresh_database().await)
 }
 
-/// A collector on a fresh database, or `None` when PostgreSQL is unavailable (not in CI).
-pub async fn spawn_app() -> Option<TestApp> {
-    let db = fresh_database().await?;
-    Some(spawn_app_with(test_settings(&db)).await)
+/// A fresh, empty database of either backend.
+pub async fn fresh_database_of(db: Db) -> Option<String> {
+    match db {
+        Db::Postgres => fresh_database().await,
+        Db::Sqlite => {
+            let dir = std::env::temp_dir()
+                .join(format!("greenops-sqlite-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Some(format!("sqlite://{}/greenops.db", dir.display()))
+        }
+    }
+}
+
+/// A collector on a fresh database of the given backend.
+pub async fn spawn_app_on(db: Db) -> Option<TestApp> {
+    let url = fresh_database_of(db).await?;
+    Some(spawn_app_with(test_settings(&url)).await)
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
@@ -209,6 +230,9 @@ pub fn enroll_body(token: &str, key: &str) -> Value {
 
 /// Exact totals of a machine, straight from the database.
 pub async fn totals(db_url: &str, machine_id: &str) -> Totals {
+    if db_url.starts_with("sqlite:") {
+        return sqlite_totals(db_url, machine_id).await;
+    }
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
     let m = sqlx::query(
@@ -281,4 +305,67 @@ pub async fn error_of(res: reqwest::Response) -> (u16, String, Option<String>) {
         .as_object()
         .and_then(|f| f.keys().next().cloned());
     (status, code, field)
+}
+
+/// The SQLite version of [`totals`]: decimals are TEXT there, so sums are taken in Rust.
+async fn sqlite_totals(db_url: &str, machine_id: &str) -> Totals {
+    use sqlx::Connection;
+    use sqlx::types::Text;
+    let path = greenops_collector::store::sqlite_path(db_url);
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let m = sqlx::query(
+        "SELECT last_seq, observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, co2_g,
+                idle_co2_g FROM machines WHERE id = ?1",
+    )
+    .bind(machine_id)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let d = |row: &sqlx::sqlite::SqliteRow, c: &str| row.get::<Text<Decimal>, _>(c).0;
+    let costs =
+        sqlx::query("SELECT cost, idle_cost FROM machine_cost_totals WHERE machine_id = ?1")
+            .bind(machine_id)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let rows = sqlx::query(
+        "SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeats WHERE machine_id = ?1",
+    )
+    .bind(machine_id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let t = Totals {
+        last_seq: m.get("last_seq"),
+        observed_ms: m.get("observed_ms"),
+        idle_ms: m.get("idle_ms"),
+        unknown_ms: m.get("unknown_ms"),
+        energy_j: d(&m, "energy_j"),
+        idle_energy_j: d(&m, "idle_energy_j"),
+        co2_g: d(&m, "co2_g"),
+        idle_co2_g: d(&m, "idle_co2_g"),
+        cost: costs.iter().map(|r| d(r, "cost")).sum(),
+        idle_cost: costs.iter().map(|r| d(r, "idle_cost")).sum(),
+        heartbeat_rows: rows.len() as i64,
+    };
+    assert_eq!(
+        t.observed_ms,
+        rows.iter()
+            .map(|r| r.get::<i64, _>("observed_ms"))
+            .sum::<i64>()
+    );
+    assert_eq!(
+        t.energy_j,
+        rows.iter().map(|r| d(r, "energy_j")).sum::<Decimal>()
+    );
+    assert_eq!(t.cost, rows.iter().map(|r| d(r, "cost")).sum::<Decimal>());
+    assert_eq!(
+        t.idle_co2_g,
+        rows.iter().map(|r| d(r, "idle_co2_g")).sum::<Decimal>()
+    );
+    conn.close().await.ok();
+    t
 }

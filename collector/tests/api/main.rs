@@ -2,8 +2,25 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+/// Runs each named `async fn(Db)` as two tests, `NAME::postgres` and `NAME::sqlite`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(crate::helpers::Db::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::helpers::Db::Sqlite).await
+            }
+        }
+    )* };
+}
+
 mod binary;
 mod cluster;
+mod conformance;
 mod enrolment;
 mod heartbeats;
 mod helpers;

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::helpers::{fresh_database, hb, past, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{Db, fresh_database, hb, past, spawn_app_on, spawn_app_with, test_settings};
 use crate::postgres::missing;
 
 /// Every metric family name DESIGN §4 promises, as it appears on sample lines.
@@ -30,8 +30,8 @@ const FAMILIES: &[&str] = &[
     "greenops_build_info",
 ];
 
-async fn populated() -> Option<(crate::helpers::TestApp, String)> {
-    let app = spawn_app().await?;
+async fn populated(db: Db) -> Option<(crate::helpers::TestApp, String)> {
+    let app = spawn_app_on(db).await?;
     let m = app.new_machine().await;
     let t = past(10);
     app.send(&m.agent_token, &hb(1, t, Some(0.0))).await;
@@ -44,9 +44,8 @@ async fn populated() -> Option<(crate::helpers::TestApp, String)> {
     Some((app, text))
 }
 
-#[tokio::test]
-async fn every_documented_family_is_exposed_with_help() {
-    let Some((app, text)) = populated().await else {
+async fn every_documented_family_is_exposed_with_help(db: Db) {
+    let Some((app, text)) = populated(db).await else {
         return;
     };
     for family in FAMILIES {
@@ -76,9 +75,8 @@ async fn every_documented_family_is_exposed_with_help() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn promtool_accepts_the_exposition() {
-    let Some((app, text)) = populated().await else {
+async fn promtool_accepts_the_exposition(db: Db) {
+    let Some((app, text)) = populated(db).await else {
         return;
     };
     app.stop().await;
@@ -141,3 +139,8 @@ async fn metrics_can_require_a_bearer_token() {
     assert_eq!(res.status(), 200);
     app.stop().await;
 }
+
+on_both_backends!(
+    every_documented_family_is_exposed_with_help,
+    promtool_accepts_the_exposition,
+);

@@ -1,0 +1,581 @@
+//! SQLite backend: the embedded default, a single file in the data directory.
+//!
+//! WAL mode with `synchronous = NORMAL` by default: a commit survives a crash of the collector
+//! process, but the last transactions before a power loss or OS crash may be lost (they are in
+//! the WAL but not yet fsynced). `database.sqlite_synchronous = "full"` fsyncs every commit.
+//! Writers take the database write lock up front (`BEGIN IMMEDIATE`), so several writers —
+//! even several collector processes on one file — serialise instead of failing mid-transaction.
+//!
+//! SQLite has no exact decimal type: decimals are stored as TEXT and every sum is computed in
+//! the collector with `rust_decimal`, never in SQL.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::types::Text;
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+
+use super::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
+use super::{
+    Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
+    EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineSnapshot,
+    NewEnrollmentToken, PoolOptions, Store, StoreError, session_from_db,
+};
+use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
+use crate::secrets::TokenHash;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Most bound parameters used in one `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+/// Durability of each commit (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteDurability {
+    /// Durable against process crashes; an OS crash or power loss may lose the last commits.
+    Normal,
+    /// Every commit is fsynced.
+    Full,
+}
+
+/// A pool of connections to one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// The file named by a `sqlite://path` or `sqlite:path` URL.
+pub fn path_of(url: &str) -> PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    PathBuf::from(rest)
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file and its directory.
+    pub async fn connect(
+        url: &str,
+        options: &PoolOptions,
+        durability: SqliteDurability,
+    ) -> anyhow::Result<Self> {
+        let path = path_of(url);
+        if path.as_os_str().is_empty() {
+            anyhow::bail!("the SQLite URL names no file (expected sqlite://path/to/greenops.db)");
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        }
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                SqliteDurability::Normal => SqliteSynchronous::Normal,
+                SqliteDurability::Full => SqliteSynchronous::Full,
+            })
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+        Ok(Self { pool, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn dec(row: &SqliteRow, column: &str) -> Result<Decimal, sqlx::Error> {
+    Ok(row.try_get::<Text<Decimal>, _>(column)?.0)
+}
+
+fn text(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// A locked machine with its current totals (SQLite adds decimals in the collector).
+struct Current {
+    locked: Locked,
+    totals: Increment,
+    costs: HashMap<String, (Decimal, Decimal)>,
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn readiness(&self) -> Result<(), StoreError> {
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if applied != expected {
+            return Err(StoreError::NotFound(format!(
+                "migrations {expected:?} (applied: {applied:?})"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        token: &NewEnrollmentToken,
+    ) -> Result<EnrollmentTokenRecord, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO enrollment_tokens
+                 (token_hash, site_id, department, expires_at_ms, max_uses, created_at_ms)
+             SELECT ?1, s.id, ?3, ?4, ?5, ?6 FROM sites s WHERE s.name = ?2
+             RETURNING id",
+        )
+        .bind(token.token_hash.as_bytes())
+        .bind(&token.site)
+        .bind(&token.department)
+        .bind(token.expires_at_ms)
+        .bind(token.max_uses)
+        .bind(token.created_at_ms)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site '{}'", token.site)))?;
+        Ok(EnrollmentTokenRecord {
+            id,
+            site: token.site.clone(),
+            department: token.department.clone(),
+            expires_at_ms: token.expires_at_ms,
+            max_uses: token.max_uses,
+            uses: 0,
+        })
+    }
+
+    async fn enroll(
+        &self,
+        cmd: &EnrollCommand,
+    ) -> Result<Result<EnrolledMachine, EnrollRefusal>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let (site_id, department, token_id): (i64, String, Option<i64>) = match cmd.auth {
+            EnrollAuth::Token(hash) => {
+                let Some(row) = sqlx::query(
+                    "SELECT id, site_id, department FROM enrollment_tokens
+                     WHERE token_hash = ?1 AND revoked_at_ms IS NULL
+                       AND (expires_at_ms IS NULL OR expires_at_ms > ?2)
+                       AND (max_uses IS NULL OR uses < max_uses)",
+                )
+                .bind(hash.as_bytes())
+                .bind(cmd.now_ms)
+                .fetch_optional(&mut *tx)
+                .await?
+                else {
+                    return Ok(Err(EnrollRefusal::InvalidToken));
+                };
+                (
+                    row.try_get("site_id")?,
+                    row.try_get("department")?,
+                    Some(row.try_get("id")?),
+                )
+            }
+            EnrollAuth::Open => {
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM sites ORDER BY (name = 'default') DESC, id LIMIT 1",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                (id, String::new(), None)
+            }
+        };
+        let m = &cmd.machine;
+        let macs = serde_json::to_string(&m.mac_addresses).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO machines (id, machine_key, hostname, os, os_version, agent_version,
+                 mac_addresses, site_id, department, power_profile_id, enrolled_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                 (SELECT id FROM power_profiles ORDER BY (name = 'desktop') DESC, id LIMIT 1), ?10)
+             ON CONFLICT (machine_key) DO NOTHING",
+        )
+        .bind(&cmd.new_machine_id)
+        .bind(&m.machine_key)
+        .bind(&m.hostname)
+        .bind(&m.os)
+        .bind(&m.os_version)
+        .bind(&m.agent_version)
+        .bind(&macs)
+        .bind(site_id)
+        .bind(&department)
+        .bind(cmd.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT id, retired_at_ms FROM machines WHERE machine_key = ?1")
+            .bind(&m.machine_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        let machine_id: String = row.try_get("id")?;
+        let retired: Option<i64> = row.try_get("retired_at_ms")?;
+        if retired.is_some() {
+            return Ok(Err(EnrollRefusal::MachineRetired));
+        }
+        let re_enrolled = machine_id != cmd.new_machine_id;
+        if re_enrolled {
+            sqlx::query(
+                "UPDATE machines SET hostname = ?2, os = ?3, os_version = ?4, agent_version = ?5,
+                     mac_addresses = ?6 WHERE id = ?1",
+            )
+            .bind(&machine_id)
+            .bind(&m.hostname)
+            .bind(&m.os)
+            .bind(&m.os_version)
+            .bind(&m.agent_version)
+            .bind(&macs)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE agent_credentials SET revoked_at_ms = ?2
+                 WHERE machine_id = ?1 AND revoked_at_ms IS NULL",
+            )
+            .bind(&machine_id)
+            .bind(cmd.now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO agent_credentials (token_hash, machine_id, created_at_ms) VALUES (?1, ?2, ?3)",
+        )
+        .bind(cmd.credential_hash.as_bytes())
+        .bind(&machine_id)
+        .bind(cmd.now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(id) = token_id {
+            sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(EnrolledMachine {
+            machine_id,
+            re_enrolled,
+        }))
+    }
+
+    async fn machine_for_credential(&self, hash: &TokenHash) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.machine_id FROM agent_credentials c JOIN machines m ON m.id = c.machine_id
+             WHERE c.token_hash = ?1 AND c.revoked_at_ms IS NULL AND m.retired_at_ms IS NULL",
+        )
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn commit_heartbeats(
+        &self,
+        jobs: &[HeartbeatJob],
+        params: Params,
+    ) -> Result<Vec<JobOutcome>, StoreError> {
+        let mut ids: Vec<&str> = jobs.iter().map(|j| j.machine_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut current = load_current(&mut tx, &ids).await?;
+        let locked: HashMap<String, Locked> = current
+            .iter()
+            .map(|(id, c)| (id.clone(), c.locked.clone()))
+            .collect();
+        let plan = batch::plan(jobs, &locked, params);
+        for row in &plan.rows {
+            insert_heartbeat(&mut tx, row).await?;
+        }
+        for update in &plan.updates {
+            if let Some(c) = current.get_mut(update.machine_id) {
+                update_machine(&mut tx, update, c).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+
+    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
+        // A read transaction sees one consistent snapshot of the WAL.
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
+                    m.department, p.name AS power_profile, m.last_received_at_ms, m.last_idle_ms,
+                    m.last_session, m.last_cpu_ratio, m.last_memory_ratio, m.observed_ms,
+                    m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j, m.co2_g, m.idle_co2_g
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id
+             WHERE m.retired_at_ms IS NULL
+             ORDER BY m.id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let cost_rows = sqlx::query(
+            "SELECT c.machine_id, c.currency, c.cost, c.idle_cost
+             FROM machine_cost_totals c JOIN machines m ON m.id = c.machine_id
+             WHERE m.retired_at_ms IS NULL
+             ORDER BY c.machine_id, c.currency",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut costs: HashMap<String, Vec<CostTotal>> = HashMap::new();
+        for row in cost_rows {
+            costs
+                .entry(row.try_get("machine_id")?)
+                .or_default()
+                .push(CostTotal {
+                    currency: row.try_get("currency")?,
+                    cost: dec(&row, "cost")?,
+                    idle_cost: dec(&row, "idle_cost")?,
+                });
+        }
+        let machines = rows
+            .iter()
+            .map(|row| machine_snapshot(row, &mut costs))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(FleetSnapshot { machines, sites })
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn load_current(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[&str],
+) -> Result<HashMap<String, Current>, sqlx::Error> {
+    let mut current = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT m.id, m.last_seq, m.last_sent_at_ms, p.idle_watts, p.active_watts,
+                    s.price_per_kwh, s.carbon_intensity_g_per_kwh, s.currency,
+                    m.observed_ms, m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j,
+                    m.co2_g, m.idle_co2_g
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id
+             WHERE m.id IN ({}) AND m.retired_at_ms IS NULL",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let last_seq: i64 = row.try_get("last_seq")?;
+            current.insert(
+                row.try_get("id")?,
+                Current {
+                    locked: Locked {
+                        cursor: Cursor {
+                            last_seq: u64::try_from(last_seq).unwrap_or(0),
+                            last_sent_at_ms: row.try_get("last_sent_at_ms")?,
+                        },
+                        rates: Rates {
+                            idle_watts: dec(&row, "idle_watts")?,
+                            active_watts: dec(&row, "active_watts")?,
+                            price_per_kwh: dec(&row, "price_per_kwh")?,
+                            carbon_g_per_kwh: dec(&row, "carbon_intensity_g_per_kwh")?,
+                        },
+                        currency: row.try_get("currency")?,
+                    },
+                    totals: totals_of(&row)?,
+                    costs: HashMap::new(),
+                },
+            );
+        }
+        let sql = format!(
+            "SELECT machine_id, currency, cost, idle_cost FROM machine_cost_totals
+             WHERE machine_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let id: String = row.try_get("machine_id")?;
+            if let Some(c) = current.get_mut(&id) {
+                c.costs.insert(
+                    row.try_get("currency")?,
+                    (dec(&row, "cost")?, dec(&row, "idle_cost")?),
+                );
+            }
+        }
+    }
+    Ok(current)
+}
+
+fn totals_of(row: &SqliteRow) -> Result<Increment, sqlx::Error> {
+    Ok(Increment {
+        observed_ms: row.try_get("observed_ms")?,
+        idle_ms: row.try_get("idle_ms")?,
+        unknown_ms: row.try_get("unknown_ms")?,
+        energy_j: dec(row, "energy_j")?,
+        idle_energy_j: dec(row, "idle_energy_j")?,
+        co2_g: dec(row, "co2_g")?,
+        idle_co2_g: dec(row, "idle_co2_g")?,
+        ..Increment::default()
+    })
+}
+
+async fn insert_heartbeat(
+    tx: &mut Transaction<'_, Sqlite>,
+    r: &AcceptedRow<'_>,
+) -> Result<(), sqlx::Error> {
+    let h = r.heartbeat;
+    let i = &r.increment;
+    sqlx::query(
+        "INSERT OR IGNORE INTO heartbeats (machine_id, seq, sent_at_ms, received_at_ms,
+             idle_input_ms, session, cpu_ratio, memory_ratio, uptime_seconds, observed_ms,
+             idle_ms, unknown_ms, energy_j, idle_energy_j, currency, cost, idle_cost, co2_g,
+             idle_co2_g)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19)",
+    )
+    .bind(r.machine_id)
+    .bind(i64_of(h.seq))
+    .bind(h.sent_at_ms)
+    .bind(r.received_at_ms)
+    .bind(h.idle_ms)
+    .bind(h.session.as_str())
+    .bind(h.cpu_usage_ratio)
+    .bind(h.memory_usage_ratio)
+    .bind(h.uptime_seconds.map(i64_of))
+    .bind(i.observed_ms)
+    .bind(i.idle_ms)
+    .bind(i.unknown_ms)
+    .bind(text(i.energy_j))
+    .bind(text(i.idle_energy_j))
+    .bind(r.currency)
+    .bind(text(i.cost))
+    .bind(text(i.idle_cost))
+    .bind(text(i.co2_g))
+    .bind(text(i.idle_co2_g))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn update_machine(
+    tx: &mut Transaction<'_, Sqlite>,
+    u: &MachineUpdate<'_>,
+    current: &mut Current,
+) -> Result<(), sqlx::Error> {
+    let mut totals = current.totals.clone();
+    totals.add(&u.sum);
+    let (received_at_ms, h) = u.newest;
+    sqlx::query(
+        "UPDATE machines SET last_seq = ?2, last_sent_at_ms = ?3, last_received_at_ms = ?4,
+             last_idle_ms = ?5, last_session = ?6, last_cpu_ratio = ?7, last_memory_ratio = ?8,
+             last_uptime_seconds = ?9, observed_ms = ?10, idle_ms = ?11, unknown_ms = ?12,
+             energy_j = ?13, idle_energy_j = ?14, co2_g = ?15, idle_co2_g = ?16
+         WHERE id = ?1",
+    )
+    .bind(u.machine_id)
+    .bind(i64_of(u.cursor.last_seq))
+    .bind(u.cursor.last_sent_at_ms)
+    .bind(received_at_ms)
+    .bind(h.idle_ms)
+    .bind(h.session.as_str())
+    .bind(h.cpu_usage_ratio)
+    .bind(h.memory_usage_ratio)
+    .bind(h.uptime_seconds.map(i64_of))
+    .bind(totals.observed_ms)
+    .bind(totals.idle_ms)
+    .bind(totals.unknown_ms)
+    .bind(text(totals.energy_j))
+    .bind(text(totals.idle_energy_j))
+    .bind(text(totals.co2_g))
+    .bind(text(totals.idle_co2_g))
+    .execute(&mut **tx)
+    .await?;
+    current.totals = totals;
+    let (cost, idle_cost) = current
+        .costs
+        .get(u.currency)
+        .copied()
+        .unwrap_or((Decimal::ZERO, Decimal::ZERO));
+    let (cost, idle_cost) = (cost + u.sum.cost, idle_cost + u.sum.idle_cost);
+    sqlx::query(
+        "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (machine_id, currency) DO UPDATE SET cost = ?3, idle_cost = ?4",
+    )
+    .bind(u.machine_id)
+    .bind(u.currency)
+    .bind(text(cost))
+    .bind(text(idle_cost))
+    .execute(&mut **tx)
+    .await?;
+    current
+        .costs
+        .insert(u.currency.to_string(), (cost, idle_cost));
+    Ok(())
+}
+
+fn machine_snapshot(
+    row: &SqliteRow,
+    costs: &mut HashMap<String, Vec<CostTotal>>,
+) -> Result<MachineSnapshot, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    let received: Option<i64> = row.try_get("last_received_at_ms")?;
+    let session: Option<String> = row.try_get("last_session")?;
+    let last = match received {
+        Some(received_at_ms) => Some(LastReport {
+            received_at_ms,
+            idle_ms: row.try_get("last_idle_ms")?,
+            session: session_from_db(session.as_deref()),
+        }),
+        None => None,
+    };
+    Ok(MachineSnapshot {
+        costs: costs.remove(&id).unwrap_or_default(),
+        id,
+        hostname: row.try_get("hostname")?,
+        os: row.try_get("os")?,
+        os_version: row.try_get("os_version")?,
+        agent_version: row.try_get("agent_version")?,
+        site: row.try_get("site")?,
+        department: row.try_get("department")?,
+        power_profile: row.try_get("power_profile")?,
+        last,
+        cpu_usage_ratio: row.try_get("last_cpu_ratio")?,
+        memory_usage_ratio: row.try_get("last_memory_ratio")?,
+        totals: totals_of(row)?,
+    })
+}
