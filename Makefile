@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LISTEN ?= 0.0.0.0:9850
 
-.PHONY: help build release run run-postgres stop-postgres test lint fmt clean-data
+.PHONY: help build release run serve simulate run-postgres stop-postgres test lint fmt clean-data
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -13,7 +13,14 @@ build: ## debug build of every crate
 release: ## optimised binaries in target/release
 	$(CARGO) build --release --workspace
 
-run: run-postgres ## run the collector (currently: on a local PostgreSQL under ./data/postgres)
+run: ## zero-setup first run: collector on embedded SQLite (./data) plus a simulated 25-machine office
+	$(CARGO) run --release -p greenops-collector -- serve --demo --listen $(LISTEN)
+
+serve: ## run the collector for real on the embedded default (./data/greenops.db), no simulation
+	$(CARGO) run --release -p greenops-collector -- serve --listen $(LISTEN)
+
+simulate: ## simulate MACHINES agents against a running collector (needs TOKEN=…)
+	$(CARGO) run --release -p greenops-collector -- simulate --enrollment-token "$(TOKEN)" --machines $(or $(MACHINES),100) --speed $(or $(SPEED),60)
 
 run-postgres: ## run the collector on a persistent local PostgreSQL cluster in ./data/postgres
 	@url=$$(scripts/dev-postgres.sh start) && \

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,7 +33,22 @@ pub enum Command {
         listen: Option<SocketAddr>,
         #[command(flatten)]
         db: DatabaseArg,
+        /// Also run a simulated fleet of 25 machines in-process (its own database
+        /// `<data_dir>/demo.db` unless a database URL is given).
+        #[arg(long)]
+        demo: bool,
     },
+    /// Copy a whole SQLite installation into PostgreSQL (safe to re-run), then verify it.
+    MigrateData {
+        /// Source, e.g. sqlite://./data/greenops.db (default: the configured database).
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// Target, e.g. postgres://greenops@db:5432/greenops (migrated first).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+    /// Simulate a fleet of agents with office habits against a running collector.
+    Simulate(SimulateArgs),
     /// Apply pending database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -48,6 +64,38 @@ pub enum Command {
     },
     /// Print a commented example configuration with every default.
     DefaultConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Collector base URL.
+    #[arg(long, default_value = "http://127.0.0.1:9850")]
+    pub url: String,
+    /// Enrollment token the simulated agents enrol with.
+    #[arg(long, env = "GREENOPS_ENROLLMENT_TOKEN", hide_env_values = true)]
+    pub enrollment_token: String,
+    /// Number of simulated machines.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub machines: u64,
+    /// Simulated seconds per real second: 60 replays an hour a minute. Simulated time starts
+    /// in the past and never runs ahead of the real clock.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// How long to run, e.g. 10m (default: until Ctrl-C, after replaying --catch-up).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// History to replay before going real-time when no --duration is given.
+    #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+    pub catch_up: Duration,
+    /// Simulated seconds between two heartbeats of one machine.
+    #[arg(long, default_value_t = 60)]
+    pub interval_seconds: u64,
+    /// Seed of the fleet's habits and schedules (same seed, same fleet).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -83,21 +131,63 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = self.config.as_deref();
         match self.command {
-            Command::Serve { listen, db } => {
-                let settings = Settings::load(
+            Command::Serve { listen, db, demo } => {
+                let explicit_db = db.database_url.is_some();
+                let mut settings = Settings::load(
                     config,
                     &Overrides {
                         listen,
                         database_url: db.database_url,
                     },
                 )?;
+                if demo && !explicit_db && settings.database.url.is_empty() {
+                    // Keep simulated machines out of the real installation.
+                    settings.database.url =
+                        format!("sqlite://{}/demo.db", settings.data_dir.display());
+                }
                 let telemetry_settings = settings.telemetry.clone();
                 let telemetry =
                     tokio::task::spawn_blocking(move || telemetry::init(&telemetry_settings))
                         .await??;
-                let result = serve(settings).await;
+                let result = serve(settings, demo).await;
                 telemetry.shutdown().await;
                 result
+            }
+            Command::Simulate(args) => {
+                let telemetry = telemetry::init(&crate::settings::TelemetrySettings::default())?;
+                let result = simulate(args).await;
+                telemetry.shutdown().await;
+                result
+            }
+            Command::MigrateData { from, to } => {
+                let from = match from {
+                    Some(url) => url,
+                    None => Settings::load(config, &Overrides::default())?.database_url(),
+                };
+                eprintln!(
+                    "copying {} into {}",
+                    crate::settings::redact_url(&from),
+                    crate::settings::redact_url(&to)
+                );
+                let report = crate::store::transfer::sqlite_to_postgres(&from, &to, &|line| {
+                    eprintln!("{line}");
+                })
+                .await?;
+                println!(
+                    "verified: {} machines, {} heartbeats, {} credentials; observed {} s, \
+                     energy {} J, cost {} — identical in both databases",
+                    report.machines,
+                    report.heartbeats,
+                    report.credentials,
+                    report.observed_ms / 1000,
+                    report.energy_j.normalize(),
+                    report.cost.normalize()
+                );
+                println!(
+                    "point the collector at the new database: GREENOPS_DATABASE_URL={}",
+                    crate::settings::redact_url(&to)
+                );
+                Ok(())
             }
             Command::Migrate { db } => {
                 let settings = load_for_db(config, db)?;
@@ -183,16 +273,106 @@ fn load_for_db(config: Option<&std::path::Path>, db: DatabaseArg) -> anyhow::Res
     )?)
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = App::build(settings.clone()).await?;
     let port = app.port();
     let host = match settings.listen.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),
         ip => ip.to_string(),
     };
+    let base = format!("http://{host}:{port}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        crate::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let simulator = if demo {
+        Some(start_demo(&app, &base, stop_rx).await?)
+    } else {
+        None
+    };
     tracing::info!(
-        "GreenOps collector on http://{host}:{port} — metrics at http://{host}:{port}/metrics; \
+        "GreenOps collector on {base} — metrics at {base}/metrics; \
          create an enrollment token with `greenops enrollment-token create`"
     );
-    app.run_until_stopped(crate::shutdown_signal()).await
+    let result = app.run_until_stopped(shutdown).await;
+    if let Some(simulator) = simulator {
+        simulator.abort();
+    }
+    result
+}
+
+/// Starts 25 simulated machines against this collector, replaying the last 8 hours at 60×
+/// and then carrying on in real time.
+async fn start_demo(
+    app: &App,
+    base: &str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let store = app.store();
+    let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
+    store
+        .create_enrollment_token(&NewEnrollmentToken {
+            token_hash: secrets::TokenHash::of(&token),
+            site: "default".into(),
+            department: "demo".into(),
+            expires_at_ms: None,
+            max_uses: None,
+            created_at_ms: clock::now_ms(),
+        })
+        .await?;
+    let options = crate::simulate::Options {
+        url: base.to_string(),
+        enrollment_token: token,
+        machines: 25,
+        speed: 60.0,
+        ..crate::simulate::Options::default()
+    };
+    tracing::info!(
+        machines = options.machines,
+        "demo: simulating an office (the last 8 hours replayed at 60x, then real time); \
+         watch {base}/metrics"
+    );
+    let stats = Arc::new(crate::simulate::Stats::default());
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = crate::simulate::run(options, stats, stopped).await {
+            tracing::error!(error = format!("{e:#}"), "demo simulator stopped");
+        }
+    }))
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let options = crate::simulate::Options {
+        url: args.url,
+        enrollment_token: args.enrollment_token,
+        machines: args.machines,
+        speed: args.speed,
+        duration: args.duration,
+        catch_up: args.catch_up,
+        interval_seconds: args.interval_seconds,
+        fleet_seed: args.seed,
+        concurrency: args.concurrency,
+    };
+    let machines = options.machines;
+    let stats = Arc::new(crate::simulate::Stats::default());
+    let started = std::time::Instant::now();
+    let reporter = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                eprintln!("{}", stats.line(machines, started));
+            }
+        })
+    };
+    eprintln!("enrolling {machines} simulated machines…");
+    let result = crate::simulate::run(options, stats.clone(), crate::shutdown_signal()).await;
+    reporter.abort();
+    eprintln!("{}", stats.line(machines, started));
+    result
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod ingest;
 pub mod secrets;
 pub mod settings;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 
@@ -93,6 +94,11 @@ impl App {
                 settings: Arc::new(settings),
             },
         })
+    }
+
+    /// The store this app uses.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
     }
 
     /// The bound port.

@@ -4,6 +4,7 @@
 mod batch;
 mod postgres;
 mod sqlite;
+pub mod transfer;
 
 use std::fmt;
 use std::sync::Arc;

@@ -26,6 +26,11 @@ use crate::secrets::TokenHash;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The embedded PostgreSQL migrations.
+pub(crate) fn migrator() -> &'static Migrator {
+    &MIGRATOR
+}
+
 /// A pool of connections to one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {

@@ -27,3 +27,4 @@ mod helpers;
 mod metrics;
 mod outage;
 mod postgres;
+mod simulation;

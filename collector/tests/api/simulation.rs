@@ -1,0 +1,174 @@
+//! The fleet simulator over real HTTP, `serve --demo`, and `migrate-data` from SQLite to
+//! PostgreSQL with identical metrics afterwards.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use greenops_collector::simulate::{self, Stats};
+
+use crate::helpers::{
+    Db, fresh_database, fresh_database_of, spawn_app_on, spawn_app_with, test_settings,
+};
+
+async fn simulated_fleet_reaches_the_collector(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
+    let token = app.enrollment_token("default", "sim").await;
+    let stats = Arc::new(Stats::default());
+    let options = simulate::Options {
+        url: app.base.clone(),
+        enrollment_token: token,
+        machines: 12,
+        // Two seconds at 3600x replay the two hours before now.
+        speed: 3600.0,
+        duration: Some(Duration::from_secs(2)),
+        ..simulate::Options::default()
+    };
+    simulate::run(options, stats.clone(), std::future::pending())
+        .await
+        .unwrap();
+    let sent = stats.sent.load(Ordering::Relaxed);
+    assert_eq!(stats.errors.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        stats.accepted.load(Ordering::Relaxed),
+        sent,
+        "every heartbeat accepted"
+    );
+    assert!(sent > 12, "sent {sent}");
+    let text = app.metrics().await;
+    assert_eq!(text.matches("greenops_machine_info{").count(), 12);
+    assert!(text.contains("department=\"sim\""));
+    let accepted_metric = text
+        .lines()
+        .find(|l| l.starts_with("greenops_heartbeats_total{result=\"accepted\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap();
+    assert_eq!(accepted_metric as u64, sent);
+    app.stop().await;
+}
+
+on_both_backends!(simulated_fleet_reaches_the_collector);
+
+/// `greenops serve --demo` in an empty directory: SQLite, simulated machines, idle energy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_idle_energy_within_a_minute() {
+    let dir = std::env::temp_dir().join(format!("greenops-demo-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_greenops"))
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .env_remove("GREENOPS_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut idle_joules = 0.0;
+    let mut machines = 0;
+    while started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(res) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let text = res.text().await.unwrap();
+        machines = text.matches("greenops_machine_info{").count();
+        idle_joules = text
+            .lines()
+            .filter(|l| l.starts_with("greenops_machine_idle_energy_joules_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if machines == 25 && idle_joules > 0.0 {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert_eq!(machines, 25);
+    assert!(
+        idle_joules > 0.0,
+        "no idle energy after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        dir.join("data/demo.db").exists(),
+        "the demo uses its own SQLite file"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_data_moves_an_installation_with_identical_metrics() {
+    let Some(target) = fresh_database().await else {
+        return;
+    };
+    let source = fresh_database_of(Db::Sqlite).await.unwrap();
+    let app = spawn_app_with(test_settings(&source)).await;
+    let token = app.enrollment_token("default", "sim").await;
+    let options = simulate::Options {
+        url: app.base.clone(),
+        enrollment_token: token,
+        machines: 8,
+        speed: 3600.0,
+        duration: Some(Duration::from_secs(2)),
+        ..simulate::Options::default()
+    };
+    simulate::run(options, Arc::new(Stats::default()), std::future::pending())
+        .await
+        .unwrap();
+    let counters = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("greenops_machine_") && !l.starts_with("greenops_machine_status")
+            })
+            .map(String::from)
+            .collect()
+    };
+    let before = counters(app.metrics().await);
+    assert!(before.len() > 8 * 9, "{} series", before.len());
+    app.stop().await;
+
+    for run in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_greenops"))
+            .args(["migrate-data", "--from", &source, "--to", &target])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {run}: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("verified: 8 machines"), "{stdout}");
+    }
+    let moved = spawn_app_with(test_settings(&target)).await;
+    assert_eq!(counters(moved.metrics().await), before);
+    moved.stop().await;
+
+    // Another installation's database is refused, not merged.
+    let other = fresh_database_of(Db::Sqlite).await.unwrap();
+    let app = spawn_app_with(test_settings(&other)).await;
+    app.new_machine().await;
+    app.stop().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_greenops"))
+        .args(["migrate-data", "--from", &other, "--to", &target])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not in the source"));
+}
