@@ -39,6 +39,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     writer: JoinHandle<()>,
+    revocations: JoinHandle<()>,
 }
 
 /// Opens the store named by the settings (without migrating).
@@ -78,6 +79,10 @@ impl App {
         let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
             settings.ingest.credential_cache_seconds,
         )));
+        let revocations = credentials.watch_revocations(
+            store.clone(),
+            Duration::from_secs(settings.ingest.revocation_poll_seconds),
+        );
         tracing::info!(
             backend = ?store.backend(),
             database = %redact_url(&settings.database_url()),
@@ -86,6 +91,7 @@ impl App {
         Ok(Self {
             listener,
             writer,
+            revocations,
             state: AppState {
                 store,
                 ingest,
@@ -116,6 +122,7 @@ impl App {
             listener,
             state,
             writer,
+            revocations,
         } = self;
         let store = state.store.clone();
         let router = http::router(state);
@@ -128,6 +135,7 @@ impl App {
         if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
             tracing::warn!("the ingest queue did not drain in time");
         }
+        revocations.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

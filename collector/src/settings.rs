@@ -73,9 +73,11 @@ pub struct IngestSettings {
     pub queue_capacity: usize,
     /// Longest time a request waits for its commit before answering 503.
     pub commit_timeout_ms: u64,
-    /// How long a verified agent credential is trusted without asking the store again
-    /// (revocation takes effect within this time).
+    /// How long a verified agent credential is trusted without asking the store again.
     pub credential_cache_seconds: u64,
+    /// How often the store is polled for revoked credentials (revocation takes effect within
+    /// about this time, whatever the cache lifetime).
+    pub revocation_poll_seconds: u64,
 }
 
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -149,7 +151,8 @@ impl Default for IngestSettings {
             max_batch_wait_ms: 2,
             queue_capacity: 50_000,
             commit_timeout_ms: 5000,
-            credential_cache_seconds: 5,
+            credential_cache_seconds: 600,
+            revocation_poll_seconds: 2,
         }
     }
 }
@@ -293,6 +296,9 @@ impl Settings {
         if a.offline_after_seconds == 0 {
             return bad("accounting.offline_after_seconds", "must be at least 1");
         }
+        if self.ingest.revocation_poll_seconds == 0 {
+            return bad("ingest.revocation_poll_seconds", "must be at least 1");
+        }
         if self.ingest.max_batch_heartbeats == 0 || self.ingest.queue_capacity == 0 {
             return bad(
                 "ingest",
@@ -416,8 +422,10 @@ max_batch_wait_ms = {wait}
 queue_capacity = {queue}
 # A request waits at most this long for its commit, then gets 503 (the agent retries).
 commit_timeout_ms = {commit}
-# A verified agent credential is trusted this long before asking the database again.
+# A verified agent credential is trusted this long before asking the database again...
 credential_cache_seconds = {cache}
+# ...but revoked credentials are looked up this often and stop working within about this time.
+revocation_poll_seconds = {poll}
 
 [metrics]
 # Require "Authorization: Bearer <token>" on /metrics.
@@ -445,6 +453,7 @@ service_name = "greenops"
         queue = i.queue_capacity,
         commit = i.commit_timeout_ms,
         cache = i.credential_cache_seconds,
+        poll = i.revocation_poll_seconds,
     )
 }
 

@@ -85,6 +85,9 @@ CREATE TABLE agent_credentials (
     revoked_at_ms   BIGINT
 );
 CREATE INDEX agent_credentials_machine ON agent_credentials (machine_id);
+-- Collectors poll recent revocations to evict cached credentials.
+CREATE INDEX agent_credentials_revoked ON agent_credentials (revoked_at_ms)
+    WHERE revoked_at_ms IS NOT NULL;
 
 -- Raw heartbeats with the increments they caused. No foreign key: ingest speed matters and
 -- rows are only written by the ingest path after the machine row is locked.

@@ -84,6 +84,9 @@ CREATE TABLE agent_credentials (
     revoked_at_ms   INTEGER
 );
 CREATE INDEX agent_credentials_machine ON agent_credentials (machine_id);
+-- Collectors poll recent revocations to evict cached credentials.
+CREATE INDEX agent_credentials_revoked ON agent_credentials (revoked_at_ms)
+    WHERE revoked_at_ms IS NOT NULL;
 
 CREATE TABLE heartbeats (
     machine_id          TEXT NOT NULL,

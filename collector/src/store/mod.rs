@@ -205,6 +205,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The machine an active agent credential belongs to.
     async fn machine_for_credential(&self, hash: &TokenHash) -> Result<Option<String>, StoreError>;
 
+    /// Credentials revoked at or after `since_ms` (for evicting cached credentials).
+    async fn revoked_credentials_since(&self, since_ms: i64) -> Result<Vec<TokenHash>, StoreError>;
+
     /// Accounts and commits a batch of jobs in one transaction; one outcome per job.
     async fn commit_heartbeats(
         &self,
@@ -244,4 +247,9 @@ pub struct PoolOptions {
 /// Stored form of a session.
 pub(crate) fn session_from_db(s: Option<&str>) -> Session {
     s.map(Session::from_stored).unwrap_or_default()
+}
+
+/// A stored SHA-256 token hash (32 bytes), if it has the right length.
+pub(crate) fn hash_from_db(bytes: &[u8]) -> Option<TokenHash> {
+    <[u8; 32]>::try_from(bytes).ok().map(TokenHash)
 }

@@ -27,7 +27,7 @@ use super::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
 use super::{
     Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
     EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineSnapshot,
-    NewEnrollmentToken, PoolOptions, Store, StoreError, session_from_db,
+    NewEnrollmentToken, PoolOptions, Store, StoreError, hash_from_db, session_from_db,
 };
 use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
 use crate::secrets::TokenHash;
@@ -294,6 +294,16 @@ impl Store for SqliteStore {
         .bind(hash.as_bytes())
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    async fn revoked_credentials_since(&self, since_ms: i64) -> Result<Vec<TokenHash>, StoreError> {
+        let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT token_hash FROM agent_credentials WHERE revoked_at_ms >= ?1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(hashes.iter().filter_map(|h| hash_from_db(h)).collect())
     }
 
     async fn commit_heartbeats(

@@ -179,7 +179,40 @@ async fn bad_enrolment_bodies_get_clear_errors(db: Db) {
     app.stop().await;
 }
 
+async fn revocation_reaches_a_warm_credential_cache_within_seconds(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
+        return;
+    };
+    let mut settings = test_settings(&url);
+    settings.ingest.credential_cache_seconds = 600;
+    settings.ingest.revocation_poll_seconds = 1;
+    let app = spawn_app_with(settings).await;
+    let token = app.enrollment_token("default", "").await;
+    let first = app.enroll(&token, "machine-key-0000000042").await;
+    app.send(&first.agent_token, &hb(1, past(10), Some(1.0)))
+        .await;
+    // Rotating the credential revokes the cached one.
+    app.enroll(&token, "machine-key-0000000042").await;
+    let started = std::time::Instant::now();
+    loop {
+        let res = app
+            .post_heartbeats(&first.agent_token, &hb(2, past(9), Some(1.0)))
+            .await;
+        if res.status() == 401 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the revoked credential still works after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    revocation_reaches_a_warm_credential_cache_within_seconds,
     enrolment_returns_a_credential_and_the_defaults,
     enrolment_needs_a_valid_token,
     expired_and_used_up_tokens_are_refused,
