@@ -47,6 +47,14 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         to: String,
     },
+    /// Measure durable ingest against a ceiling endpoint, then verify every heartbeat.
+    Bench(BenchArgs),
+    /// The benchmark's ceiling: an endpoint that only parses heartbeat JSON.
+    #[command(hide = true)]
+    BenchCeiling {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// Simulate a fleet of agents with office habits against a running collector.
     Simulate(SimulateArgs),
     /// Apply pending database migrations and exit.
@@ -64,6 +72,28 @@ pub enum Command {
     },
     /// Print a commented example configuration with every default.
     DefaultConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Simulated agents, each with its own credential.
+    #[arg(long, default_value_t = 100_000)]
+    pub machines: usize,
+    /// Seconds of load (per side: greenops, then the ceiling).
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Heartbeats per second (open loop); default: as fast as answers come (closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Database to benchmark (default: SQLite in a temporary directory).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Skip the ceiling run.
+    #[arg(long)]
+    pub no_ceiling: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +219,25 @@ impl Cli {
                 );
                 Ok(())
             }
+            Command::Bench(args) => {
+                let options = crate::bench::BenchOptions {
+                    machines: args.machines,
+                    duration: Duration::from_secs(args.duration),
+                    rate: args.rate,
+                    database_url: args.database_url,
+                    connections: args.connections,
+                    skip_ceiling: args.no_ceiling,
+                    scrapes: 5,
+                };
+                let report =
+                    crate::bench::run(options.clone(), &|line| eprintln!("{line}")).await?;
+                print!("{}", report.summary(&options));
+                if let Err(e) = report.verified {
+                    anyhow::bail!("verification failed: {e}");
+                }
+                Ok(())
+            }
+            Command::BenchCeiling { listen } => crate::bench::ceiling::serve(listen).await,
             Command::Migrate { db } => {
                 let settings = load_for_db(config, db)?;
                 let store = open_store(&settings).await?;

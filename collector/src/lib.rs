@@ -2,6 +2,7 @@
 //! HTTP router; `main.rs` only parses the command line and calls in here.
 
 pub mod accounting;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod exposition;
@@ -25,7 +26,7 @@ use crate::exposition::ProcessMetrics;
 use crate::http::AppState;
 use crate::ingest::{CredentialCache, Ingest};
 use crate::settings::{Settings, redact_url};
-use crate::store::{PoolOptions, Store};
+use crate::store::{Backend, PoolOptions, Store};
 
 /// Source revision this binary was built from (`git rev-parse`, or `unknown`).
 pub const REVISION: &str = env!("GREENOPS_REVISION");
@@ -67,10 +68,16 @@ impl App {
             )
         })?;
         let metrics = Arc::new(ProcessMetrics::new());
+        let writers = match (settings.ingest.writers, store.backend()) {
+            (0, Backend::Postgres) => 4,
+            (0, Backend::Sqlite) => 1,
+            (n, _) => n,
+        };
         let (ingest, writer) = Ingest::start(
             store.clone(),
             settings.accounting.params(),
             &settings.ingest,
+            writers,
             metrics.clone(),
         );
         let listener = TcpListener::bind(settings.listen)

@@ -67,8 +67,11 @@ pub struct EnrollmentSettings {
 pub struct IngestSettings {
     /// Most heartbeats committed in one transaction.
     pub max_batch_heartbeats: usize,
-    /// How long the writer waits to fill a batch once it has work.
+    /// How long a writer waits to fill a batch once it has work.
     pub max_batch_wait_ms: u64,
+    /// Concurrent group-commit writers (machines are sharded across them). 0 = automatic:
+    /// 4 on PostgreSQL, 1 on SQLite (which has a single write lock anyway).
+    pub writers: usize,
     /// Heartbeat requests that may wait for the writer before new ones get 503.
     pub queue_capacity: usize,
     /// Longest time a request waits for its commit before answering 503.
@@ -149,6 +152,7 @@ impl Default for IngestSettings {
         Self {
             max_batch_heartbeats: 2000,
             max_batch_wait_ms: 2,
+            writers: 0,
             queue_capacity: 50_000,
             commit_timeout_ms: 5000,
             credential_cache_seconds: 600,
@@ -418,6 +422,8 @@ open = false
 max_batch_heartbeats = {batch}
 # ...waiting at most this long to fill a batch.
 max_batch_wait_ms = {wait}
+# Concurrent writers, machines sharded across them. 0 = automatic (PostgreSQL 4, SQLite 1).
+writers = 0
 # Requests waiting for the writer before new ones are answered 503.
 queue_capacity = {queue}
 # A request waits at most this long for its commit, then gets 503 (the agent retries).

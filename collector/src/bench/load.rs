@@ -89,7 +89,18 @@ pub async fn run(
         let machines = machines.clone();
         let path = path.to_string();
         tasks.push(tokio::spawn(async move {
-            connection(addr, &path, &machines, c, connections, started, duration, rate, base_ms).await
+            connection(
+                addr,
+                &path,
+                &machines,
+                c,
+                connections,
+                started,
+                duration,
+                rate,
+                base_ms,
+            )
+            .await
         }));
     }
     let mut total = LoadResult {
@@ -107,7 +118,9 @@ pub async fn run(
             total.acked_seq[i] = total.acked_seq[i].max(seq);
         }
     }
-    total.elapsed = started.elapsed().min(duration.max(Duration::from_millis(1)));
+    total.elapsed = started
+        .elapsed()
+        .min(duration.max(Duration::from_millis(1)));
     total.latencies_us.sort_unstable();
     Ok(total)
 }
@@ -174,18 +187,26 @@ async fn connection(
                 if status.is_success() {
                     result.ok += 1;
                     let took = scheduled.elapsed().as_micros();
-                    result.latencies_us.push(u32::try_from(took).unwrap_or(u32::MAX));
+                    result
+                        .latencies_us
+                        .push(u32::try_from(took).unwrap_or(u32::MAX));
                     result.acked_seq[index] = seq;
                     seqs[slot] += 1;
                     k += 1;
                 } else {
-                    *result.errors_by_status.entry(status.as_u16().to_string()).or_default() += 1;
+                    *result
+                        .errors_by_status
+                        .entry(status.as_u16().to_string())
+                        .or_default() += 1;
                     // Retry the same heartbeat (as an agent would) after a short pause.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
             Err(e) => {
-                *result.errors_by_status.entry(format!("io: {e}")).or_default() += 1;
+                *result
+                    .errors_by_status
+                    .entry(format!("io: {e}"))
+                    .or_default() += 1;
                 sender = connect(addr).await?;
             }
         }

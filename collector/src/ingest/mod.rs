@@ -39,10 +39,12 @@ struct Pending {
     reply: oneshot::Sender<Result<JobOutcome, IngestError>>,
 }
 
-/// Handle to the writer; cheap to clone.
+/// Handle to the writers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ingest {
-    queue: mpsc::Sender<Pending>,
+    /// One queue per writer; a machine always goes to the same writer, so its heartbeats are
+    /// committed in the order they arrived.
+    queues: Arc<[mpsc::Sender<Pending>]>,
     commit_timeout: Duration,
 }
 
@@ -53,37 +55,50 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Ingest {
-    /// Starts the writer task. It stops after every `Ingest` handle is dropped and the queue
-    /// is drained, so awaiting the returned handle flushes everything accepted so far.
+    /// Starts `writers` writer tasks. They stop after every `Ingest` handle is dropped and
+    /// their queues are drained, so awaiting the returned handle flushes everything accepted.
     pub fn start(
         store: Arc<dyn Store>,
         params: Params,
         settings: &IngestSettings,
+        writers: usize,
         metrics: Arc<ProcessMetrics>,
     ) -> (Self, JoinHandle<()>) {
-        let (queue, rx) = mpsc::channel(settings.queue_capacity);
-        let writer = Writer {
-            rx,
-            store,
-            params,
-            max_batch: settings.max_batch_heartbeats,
-            max_wait: Duration::from_millis(settings.max_batch_wait_ms),
-            metrics,
-        };
-        let handle = tokio::spawn(writer.run());
+        let writers = writers.max(1);
+        let mut queues = Vec::with_capacity(writers);
+        let mut handles = Vec::with_capacity(writers);
+        for _ in 0..writers {
+            let (queue, rx) = mpsc::channel(settings.queue_capacity.div_ceil(writers));
+            let writer = Writer {
+                rx,
+                store: store.clone(),
+                params,
+                max_batch: settings.max_batch_heartbeats,
+                max_wait: Duration::from_millis(settings.max_batch_wait_ms),
+                metrics: metrics.clone(),
+            };
+            queues.push(queue);
+            handles.push(tokio::spawn(writer.run()));
+        }
+        let all = tokio::spawn(async move {
+            for h in handles {
+                let _ = h.await;
+            }
+        });
         (
             Self {
-                queue,
+                queues: queues.into(),
                 commit_timeout: Duration::from_millis(settings.commit_timeout_ms),
             },
-            handle,
+            all,
         )
     }
 
     /// Queues a job and waits until it is committed (or failed, or timed out).
     pub async fn submit(&self, job: HeartbeatJob) -> Result<JobOutcome, IngestError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
+        let shard = shard_of(&job.machine_id, self.queues.len());
+        self.queues[shard]
             .try_send(Pending { job, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
@@ -96,6 +111,14 @@ impl Ingest {
             Err(_) => Err(IngestError::Unavailable),
         }
     }
+}
+
+/// Which writer a machine belongs to (FNV-1a of its id).
+fn shard_of(machine_id: &str, shards: usize) -> usize {
+    let hash = machine_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    usize::try_from(hash % shards as u64).unwrap_or(0)
 }
 
 struct Writer {

@@ -1,0 +1,501 @@
+//! `greenops bench`: durable ingest measured side by side with a ceiling.
+//!
+//! The collector runs as a child process (`greenops serve`) so its memory and start-up can be
+//! measured alone; the load generator ([`load`]) runs here. Afterwards the store is read back
+//! and every acknowledged heartbeat must be there with exactly the totals the pure accounting
+//! model predicts (zero loss, zero double count). Then the same load runs against the
+//! [`ceiling`] endpoint, and the report ends with `ratio=<greenops / ceiling>`.
+
+pub mod ceiling;
+pub mod load;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rust_decimal::Decimal;
+use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::accounting::{self, Cursor, Increment, Outcome, Rates};
+use crate::settings::AccountingSettings;
+use crate::store::{NewEnrollmentToken, Store};
+use crate::{clock, secrets};
+use load::LoadMachine;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub machines: usize,
+    pub duration: Duration,
+    /// Requests per second (open loop); `None` = as fast as possible (closed loop).
+    pub rate: Option<f64>,
+    /// `None`: SQLite in a temporary directory.
+    pub database_url: Option<String>,
+    pub connections: usize,
+    pub skip_ceiling: bool,
+    /// `/metrics` scrapes to time after the run.
+    pub scrapes: usize,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub backend: String,
+    pub cold_start: Duration,
+    pub enrol_rate: f64,
+    pub greenops: load::LoadResult,
+    pub ceiling: Option<load::LoadResult>,
+    pub verified: Result<(), String>,
+    pub metrics_median: Duration,
+    pub metrics_bytes: usize,
+    pub rss_kib: Option<u64>,
+    pub peak_rss_kib: Option<u64>,
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn wait_until_ready(
+    child: &mut Child,
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the collector exited before it was ready ({status})");
+        }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!("{url} not ready after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn rss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn stop(mut child: Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Runs the benchmark, printing progress lines through `say`.
+pub async fn run(
+    options: BenchOptions,
+    say: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(options.machines >= 1, "--machines must be at least 1");
+    let exe = std::env::current_exe().context("locating the greenops binary")?;
+    let scratch =
+        std::env::temp_dir().join(format!("greenops-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch)?;
+    let url = options
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/greenops.db", scratch.display()));
+    let backend = if url.starts_with("sqlite:") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    }
+    .to_string();
+
+    // The collector, as a separate process.
+    let addr = free_addr()?;
+    let started = Instant::now();
+    let mut collector = Command::new(&exe)
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--database-url",
+            &url,
+        ])
+        .env("GREENOPS_TELEMETRY__LOG_LEVEL", "warn")
+        .env("GREENOPS_DATA_DIR", &scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the collector")?;
+    wait_until_ready(
+        &mut collector,
+        &format!("http://{addr}/readyz"),
+        Duration::from_secs(60),
+    )
+    .await?;
+    let cold_start = started.elapsed();
+    say(&format!(
+        "collector ({backend}) ready in {} ms",
+        cold_start.as_millis()
+    ));
+
+    let store = crate::open_store(&{
+        let mut s = crate::settings::Settings::default();
+        s.database.url = url.clone();
+        s.database.max_connections = 2;
+        s
+    })
+    .await?;
+    let machines = enrol(&store, addr, options.machines, say).await?;
+    let enrol_rate = options.machines as f64 / machines.1.as_secs_f64();
+    let machines = machines.0;
+
+    // sent_at: one simulated minute per heartbeat, ending before now (the skew rule).
+    let per_machine =
+        (options.duration.as_secs_f64() * 200_000.0 / options.machines as f64).ceil() as i64 + 3;
+    let base_ms = clock::now_ms() - per_machine * 60_000;
+    say(&format!(
+        "sending for {} s over {} connections{}",
+        options.duration.as_secs(),
+        options.connections,
+        options
+            .rate
+            .map(|r| format!(" at {r:.0}/s"))
+            .unwrap_or_else(|| " (closed loop)".into())
+    ));
+    let greenops = load::run(
+        addr,
+        "/api/v1/heartbeats",
+        machines.clone(),
+        options.connections,
+        options.duration,
+        options.rate,
+        base_ms,
+    )
+    .await?;
+    say(&format!(
+        "greenops: {:.0} heartbeats/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
+        greenops.rate(),
+        greenops.percentile_ms(0.5),
+        greenops.percentile_ms(0.99),
+        greenops.percentile_ms(0.999),
+        greenops.errors()
+    ));
+
+    let verified = verify(store.as_ref(), &machines, &greenops, base_ms).await;
+    match &verified {
+        Ok(()) => say(&format!(
+            "verified: all {} acknowledged heartbeats stored, totals exact",
+            greenops.ok
+        )),
+        Err(e) => say(&format!("VERIFICATION FAILED: {e}")),
+    }
+    store.close().await;
+
+    let (metrics_median, metrics_bytes) = time_metrics(addr, options.scrapes).await?;
+    say(&format!(
+        "/metrics with {} machines: median {} ms, {} bytes",
+        options.machines,
+        metrics_median.as_millis(),
+        metrics_bytes
+    ));
+    let (rss, peak) = collector.id().map(rss_kib).unwrap_or((None, None));
+    if let (Some(rss), Some(peak)) = (rss, peak) {
+        say(&format!(
+            "collector memory: RSS {} MiB (peak {} MiB)",
+            rss / 1024,
+            peak / 1024
+        ));
+    }
+    stop(collector).await;
+
+    let ceiling = if options.skip_ceiling {
+        None
+    } else {
+        let addr = free_addr()?;
+        let server = Command::new(&exe)
+            .args(["bench-ceiling", "--listen", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the ceiling endpoint")?;
+        wait_for_port(addr).await?;
+        let result = load::run(
+            addr,
+            "/api/v1/heartbeats",
+            machines,
+            options.connections,
+            options.duration,
+            options.rate,
+            base_ms,
+        )
+        .await?;
+        stop(server).await;
+        say(&format!(
+            "ceiling: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            result.rate(),
+            result.percentile_ms(0.5),
+            result.percentile_ms(0.99)
+        ));
+        Some(result)
+    };
+    std::fs::remove_dir_all(&scratch).ok();
+    Ok(BenchReport {
+        backend,
+        cold_start,
+        enrol_rate,
+        greenops,
+        ceiling,
+        verified: verified.map_err(|e| format!("{e:#}")),
+        metrics_median,
+        metrics_bytes,
+        rss_kib: rss,
+        peak_rss_kib: peak,
+    })
+}
+
+async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("{addr} did not open");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Enrols `n` machines over HTTP (distinct keys and credentials).
+async fn enrol(
+    store: &Arc<dyn Store>,
+    addr: SocketAddr,
+    n: usize,
+    say: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<(Vec<LoadMachine>, Duration)> {
+    let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
+    store
+        .create_enrollment_token(&NewEnrollmentToken {
+            token_hash: secrets::TokenHash::of(&token),
+            site: "default".into(),
+            department: "bench".into(),
+            expires_at_ms: None,
+            max_uses: None,
+            created_at_ms: clock::now_ms(),
+        })
+        .await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let limit = Arc::new(Semaphore::new(64));
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    for i in 0..n {
+        let permit = limit.clone().acquire_owned().await?;
+        let client = client.clone();
+        let body = serde_json::json!({
+            "enrollment_token": token,
+            "machine_key": format!("bench-{}-{i:08}", &run[..8]),
+            "hostname": format!("bench-{i:06}.example.test"),
+            "os": "linux",
+            "os_version": "bench",
+            "agent_version": env!("CARGO_PKG_VERSION"),
+        });
+        let url = format!("http://{addr}/api/v1/agents/enroll");
+        tasks.spawn(async move {
+            let _permit = permit;
+            let res = client.post(url).json(&body).send().await?;
+            anyhow::ensure!(
+                res.status().as_u16() == 201,
+                "enrolment failed: {}",
+                res.status()
+            );
+            let answer: greenops_protocol::EnrollResponse = res.json().await?;
+            Ok((i, answer.agent_token))
+        });
+        if (i + 1) % 20_000 == 0 {
+            say(&format!("enrolled {}/{n}", i + 1));
+        }
+    }
+    let mut tokens = vec![String::new(); n];
+    while let Some(done) = tasks.join_next().await {
+        let (i, token) = done??;
+        tokens[i] = token;
+    }
+    let took = started.elapsed();
+    say(&format!(
+        "enrolled {n} machines in {:.1} s ({:.0}/s)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    ));
+    Ok((
+        tokens
+            .into_iter()
+            .map(|token| LoadMachine { token, next_seq: 1 })
+            .collect(),
+        took,
+    ))
+}
+
+/// Every acknowledged heartbeat is stored, nothing else is, and the totals are exactly what
+/// the accounting model gives for them.
+async fn verify(
+    store: &dyn Store,
+    machines: &[LoadMachine],
+    result: &load::LoadResult,
+    base_ms: i64,
+) -> anyhow::Result<()> {
+    let snapshot = store.fleet_snapshot().await?;
+    let params = AccountingSettings::default().params();
+    let rates = Rates {
+        idle_watts: Decimal::from(65),
+        active_watts: Decimal::from(120),
+        price_per_kwh: Decimal::new(12, 2),
+        carbon_g_per_kwh: Decimal::from(420),
+    };
+    let by_hostname: std::collections::HashMap<&str, &crate::store::MachineSnapshot> = snapshot
+        .machines
+        .iter()
+        .map(|m| (m.hostname.as_str(), m))
+        .collect();
+    let mut expected_all = Increment::default();
+    let mut stored_all = Increment::default();
+    for (i, m) in machines.iter().enumerate() {
+        let mut cursor = Cursor::default();
+        let mut expected = Increment::default();
+        for seq in m.next_seq..=result.acked_seq[i] {
+            let body = load::heartbeat_body(i, seq, base_ms);
+            let hb = greenops_protocol::parse_heartbeat_body(body.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{e}"))?[0];
+            if let Outcome::Accepted(inc) = accounting::account(&mut cursor, &hb, params, &rates) {
+                expected.add(&inc);
+            }
+        }
+        let hostname = format!("bench-{i:06}.example.test");
+        let Some(stored) = by_hostname.get(hostname.as_str()) else {
+            bail!("machine {hostname} missing from the store");
+        };
+        let t = &stored.totals;
+        if (
+            t.observed_ms,
+            t.idle_ms,
+            t.energy_j,
+            t.idle_energy_j,
+            t.co2_g,
+        ) != (
+            expected.observed_ms,
+            expected.idle_ms,
+            expected.energy_j,
+            expected.idle_energy_j,
+            expected.co2_g,
+        ) {
+            bail!(
+                "{hostname}: stored observed {} ms / idle {} ms / {} J, expected {} ms / {} ms / {} J",
+                t.observed_ms,
+                t.idle_ms,
+                t.energy_j,
+                expected.observed_ms,
+                expected.idle_ms,
+                expected.energy_j
+            );
+        }
+        expected_all.add(&expected);
+        stored_all.add(t);
+    }
+    anyhow::ensure!(
+        expected_all.energy_j == stored_all.energy_j,
+        "fleet energy differs"
+    );
+    Ok(())
+}
+
+async fn time_metrics(addr: SocketAddr, scrapes: usize) -> anyhow::Result<(Duration, usize)> {
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..scrapes.max(1) {
+        let started = Instant::now();
+        let body = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        times.push(started.elapsed());
+        bytes = body.len();
+    }
+    times.sort();
+    Ok((times[times.len() / 2], bytes))
+}
+
+impl BenchReport {
+    /// The figures as printed at the end of a run.
+    pub fn summary(&self, options: &BenchOptions) -> String {
+        let g = &self.greenops;
+        let mut out = format!(
+            "backend={} machines={} duration_s={} mode={} connections={}\n\
+             greenops_rate={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} errors={:?}\n\
+             verified={}\n\
+             cold_start_ms={} enrol_rate={:.0} metrics_ms={} metrics_bytes={} rss_mib={} peak_rss_mib={}\n",
+            self.backend,
+            options.machines,
+            options.duration.as_secs(),
+            options
+                .rate
+                .map(|r| format!("open@{r:.0}/s"))
+                .unwrap_or_else(|| "closed".into()),
+            options.connections,
+            g.rate(),
+            g.percentile_ms(0.5),
+            g.percentile_ms(0.99),
+            g.percentile_ms(0.999),
+            g.errors_by_status,
+            match &self.verified {
+                Ok(()) => format!("ok ({} acknowledged = stored, totals exact)", g.ok),
+                Err(e) => format!("FAILED: {e}"),
+            },
+            self.cold_start.as_millis(),
+            self.enrol_rate,
+            self.metrics_median.as_millis(),
+            self.metrics_bytes,
+            self.rss_kib.map_or("?".into(), |k| (k / 1024).to_string()),
+            self.peak_rss_kib
+                .map_or("?".into(), |k| (k / 1024).to_string()),
+        );
+        if let Some(c) = &self.ceiling {
+            out.push_str(&format!(
+                "ceiling_rate={:.0} ceiling_p50_ms={:.2} ceiling_p99_ms={:.2}\nratio={:.2}\n",
+                c.rate(),
+                c.percentile_ms(0.5),
+                c.percentile_ms(0.99),
+                g.rate() / c.rate().max(1e-9)
+            ));
+        }
+        out
+    }
+}
