@@ -72,6 +72,12 @@ pub enum Command {
     },
     /// Print a commented example configuration with every default.
     DefaultConfig,
+    /// Exit 0 when the local collector answers /readyz (for container health checks).
+    Healthcheck {
+        /// Readiness URL (default: http://127.0.0.1:<port of the configured listen address>/readyz).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +308,29 @@ impl Cli {
                 Settings::from_toml(&text)
                     .with_context(|| format!("{} is not valid", path.display()))?;
                 println!("{} is valid", path.display());
+                Ok(())
+            }
+            Command::Healthcheck { url } => {
+                let url = match url {
+                    Some(url) => url,
+                    None => {
+                        let settings = Settings::load(config, &Overrides::default())?;
+                        format!("http://127.0.0.1:{}/readyz", settings.listen.port())
+                    }
+                };
+                let response = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(4))
+                    .build()?
+                    .get(&url)
+                    .send()
+                    .await
+                    .with_context(|| format!("GET {url}"))?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "{url} answered {}",
+                    response.status()
+                );
+                println!("ready");
                 Ok(())
             }
             Command::DefaultConfig => {

@@ -26,5 +26,6 @@ mod heartbeats;
 mod helpers;
 mod metrics;
 mod outage;
+mod pack;
 mod postgres;
 mod simulation;
