@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 mod binary;
 mod cluster;
 mod conformance;
+mod ecosystem;
 mod enrolment;
 mod heartbeats;
 mod helpers;

@@ -287,7 +287,11 @@ fn compose_stack_is_consistent() {
         std::env::temp_dir().join(format!("greenops-prom-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(layout.join("alerts")).unwrap();
     std::fs::copy(dir.join("prometheus.yml"), layout.join("prometheus.yml")).unwrap();
-    std::fs::copy(dir.join("secrets/metrics-token.example"), layout.join("metrics-token")).unwrap();
+    std::fs::copy(
+        dir.join("secrets/metrics-token.example"),
+        layout.join("metrics-token"),
+    )
+    .unwrap();
     for rules in files("alerts", ".yml") {
         std::fs::copy(
             &rules,
