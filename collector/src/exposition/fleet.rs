@@ -366,6 +366,98 @@ mod tests {
         );
     }
 
+    /// The streaming encoder, chunked at `chunk` bytes, then `# EOF`.
+    fn streamed(snapshot: &FleetSnapshot, now: i64, chunk: usize) -> String {
+        let mut whole = String::new();
+        let mut out = String::new();
+        crate::exposition::write_fleet(
+            snapshot,
+            now,
+            180_000,
+            300_000,
+            &mut out,
+            chunk,
+            &mut |buf| {
+                whole.push_str(buf);
+                buf.clear();
+            },
+        );
+        whole.push_str(&out);
+        whole.push_str("# EOF\n");
+        whole
+    }
+
+    #[test]
+    fn the_streaming_encoder_matches_prometheus_client_byte_for_byte() {
+        let now = 1_795_771_830_000;
+        let reference = render_fleet_only(FleetCollector::new(snapshot(), now, 180_000, 300_000));
+        assert_eq!(streamed(&snapshot(), now, usize::MAX), reference);
+        assert_eq!(
+            streamed(&snapshot(), now, 1),
+            reference,
+            "chunking changes nothing"
+        );
+        let empty = FleetSnapshot::default();
+        assert_eq!(
+            streamed(&empty, now, 64),
+            render_fleet_only(FleetCollector::new(empty, now, 180_000, 300_000))
+        );
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("[a-z0-9 \"\\\n<>é-]{0,12}").unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_matches_the_reference_on_any_snapshot(
+            machines in proptest::collection::vec(
+                (text(), text(), text(), proptest::option::of((0i64..10_000_000, proptest::option::of(0i64..9_000_000), 0usize..4)),
+                 proptest::option::of(0.0f64..1.0), 0i64..1_000_000_000, 0u32..100_000, proptest::collection::vec((text(), 0u32..1_000_000), 0..3)),
+                0..6),
+            sites in proptest::collection::vec(text(), 0..3),
+            chunk in 1usize..4096,
+        ) {
+            let sessions = [Session::Active, Session::Locked, Session::None, Session::Unknown];
+            let snapshot = FleetSnapshot {
+                sites,
+                machines: machines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (host, site, dept, last, cpu, ms, milli, costs))| MachineSnapshot {
+                        id: format!("m{i}"),
+                        hostname: host,
+                        os: "linux".into(),
+                        os_version: "12".into(),
+                        agent_version: "0.1.0".into(),
+                        site,
+                        department: dept,
+                        power_profile: "desktop".into(),
+                        last: last.map(|(r, idle, s)| LastReport { received_at_ms: r, idle_ms: idle, session: sessions[s] }),
+                        cpu_usage_ratio: cpu,
+                        memory_usage_ratio: cpu.map(|c| 1.0 - c),
+                        totals: Increment {
+                            observed_ms: ms,
+                            idle_ms: ms / 2,
+                            energy_j: Decimal::new(i64::from(milli), 3),
+                            idle_energy_j: Decimal::new(i64::from(milli / 3), 3),
+                            co2_g: Decimal::new(i64::from(milli), 6),
+                            idle_co2_g: Decimal::new(i64::from(milli / 7), 6),
+                            ..Increment::default()
+                        },
+                        costs: costs
+                            .into_iter()
+                            .map(|(currency, v)| CostTotal { currency, cost: Decimal::new(i64::from(v), 9), idle_cost: Decimal::new(i64::from(v / 2), 9) })
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            let now = 5_000_000;
+            let reference = render_fleet_only(FleetCollector::new(snapshot.clone(), now, 180_000, 300_000));
+            proptest::prop_assert_eq!(streamed(&snapshot, now, chunk), reference);
+        }
+    }
+
     #[test]
     fn every_family_has_help_and_counters_end_in_total() {
         let text = render_fleet_only(FleetCollector::new(snapshot(), 0, 180_000, 300_000));

@@ -2,7 +2,9 @@
 //! rendered at scrape time from a [`FleetSnapshot`] of the store's totals (DESIGN §4), so a
 //! restart never resets a counter and every replica serves the same values.
 
+#[cfg(test)]
 mod fleet;
+mod stream;
 
 use std::time::Duration;
 
@@ -14,7 +16,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+#[cfg(test)]
 pub use fleet::FleetCollector;
+pub use stream::write_fleet;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -130,20 +134,60 @@ impl ProcessMetrics {
         self.http.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
-    /// The whole exposition: fleet series from `snapshot`, then this process's metrics.
-    pub fn render(&self, fleet: FleetCollector) -> String {
-        let mut out = String::with_capacity(1024 + fleet.machines() * 2400);
-        let mut per_scrape = Registry::default();
-        per_scrape.register_collector(Box::new(fleet));
+    /// Appends this process's metrics and the closing `# EOF` line.
+    pub fn write_process(&self, out: &mut String) {
         // Writing into a String cannot fail.
-        let _ = encode_registry(&mut out, &per_scrape);
-        let _ = encode_registry(&mut out, &self.registry);
-        let _ = encode_eof(&mut out);
-        out
+        let _ = encode_registry(out, &self.registry);
+        let _ = encode_eof(out);
     }
 }
 
-/// Helper for tests and the golden file: a snapshot rendered without process metrics.
+/// Size of the chunks `/metrics` is streamed in.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The whole exposition — fleet series from `snapshot`, then this process's metrics — as a
+/// stream of chunks encoded on a blocking thread, so memory stays bounded for any fleet size.
+pub fn stream(
+    snapshot: crate::store::FleetSnapshot,
+    now_ms: i64,
+    offline_after_ms: i64,
+    idle_threshold_ms: i64,
+    process: std::sync::Arc<ProcessMetrics>,
+) -> axum::body::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = String::with_capacity(CHUNK_BYTES + 8192);
+        let mut send = |buf: &mut String| {
+            if buf.is_empty() || tx.is_closed() {
+                buf.clear();
+                return;
+            }
+            let full = std::mem::replace(buf, String::with_capacity(CHUNK_BYTES + 8192));
+            // A scraper that went away just stops the stream.
+            let _ = tx.blocking_send(axum::body::Bytes::from(full));
+        };
+        write_fleet(
+            &snapshot,
+            now_ms,
+            offline_after_ms,
+            idle_threshold_ms,
+            &mut out,
+            CHUNK_BYTES,
+            &mut send,
+        );
+        process.write_process(&mut out);
+        send(&mut out);
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    axum::body::Body::from_stream(chunks)
+}
+
+/// Reference rendering through `prometheus-client` (tests and the golden file).
+#[cfg(test)]
 pub fn render_fleet_only(fleet: FleetCollector) -> String {
     let mut out = String::new();
     let mut per_scrape = Registry::default();

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState, bearer};
 use crate::clock;
-use crate::exposition::{CONTENT_TYPE, FleetCollector};
+use crate::exposition::{self, CONTENT_TYPE};
 use crate::secrets::TokenHash;
 use crate::settings::secs_to_ms;
 
@@ -44,18 +44,14 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     }
     let snapshot = state.store.fleet_snapshot().await?;
     let accounting = &state.settings.accounting;
-    let fleet = FleetCollector::new(
+    let body = exposition::stream(
         snapshot,
         clock::now_ms(),
         secs_to_ms(accounting.offline_after_seconds),
         secs_to_ms(accounting.idle_threshold_seconds),
+        state.metrics.clone(),
     );
-    // Rendering 100k machines takes a while: keep it off the async workers.
-    let metrics = state.metrics.clone();
-    let text = tokio::task::spawn_blocking(move || metrics.render(fleet))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = text.into_response();
+    let mut response = body.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
