@@ -1,5 +1,7 @@
 //! The `greenops-agent` command line.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::process::Command;
 
 fn agent() -> Command {

@@ -1,5 +1,7 @@
 //! Idle detection against a real X server (Xvfb), with real input injected by xdotool.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
