@@ -18,6 +18,7 @@ macro_rules! on_both_backends {
     )* };
 }
 
+mod agent;
 mod binary;
 mod cluster;
 mod conformance;

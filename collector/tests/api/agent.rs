@@ -1,0 +1,336 @@
+//! The real `greenops-agent` binary against the real collector on PostgreSQL: enrolment,
+//! delivery, a collector outage (everything spooled arrives, totals exact), `kill -9` of the
+//! agent mid-spool (nothing lost, no `seq` reused), and a clean stop on SIGTERM.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use greenops_collector::accounting::{self, Cursor, Increment, Outcome, Rates};
+use greenops_protocol::{Session, ValidHeartbeat};
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+use crate::helpers::{dec, fresh_database, spawn_app_with, test_settings};
+use crate::postgres::missing;
+
+fn agent_binary() -> PathBuf {
+    // target/<profile>/deps/api-… → target/<profile>/greenops-agent
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("greenops-agent")
+}
+
+struct Agent(Child);
+
+impl Agent {
+    fn start(server: &str, token: &str, state: &Path, display: Option<&str>) -> Self {
+        let mut cmd = Command::new(agent_binary());
+        cmd.args(["run", "--server", server, "--enrollment-token", token])
+            .arg("--state-dir")
+            .arg(state)
+            .args([
+                "--heartbeat-interval-seconds",
+                "1",
+                "--sample-interval-seconds",
+                "1",
+            ])
+            .env("GREENOPS_AGENT_CONFIG", "/dev/null")
+            .env_remove("DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(d) = display {
+            cmd.env("DISPLAY", d);
+        }
+        Agent(cmd.spawn().unwrap())
+    }
+
+    fn kill9(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+
+    /// SIGTERM; returns how long the agent took to exit, and whether it exited cleanly.
+    fn terminate(mut self) -> (Duration, bool) {
+        let started = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return (started.elapsed(), status.success());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "agent ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn status(state: &Path) -> Value {
+    std::fs::read(state.join("status.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn rows(db: &str, machine_id: &str) -> Vec<(i64, i64, Option<i64>, String)> {
+    let mut conn = sqlx::PgConnection::connect(db).await.unwrap();
+    let rows = sqlx::query("SELECT seq, sent_at_ms, idle_input_ms, session FROM heartbeats WHERE machine_id = $1 ORDER BY seq")
+        .bind(machine_id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.get("seq"),
+                r.get("sent_at_ms"),
+                r.get("idle_input_ms"),
+                r.get("session"),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An X server for real idle values, when one can be started.
+fn xvfb() -> Option<(Child, String)> {
+    let n = (std::process::id() % 400) + 500;
+    let child = Command::new("Xvfb")
+        .args([
+            &format!(":{n}"),
+            "-screen",
+            "0",
+            "320x240x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let started = Instant::now();
+    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((child, format!(":{n}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_and_kill_9_lose_nothing_and_totals_stay_exact() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    if !agent_binary().exists() {
+        missing(&format!(
+            "the greenops-agent binary at {}",
+            agent_binary().display()
+        ));
+        return;
+    }
+    let mut x = xvfb();
+    if x.is_none() {
+        missing("Xvfb (Debian package xvfb)");
+    }
+    let display = x.as_ref().map(|(_, d)| d.clone());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = test_settings(&db);
+    settings.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let server = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(settings.clone()).await;
+    let token = app.enrollment_token("default", "agents").await;
+    let state = std::env::temp_dir().join(format!(
+        "greenops-agent-e2e-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+
+    // Enrol and deliver live.
+    let agent = Agent::start(&server, &token, &state, display.as_deref());
+    wait_for("enrolment", Duration::from_secs(20), async || {
+        status(&state)["enrolled"] == true
+    })
+    .await;
+    let machine_id = status(&state)["machine_id"].as_str().unwrap().to_string();
+    wait_for("live heartbeats", Duration::from_secs(20), async || {
+        rows(&db, &machine_id).await.len() >= 3
+    })
+    .await;
+    let text = app.metrics().await;
+    assert!(
+        text.contains(&format!("machine_id=\"{machine_id}\"")),
+        "the machine is on /metrics"
+    );
+    if display.is_some() {
+        assert_eq!(status(&state)["idle_source"], "x11-screensaver");
+    }
+
+    // The collector goes away for several intervals; the agent spools.
+    app.stop().await;
+    wait_for(
+        "heartbeats to pile up in the spool",
+        Duration::from_secs(20),
+        async || status(&state)["spool_depth"].as_u64().unwrap_or(0) >= 3,
+    )
+    .await;
+    let app = spawn_app_with(settings.clone()).await;
+    wait_for("the spool to drain", Duration::from_secs(60), async || {
+        let s = status(&state);
+        s["spool_depth"] == 0 && s["last_delivered_seq"] == s["last_seq"]
+    })
+    .await;
+
+    // Another outage, and the agent is killed -9 with heartbeats in its spool.
+    app.stop().await;
+    wait_for(
+        "a spool to kill the agent with",
+        Duration::from_secs(20),
+        async || status(&state)["spool_depth"].as_u64().unwrap_or(0) >= 2,
+    )
+    .await;
+    agent.kill9();
+    let before_kill: u64 = status(&state)["last_seq"].as_u64().unwrap();
+    let agent = Agent::start(&server, &token, &state, display.as_deref());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let app = spawn_app_with(settings.clone()).await;
+    wait_for(
+        "everything delivered after the restart",
+        Duration::from_secs(60),
+        async || {
+            let s = status(&state);
+            s["spool_depth"] == 0
+                && s["last_seq"].as_u64().unwrap_or(0) > before_kill + 2
+                && s["last_delivered_seq"] == s["last_seq"]
+        },
+    )
+    .await;
+    let (took, clean) = agent.terminate();
+    assert!(clean, "the agent exits 0 on SIGTERM");
+    assert!(
+        took < Duration::from_secs(5),
+        "the agent took {took:?} to stop"
+    );
+    let last_seq = status(&state)["last_seq"].as_u64().unwrap();
+
+    // Nothing lost, nothing reused: seq 1..=K from the first process, then one fresh block.
+    let stored = rows(&db, &machine_id).await;
+    let seqs: Vec<u64> = stored.iter().map(|r| r.0 as u64).collect();
+    assert_eq!(
+        *seqs.last().unwrap(),
+        last_seq,
+        "the final heartbeat (sent on SIGTERM) arrived"
+    );
+    let first_run: Vec<u64> = seqs.iter().copied().filter(|s| *s <= before_kill).collect();
+    assert_eq!(
+        first_run,
+        (1..=before_kill).collect::<Vec<_>>(),
+        "every spooled heartbeat arrived"
+    );
+    let second_run: Vec<u64> = seqs.iter().copied().filter(|s| *s > before_kill).collect();
+    assert!(second_run[0] > before_kill, "no seq reused after kill -9");
+    assert_eq!(second_run, (second_run[0]..=last_seq).collect::<Vec<_>>());
+    assert!(
+        stored.windows(2).all(|w| w[0].1 <= w[1].1),
+        "seq order is time order"
+    );
+    assert_eq!(seqs.iter().collect::<BTreeSet<_>>().len(), seqs.len());
+
+    // The totals are exactly what live delivery of these heartbeats gives.
+    let params = greenops_collector::settings::AccountingSettings::default().params();
+    let rates = Rates {
+        idle_watts: dec("65"),
+        active_watts: dec("120"),
+        price_per_kwh: dec("0.12"),
+        carbon_g_per_kwh: dec("420"),
+    };
+    let mut cursor = Cursor::default();
+    let mut expected = Increment::default();
+    for (seq, sent_at_ms, idle_ms, session) in &stored {
+        let hb = ValidHeartbeat {
+            seq: *seq as u64,
+            sent_at_ms: *sent_at_ms,
+            idle_ms: *idle_ms,
+            session: Session::from_stored(session),
+            cpu_usage_ratio: None,
+            memory_usage_ratio: None,
+            uptime_seconds: None,
+        };
+        if let Outcome::Accepted(inc) = accounting::account(&mut cursor, &hb, params, &rates) {
+            expected.add(&inc);
+        }
+    }
+    let got = app.totals(&machine_id).await;
+    assert_eq!(
+        (
+            got.observed_ms,
+            got.idle_ms,
+            got.unknown_ms,
+            got.energy_j,
+            got.idle_energy_j,
+            got.cost,
+            got.co2_g
+        ),
+        (
+            expected.observed_ms,
+            expected.idle_ms,
+            expected.unknown_ms,
+            expected.energy_j,
+            expected.idle_energy_j,
+            expected.cost,
+            expected.co2_g
+        )
+    );
+    assert!(
+        got.observed_ms > 5_000,
+        "the outages were short enough to be observed time"
+    );
+
+    // The operator's view.
+    let out = Command::new(agent_binary())
+        .arg("status")
+        .arg("--state-dir")
+        .arg(&state)
+        .env("GREENOPS_AGENT_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("enrolled as machine {machine_id}"))
+            && text.contains("spool:           0 heartbeats"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("gok_agent_"),
+        "status never shows the credential"
+    );
+
+    app.stop().await;
+    if let Some((child, _)) = x.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    std::fs::remove_dir_all(&state).ok();
+}
