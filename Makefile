@@ -2,7 +2,8 @@
 CARGO ?= cargo
 LISTEN ?= 0.0.0.0:9850
 
-.PHONY: help build release run serve simulate run-postgres stop-postgres test lint fmt clean-data
+.PHONY: help build release run serve simulate run-postgres stop-postgres test lint fmt clean-data \
+	bench-postgres bench-postgres-latency bench-sqlite bench-metrics agent-footprint
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,6 +41,25 @@ lint: ## formatting and clippy, as CI runs them
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+MACHINES ?= 100000
+DURATION ?= 20
+CONNECTIONS ?= 256
+
+bench-postgres: release ## durable ingest on PostgreSQL (dev cluster), max rate, vs the ceiling
+	./target/release/greenops bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --database-url "$$(scripts/dev-postgres.sh start)"
+
+bench-postgres-latency: release ## the same at a fixed RATE (open loop): latency percentiles
+	./target/release/greenops bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --rate $(RATE) --database-url "$$(scripts/dev-postgres.sh start)"
+
+bench-sqlite: release ## durable ingest on embedded SQLite, max rate, vs the ceiling
+	./target/release/greenops bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS)
+
+bench-metrics: release ## /metrics render time and size with 10k machines (MACHINES=100000 for the big one)
+	./target/release/greenops bench --machines $(or $(METRICS_MACHINES),10000) --duration 5 --connections 64 --no-ceiling
+
+agent-footprint: ## agent memory, CPU per hour and binary size at default settings
+	scripts/agent-footprint.sh
 
 clean-data: stop-postgres ## delete local data (./data)
 	rm -rf data

@@ -42,7 +42,13 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
             return Err(ApiError::Unauthorized("/metrics requires a bearer token"));
         }
     }
+    let started = std::time::Instant::now();
     let snapshot = state.store.fleet_snapshot().await?;
+    tracing::debug!(
+        machines = snapshot.machines.len(),
+        snapshot_ms = started.elapsed().as_millis() as u64,
+        "fleet snapshot read for /metrics"
+    );
     let accounting = &state.settings.accounting;
     let body = exposition::stream(
         snapshot,

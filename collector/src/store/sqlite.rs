@@ -92,14 +92,15 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             // The default 2 MiB page cache turns every batch into hundreds of pread calls;
-            // 64 MiB per connection plus memory-mapped reads keep the hot pages in memory.
-            .pragma("cache_size", "-65536")
-            .pragma("mmap_size", "268435456")
+            // 16 MiB per connection keeps the hot pages (machines, recent heartbeats) cached
+            // while the pool's memory stays bounded.
+            .pragma("cache_size", "-16384")
             .pragma("temp_store", "memory")
             // Fewer, larger checkpoints: each one fsyncs the database file.
             .pragma("wal_autocheckpoint", "8000");
+        // One writer at a time anyway; a few readers are plenty, and each holds a page cache.
         let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(2))
+            .max_connections(options.max_connections.clamp(2, 8))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
