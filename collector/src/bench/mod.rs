@@ -171,6 +171,12 @@ pub async fn run(
     })
     .await?;
     let machines = enrol(&store, addr, options.machines, say).await?;
+    if let Some((Some(rss), _)) = collector.id().map(rss_kib) {
+        say(&format!(
+            "collector RSS after enrolment: {} MiB",
+            rss / 1024
+        ));
+    }
     let enrol_rate = options.machines as f64 / machines.1.as_secs_f64();
     let machines = machines.0;
 
@@ -206,6 +212,9 @@ pub async fn run(
         greenops.errors()
     ));
 
+    if let Some((Some(rss), _)) = collector.id().map(rss_kib) {
+        say(&format!("collector RSS after ingest: {} MiB", rss / 1024));
+    }
     let verified = verify(store.as_ref(), &machines, &greenops, base_ms).await;
     match &verified {
         Ok(()) => say(&format!(

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -299,19 +300,8 @@ impl Store for PostgresStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query(
-            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
-                    m.department, p.name AS power_profile, m.last_received_at_ms, m.last_idle_ms,
-                    m.last_session, m.last_cpu_ratio, m.last_memory_ratio, m.observed_ms,
-                    m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j, m.co2_g, m.idle_co2_g
-             FROM machines m
-             JOIN sites s ON s.id = m.site_id
-             JOIN power_profiles p ON p.id = m.power_profile_id
-             WHERE m.retired_at_ms IS NULL
-             ORDER BY m.id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        // Money totals first (one small row per machine and currency), then the machines
+        // streamed row by row: no buffer of 100k raw rows next to the snapshot.
         let cost_rows = sqlx::query(
             "SELECT c.machine_id, c.currency, c.cost, c.idle_cost
              FROM machine_cost_totals c JOIN machines m ON m.id = c.machine_id
@@ -320,11 +310,6 @@ impl Store for PostgresStore {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-
         let mut costs: HashMap<String, Vec<CostTotal>> = HashMap::new();
         for row in cost_rows {
             costs
@@ -336,10 +321,28 @@ impl Store for PostgresStore {
                     idle_cost: row.try_get("idle_cost")?,
                 });
         }
-        let machines = rows
-            .into_iter()
-            .map(|row| machine_snapshot(&row, &mut costs))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut machines = Vec::new();
+        {
+            let mut rows = sqlx::query(
+                "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
+                    m.department, p.name AS power_profile, m.last_received_at_ms, m.last_idle_ms,
+                    m.last_session, m.last_cpu_ratio, m.last_memory_ratio, m.observed_ms,
+                    m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j, m.co2_g, m.idle_co2_g
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id
+             WHERE m.retired_at_ms IS NULL
+             ORDER BY m.id",
+            )
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                machines.push(machine_snapshot(&row, &mut costs)?);
+            }
+        }
+        let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(FleetSnapshot { machines, sites })
     }
 

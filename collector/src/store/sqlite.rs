@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -344,19 +345,8 @@ impl Store for SqliteStore {
     async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
         // A read transaction sees one consistent snapshot of the WAL.
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
-                    m.department, p.name AS power_profile, m.last_received_at_ms, m.last_idle_ms,
-                    m.last_session, m.last_cpu_ratio, m.last_memory_ratio, m.observed_ms,
-                    m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j, m.co2_g, m.idle_co2_g
-             FROM machines m
-             JOIN sites s ON s.id = m.site_id
-             JOIN power_profiles p ON p.id = m.power_profile_id
-             WHERE m.retired_at_ms IS NULL
-             ORDER BY m.id",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        // Money totals first (one small row per machine and currency), then the machines
+        // streamed row by row: no buffer of 100k raw rows next to the snapshot.
         let cost_rows = sqlx::query(
             "SELECT c.machine_id, c.currency, c.cost, c.idle_cost
              FROM machine_cost_totals c JOIN machines m ON m.id = c.machine_id
@@ -365,10 +355,6 @@ impl Store for SqliteStore {
         )
         .fetch_all(&mut *tx)
         .await?;
-        let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
         let mut costs: HashMap<String, Vec<CostTotal>> = HashMap::new();
         for row in cost_rows {
             costs
@@ -380,10 +366,28 @@ impl Store for SqliteStore {
                     idle_cost: dec(&row, "idle_cost")?,
                 });
         }
-        let machines = rows
-            .iter()
-            .map(|row| machine_snapshot(row, &mut costs))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut machines = Vec::new();
+        {
+            let mut rows = sqlx::query(
+                "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
+                    m.department, p.name AS power_profile, m.last_received_at_ms, m.last_idle_ms,
+                    m.last_session, m.last_cpu_ratio, m.last_memory_ratio, m.observed_ms,
+                    m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j, m.co2_g, m.idle_co2_g
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id
+             WHERE m.retired_at_ms IS NULL
+             ORDER BY m.id",
+            )
+            .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                machines.push(machine_snapshot(&row, &mut costs)?);
+            }
+        }
+        let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(FleetSnapshot { machines, sites })
     }
 
@@ -409,7 +413,7 @@ async fn load_current(
              WHERE m.id IN ({}) AND m.retired_at_ms IS NULL",
             placeholders(chunk.len())
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
         for id in chunk {
             query = query.bind(*id);
         }
@@ -441,7 +445,7 @@ async fn load_current(
              WHERE machine_id IN ({})",
             placeholders(chunk.len())
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
         for id in chunk {
             query = query.bind(*id);
         }
@@ -505,7 +509,9 @@ async fn insert_heartbeats(
             .push_bind(text(i.co2_g))
             .push_bind(text(i.idle_co2_g));
     });
-    q.build().execute(&mut **tx).await?;
+    // Row counts vary per batch: caching every variant would pin a large compiled statement
+    // per count and connection.
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -574,7 +580,9 @@ async fn update_machines(
             .push_bind(text(t.idle_co2_g));
     });
     q.push(") AS u WHERE machines.id = u.column1");
-    q.build().execute(&mut **tx).await?;
+    // Row counts vary per batch: caching every variant would pin a large compiled statement
+    // per count and connection.
+    q.build().persistent(false).execute(&mut **tx).await?;
 
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost) ",
@@ -589,7 +597,9 @@ async fn update_machines(
         " ON CONFLICT (machine_id, currency) DO UPDATE
           SET cost = excluded.cost, idle_cost = excluded.idle_cost",
     );
-    q.build().execute(&mut **tx).await?;
+    // Row counts vary per batch: caching every variant would pin a large compiled statement
+    // per count and connection.
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
