@@ -60,6 +60,26 @@ fn help_lists_every_command() {
     }
 }
 
+/// Polls `/readyz` of a collector started as a process until it answers 200.
+async fn wait_until_ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status());
+        if status.is_ok_and(|s| s == reqwest::StatusCode::OK) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the collector did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A minimal OTLP/HTTP receiver: remembers every JSON trace export it gets.
 async fn otlp_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -136,21 +156,7 @@ async fn serve_exports_traces_and_stops_gracefully_on_sigterm() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status())
-        .ok()
-        != Some(reqwest::StatusCode::OK)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the collector did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(&client, &base).await;
 
     let res = client
         .post(format!("{base}/api/v1/agents/enroll"))
@@ -237,21 +243,7 @@ async fn a_dead_otlp_endpoint_never_blocks_requests() {
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status())
-        .ok()
-        != Some(reqwest::StatusCode::OK)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the collector did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_ready(&client, &base).await;
     let started = Instant::now();
     for _ in 0..50 {
         let res = client.get(format!("{base}/healthz")).send().await.unwrap();
