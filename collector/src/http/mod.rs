@@ -47,7 +47,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
+            Observer {
+                metrics: state.metrics.clone(),
+                trace: state.settings.telemetry.otlp_endpoint.is_some(),
+            },
             observe,
         ))
         .layer(TimeoutLayer::with_status_code(
@@ -75,27 +78,45 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// What the request middleware needs.
+#[derive(Debug, Clone)]
+struct Observer {
+    metrics: Arc<ProcessMetrics>,
+    /// Traces are exported: every request gets an INFO span. Otherwise request spans are at
+    /// DEBUG, so the hot path pays nothing for them at the default log level.
+    trace: bool,
+}
+
 /// Request span and duration histogram, keyed by the matched route (never the raw URL).
-async fn observe(State(metrics): State<Arc<ProcessMetrics>>, req: Request, next: Next) -> Response {
+async fn observe(State(observer): State<Observer>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(req.method());
-    let span = tracing::info_span!(
-        "request",
-        otel.name = format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
+    macro_rules! request_span {
+        ($level:ident) => {
+            tracing::$level!(
+                "request",
+                otel.name = format!("{method} {route}"),
+                otel.kind = "server",
+                http.request.method = method,
+                http.route = %route,
+                http.response.status_code = tracing::field::Empty,
+            )
+        };
+    }
+    let span = if observer.trace {
+        request_span!(info_span)
+    } else {
+        request_span!(debug_span)
+    };
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     let took = started.elapsed();
-    metrics.observe_http(
+    observer.metrics.observe_http(
         HttpLabels {
             route,
             method,
