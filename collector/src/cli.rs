@@ -404,6 +404,7 @@ async fn start_demo(
         enrollment_token: token,
         machines: 25,
         speed: 60.0,
+        fleet_seed: crate::simulate::DEMO_FLEET_SEED,
         ..crate::simulate::Options::default()
     };
     tracing::info!(

@@ -22,6 +22,10 @@ pub use model::{Habit, Sample, SimMachine};
 
 use crate::clock;
 
+/// The fleet seed of `serve --demo`: its 25 machines include every habit, among them a
+/// machine that is always on and unused, so waste shows at any hour (tested).
+pub const DEMO_FLEET_SEED: u64 = 2;
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct Options {
