@@ -275,24 +275,6 @@ mod demo_fleet {
     /// The demo (`serve --demo`: seed 1, 25 machines) must show waste at any hour of any day,
     /// so it needs a machine that is always on and never used.
     #[test]
-    #[ignore = "prints the first seeds whose 25 machines include every habit"]
-    fn find_demo_seeds() {
-        for seed in 1..200u64 {
-            let habits: Vec<Habit> = (0..25).map(|i| SimMachine::new(seed, i).habit).collect();
-            let all = [
-                Habit::ShutsDown,
-                Habit::LeavesOn,
-                Habit::SleepsWhenIdle,
-                Habit::UnknownIdle,
-                Habit::AlwaysOnUnused,
-            ];
-            if all.iter().all(|h| habits.contains(h)) {
-                println!("seed {seed}");
-            }
-        }
-    }
-
-    #[test]
     fn the_demo_fleet_always_has_an_unused_machine() {
         let seed = crate::simulate::DEMO_FLEET_SEED;
         let habits: Vec<Habit> = (0..25).map(|i| SimMachine::new(seed, i).habit).collect();
