@@ -62,6 +62,9 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Manage operator accounts (admin page and API users).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage enrollment tokens (what agents need to enrol).
     #[command(subcommand)]
     EnrollmentToken(EnrollmentTokenCommand),
@@ -139,6 +142,40 @@ pub struct DatabaseArg {
     /// postgres://… or sqlite://… (default: the configured one).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an operator. Without --password-stdin a password is generated and printed once.
+    Add {
+        username: String,
+        #[arg(long, value_enum, default_value = "viewer")]
+        role: crate::store::Role,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// Set a new password (ends the user's existing sessions).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// List operators.
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// Disable an operator (ends their sessions; history is kept).
+    Disable {
+        username: String,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +281,7 @@ impl Cli {
                 Ok(())
             }
             Command::BenchCeiling { listen } => crate::bench::ceiling::serve(listen).await,
+            Command::User(command) => user(config, command).await,
             Command::Migrate { db } => {
                 let settings = load_for_db(config, db)?;
                 let store = open_store(&settings).await?;
@@ -341,6 +379,79 @@ impl Cli {
     }
 }
 
+async fn user(config: Option<&std::path::Path>, command: UserCommand) -> anyhow::Result<()> {
+    let db = match &command {
+        UserCommand::Add { db, .. }
+        | UserCommand::Passwd { db, .. }
+        | UserCommand::List { db }
+        | UserCommand::Disable { db, .. } => db.database_url.clone(),
+    };
+    let settings = load_for_db(config, DatabaseArg { database_url: db })?;
+    let store = open_store(&settings).await?;
+    store.migrate().await.context("applying migrations")?;
+    let now = clock::now_ms();
+    let result = match command {
+        UserCommand::Add {
+            username,
+            role,
+            password_stdin,
+            ..
+        } => {
+            crate::auth::check_username(&username)
+                .map_err(|e| anyhow::anyhow!("the username {e}"))?;
+            let (password, generated) = crate::operators::password_from(password_stdin)?;
+            let hash = crate::auth::hash_password(&password)?;
+            store.create_user(&username, &hash, role, now).await?;
+            println!("created {} '{username}'", role.as_str());
+            if generated {
+                println!("password (shown once):");
+                println!("{password}");
+            }
+            Ok(())
+        }
+        UserCommand::Passwd {
+            username,
+            password_stdin,
+            ..
+        } => {
+            let (password, generated) = crate::operators::password_from(password_stdin)?;
+            let hash = crate::auth::hash_password(&password)?;
+            anyhow::ensure!(
+                store.set_password(&username, &hash, now).await?,
+                "no user '{username}'"
+            );
+            println!("password of '{username}' changed; their sessions were ended");
+            if generated {
+                println!("new password (shown once):");
+                println!("{password}");
+            }
+            Ok(())
+        }
+        UserCommand::List { .. } => {
+            println!("{:<32} {:<8} status", "username", "role");
+            for u in store.list_users().await? {
+                println!(
+                    "{:<32} {:<8} {}",
+                    u.username,
+                    u.role.as_str(),
+                    if u.disabled { "disabled" } else { "active" }
+                );
+            }
+            Ok(())
+        }
+        UserCommand::Disable { username, .. } => {
+            anyhow::ensure!(
+                store.disable_user(&username, now).await?,
+                "no user '{username}'"
+            );
+            println!("'{username}' disabled; their sessions were ended");
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
 fn load_for_db(config: Option<&std::path::Path>, db: DatabaseArg) -> anyhow::Result<Settings> {
     Ok(Settings::load(
         config,
@@ -353,6 +464,11 @@ fn load_for_db(config: Option<&std::path::Path>, db: DatabaseArg) -> anyhow::Res
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = App::build(settings.clone()).await?;
+    crate::operators::bootstrap(
+        app.store().as_ref(),
+        std::env::var("GREENOPS_ADMIN_PASSWORD").ok(),
+    )
+    .await?;
     let port = app.port();
     let host = match settings.listen.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),

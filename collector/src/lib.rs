@@ -2,12 +2,14 @@
 //! HTTP router; `main.rs` only parses the command line and calls in here.
 
 pub mod accounting;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod exposition;
 pub mod http;
 pub mod ingest;
+pub mod operators;
 pub mod secrets;
 pub mod settings;
 pub mod simulate;
@@ -67,6 +69,9 @@ impl App {
                 redact_url(&settings.database_url())
             )
         })?;
+        let sessions = crate::auth::SessionKeys::load(store.as_ref())
+            .await
+            .context("loading the session signing key")?;
         let metrics = Arc::new(ProcessMetrics::new());
         let writers = match (settings.ingest.writers, store.backend()) {
             (0, Backend::Postgres) => 4,
@@ -105,6 +110,7 @@ impl App {
                 credentials,
                 metrics,
                 settings: Arc::new(settings),
+                sessions,
             },
         })
     }

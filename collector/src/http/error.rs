@@ -25,6 +25,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -41,6 +43,7 @@ impl ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", (*m).into()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             ApiError::PayloadTooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -99,6 +102,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("the database is unavailable; retry later")
             }
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
             other => ApiError::Internal(other.into()),
         }
     }

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per feature, each contributing a `router()`.
 
 mod agents;
+pub mod auth;
 mod error;
 mod ops;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<ProcessMetrics>,
     pub settings: Arc<Settings>,
+    pub sessions: crate::auth::SessionKeys,
 }
 
 /// Longest time any request may take before the server gives up on it.
@@ -43,6 +45,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(agents::router())
+        .merge(auth::router())
         .merge(ops::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

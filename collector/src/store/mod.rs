@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The schema is older or newer than this binary.
     #[error("migrations: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The object already exists (409).
+    #[error("{0} already exists")]
+    Conflict(String),
     /// Anything else: a bug or a broken database (500).
     #[error("store error: {0}")]
     Internal(#[source] sqlx::Error),
@@ -180,6 +183,56 @@ pub struct FleetSnapshot {
     pub sites: Vec<String>,
 }
 
+/// An operator's role: admins change things, viewers only look.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Self {
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::Viewer
+        }
+    }
+}
+
+/// A stored operator account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub session_version: i64,
+    pub disabled: bool,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("session_version", &self.session_version)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The persistence contract shared by every backend.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -217,6 +270,44 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Current totals and last reports of every live machine.
     async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError>;
+
+    async fn count_users(&self) -> Result<i64, StoreError>;
+
+    /// Creates an operator; `Conflict` when the name is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<User, StoreError>;
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Sets a new password hash and revokes every existing session of the user.
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every existing session of the user (logout).
+    async fn revoke_sessions(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Disables the account and revokes its sessions.
+    async fn disable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The stored value of `key`, storing `value` first if there is none (so every replica
+    /// ends up with the first value written).
+    async fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError>;
 
     /// Closes connections (used on shutdown).
     async fn close(&self);

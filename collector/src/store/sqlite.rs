@@ -28,7 +28,7 @@ use super::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
 use super::{
     Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
     EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineSnapshot,
-    NewEnrollmentToken, PoolOptions, Store, StoreError, hash_from_db, session_from_db,
+    NewEnrollmentToken, PoolOptions, Role, Store, StoreError, User, hash_from_db, session_from_db,
 };
 use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
 use crate::secrets::TokenHash;
@@ -391,6 +391,119 @@ impl Store for SqliteStore {
         Ok(FleetSnapshot { machines, sites })
     }
 
+    async fn count_users(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO users (username, password_hash, role, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (username) DO NOTHING
+             RETURNING id, username, role, password_hash, session_version, disabled_at_ms",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::Conflict(format!("user '{username}'")))?;
+        Ok(user_of(&row)?)
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, username, role, password_hash, session_version, disabled_at_ms
+             FROM users WHERE username = ?1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(user_of).transpose()?)
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, username, role, password_hash, session_version, disabled_at_ms
+             FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?2, session_version = session_version + 1,
+                 updated_at_ms = ?3 WHERE username = ?1",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_sessions(&self, username: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET session_version = session_version + 1, updated_at_ms = ?2
+             WHERE username = ?1",
+        )
+        .bind(username)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn disable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET disabled_at_ms = COALESCE(disabled_at_ms, ?2),
+                 session_version = session_version + 1, updated_at_ms = ?2
+             WHERE username = ?1",
+        )
+        .bind(username)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value, updated_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -632,5 +745,18 @@ fn machine_snapshot(
         cpu_usage_ratio: row.try_get("last_cpu_ratio")?,
         memory_usage_ratio: row.try_get("last_memory_ratio")?,
         totals: totals_of(row)?,
+    })
+}
+
+fn user_of(row: &SqliteRow) -> Result<User, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    let disabled: Option<i64> = row.try_get("disabled_at_ms")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        role: Role::from_stored(&role),
+        password_hash: row.try_get("password_hash")?,
+        session_version: row.try_get("session_version")?,
+        disabled: disabled.is_some(),
     })
 }

@@ -27,6 +27,7 @@ mod enrolment;
 mod heartbeats;
 mod helpers;
 mod metrics;
+mod operators;
 mod outage;
 mod pack;
 mod postgres;

@@ -1,0 +1,185 @@
+//! Operator sessions: `POST /api/v1/auth/login`, `GET /api/v1/auth/me`,
+//! `POST /api/v1/auth/logout`, and the [`Operator`] extractor every operator route uses.
+//!
+//! A request authenticates with `Authorization: Bearer <token>` (API clients; no CSRF step) or
+//! the `HttpOnly; SameSite=Strict` session cookie. Cookie-authenticated requests that change
+//! something must also send `X-GreenOps-CSRF: 1`: a header a cross-site form cannot add.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ApiError, AppState, bearer, body, parse_json};
+use crate::auth::{self, COOKIE, SESSION_SECONDS};
+use crate::store::Role;
+
+/// The header that proves a cookie-authenticated request came from our own page.
+pub const CSRF_HEADER: &str = "x-greenops-csrf";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    pub username: String,
+    pub role: Role,
+}
+
+#[derive(Serialize)]
+struct LoginResponse {
+    token: String,
+    expires_at: String,
+    user: UserView,
+}
+
+/// An authenticated operator.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub username: String,
+    pub role: Role,
+}
+
+impl Operator {
+    /// Refuses viewers (403): only admins change things.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
+        }
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (token, via_cookie) = match bearer(&parts.headers) {
+            Some(t) => (t, false),
+            None => match cookie_token(&parts.headers) {
+                Some(t) => (t, true),
+                None => return Err(ApiError::Unauthorized("sign in first")),
+            },
+        };
+        let claims = state.sessions.verify(token).ok_or(ApiError::Unauthorized(
+            "the session is invalid or expired; sign in again",
+        ))?;
+        let user = state
+            .store
+            .user_by_name(&claims.sub)
+            .await?
+            .filter(|u| !u.disabled && u.session_version == claims.ver)
+            .ok_or(ApiError::Unauthorized(
+                "the session was ended; sign in again",
+            ))?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if via_cookie && !safe && parts.headers.get(CSRF_HEADER).is_none() {
+            return Err(ApiError::Forbidden("missing the X-GreenOps-CSRF header"));
+        }
+        Ok(Operator {
+            username: user.username,
+            role: user.role,
+        })
+    }
+}
+
+fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("greenops_session=; Max-Age=0"))
+}
+
+/// A stand-in hash, so a login for an unknown user costs as much as a wrong password.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Lr0m0GB8DRYN3kU66X12DHbi4OHSXHhbfOnVt1wSYlI";
+
+async fn login(
+    State(state): State<AppState>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: LoginRequest = parse_json(&body(raw)?)?;
+    let user = state.store.user_by_name(&request.username).await?;
+    let hash = user
+        .as_ref()
+        .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
+        .to_string();
+    let password = request.password;
+    // Argon2 is deliberately slow: keep it off the async workers.
+    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let Some(user) = user.filter(|u| matches && !u.disabled) else {
+        tracing::warn!(username = %request.username, "failed login");
+        return Err(ApiError::Unauthorized("wrong username or password"));
+    };
+    let now = OffsetDateTime::now_utc();
+    let (token, exp) = state.sessions.issue(&user, now.unix_timestamp())?;
+    tracing::info!(username = %user.username, "login");
+    let expires_at = OffsetDateTime::from_unix_timestamp(exp)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default();
+    let mut response = Json(LoginResponse {
+        token: token.clone(),
+        expires_at,
+        user: UserView {
+            username: user.username,
+            role: user.role,
+        },
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&token, SESSION_SECONDS));
+    Ok(response)
+}
+
+async fn me(operator: Operator) -> Json<UserView> {
+    Json(UserView {
+        username: operator.username,
+        role: operator.role,
+    })
+}
+
+/// Ends every session of the operator (this one included).
+async fn logout(State(state): State<AppState>, operator: Operator) -> Result<Response, ApiError> {
+    state
+        .store
+        .revoke_sessions(&operator.username, crate::clock::now_ms())
+        .await?;
+    tracing::info!(username = %operator.username, "logout");
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0));
+    Ok(response)
+}

@@ -1,0 +1,313 @@
+//! Operator accounts and sessions: login, bearer and cookie, CSRF, logout and password-change
+//! revocation, disabled accounts, replicas sharing the signing key, the `user` commands and
+//! the first-start bootstrap (no default credentials).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use greenops_collector::store::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, fresh_database_of, spawn_app_with, test_settings};
+
+async fn add_user(app: &TestApp, name: &str, password: &str, role: Role) {
+    let store = greenops_collector::open_store(&test_settings(&app.db_url))
+        .await
+        .unwrap();
+    let hash = greenops_collector::auth::hash_password(password).unwrap();
+    store.create_user(name, &hash, role, 0).await.unwrap();
+    store.close().await;
+}
+
+async fn login(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"username": name, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn me(app: &TestApp, token: Option<&str>, cookie: Option<&str>) -> u16 {
+    let mut req = app.client.get(app.url("/api/v1/auth/me"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+async fn sessions_live_and_die_as_they_should(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
+        return;
+    };
+    let app = spawn_app_with(test_settings(&url)).await;
+    add_user(&app, "alice", "correct horse battery", Role::Admin).await;
+    add_user(&app, "victor", "viewer password 1", Role::Viewer).await;
+
+    assert_eq!(login(&app, "alice", "wrong password!!").await.status(), 401);
+    assert_eq!(
+        login(&app, "mallory", "correct horse battery")
+            .await
+            .status(),
+        401
+    );
+    let res = login(&app, "alice", "correct horse battery").await;
+    assert_eq!(res.status(), 200);
+    let cookie_header = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie_header.contains("HttpOnly") && cookie_header.contains("SameSite=Strict"),
+        "{cookie_header}"
+    );
+    let body: Value = res.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(body["user"], json!({"username": "alice", "role": "admin"}));
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    let cookie = cookie_header.split(';').next().unwrap().to_string();
+
+    assert_eq!(me(&app, Some(&token), None).await, 200);
+    assert_eq!(me(&app, None, Some(&cookie)).await, 200);
+    assert_eq!(me(&app, None, None).await, 401);
+    assert_eq!(me(&app, Some("garbage"), None).await, 401);
+
+    // A second replica on the same database accepts the same session.
+    let replica = spawn_app_with(test_settings(&url)).await;
+    assert_eq!(me(&replica, Some(&token), None).await, 200);
+
+    // Cookie-authenticated writes need the CSRF header; bearer requests do not.
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .header("x-greenops-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    // Logout ends every session of the user, on every replica.
+    assert_eq!(me(&app, Some(&token), None).await, 401);
+    assert_eq!(me(&replica, None, Some(&cookie)).await, 401);
+
+    // A password change ends sessions too; a disabled account cannot sign in.
+    let token: String = login(&app, "victor", "viewer password 1")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .into();
+    let store = greenops_collector::open_store(&test_settings(&url))
+        .await
+        .unwrap();
+    let hash = greenops_collector::auth::hash_password("another password 2").unwrap();
+    assert!(store.set_password("victor", &hash, 1).await.unwrap());
+    assert_eq!(me(&app, Some(&token), None).await, 401);
+    assert_eq!(
+        login(&app, "victor", "another password 2").await.status(),
+        200
+    );
+    assert!(store.disable_user("victor", 2).await.unwrap());
+    assert_eq!(
+        login(&app, "victor", "another password 2").await.status(),
+        401
+    );
+    store.close().await;
+    replica.stop().await;
+    app.stop().await;
+
+    // Sessions survive a restart (the signing key is kept in the database).
+    let app = spawn_app_with(test_settings(&url)).await;
+    let token: String = login(&app, "alice", "correct horse battery")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .into();
+    app.stop().await;
+    let app = spawn_app_with(test_settings(&url)).await;
+    assert_eq!(me(&app, Some(&token), None).await, 200);
+    app.stop().await;
+}
+
+on_both_backends!(sessions_live_and_die_as_they_should);
+
+fn greenops() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_greenops"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GREENOPS_") || k == "DATABASE_URL" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn user_commands_manage_accounts() {
+    let dir =
+        std::env::temp_dir().join(format!("greenops-users-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}/greenops.db", dir.display());
+    let mut child = greenops()
+        .args([
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--database-url",
+            &url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = greenops()
+        .args(["user", "add", "bob", "--database-url", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("created viewer 'bob'"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().last().unwrap().len(),
+        24,
+        "a generated password, shown once"
+    );
+    let out = greenops()
+        .args(["user", "add", "bob", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already exists")
+    );
+    let out = greenops()
+        .args([
+            "user",
+            "add",
+            "eve",
+            "--password-stdin",
+            "--database-url",
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("at least 12"));
+    let out = greenops()
+        .args(["user", "disable", "bob", "--database-url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = greenops()
+        .args(["user", "list", "--database-url", &url])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("alice")
+            && list.contains("admin")
+            && list.contains("bob")
+            && list.contains("disabled"),
+        "{list}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `serve` on an empty database: an admin from GREENOPS_ADMIN_PASSWORD, or a generated
+/// password printed once — never a default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_creates_the_admin_without_default_credentials() {
+    for from_env in [true, false] {
+        let dir =
+            std::env::temp_dir().join(format!("greenops-boot-{}", uuid::Uuid::new_v4().simple()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = greenops();
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("GREENOPS_DATA_DIR", &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if from_env {
+            cmd.env("GREENOPS_ADMIN_PASSWORD", "bootstrap password 1");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(started.elapsed() < Duration::from_secs(20));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        child.wait().unwrap();
+        let password = if from_env {
+            assert!(!stderr.contains("one-time password"));
+            "bootstrap password 1".to_string()
+        } else {
+            let line = stderr
+                .lines()
+                .skip_while(|l| !l.contains("one-time password"))
+                .nth(2)
+                .unwrap();
+            line.trim().to_string()
+        };
+        // Sign in with it on a fresh collector process over the same data directory.
+        let url = format!("sqlite://{}/greenops.db", dir.display());
+        let app = spawn_app_with(test_settings(&url)).await;
+        assert_eq!(
+            login(&app, "admin", &password).await.status(),
+            200,
+            "{stderr}"
+        );
+        assert_eq!(login(&app, "admin", "admin").await.status(), 401);
+        app.stop().await;
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
