@@ -316,6 +316,18 @@ impl Cli {
                         created_at_ms: now,
                     })
                     .await?;
+                store
+                    .audit(&crate::store::AuditEntry {
+                        at_ms: now,
+                        actor: "cli".into(),
+                        action: "enrollment_token_created".into(),
+                        target: record.id.to_string(),
+                        details:
+                            serde_json::json!({"site": record.site, "department": record.department,
+                            "expires_at_ms": record.expires_at_ms, "max_uses": record.max_uses})
+                            .to_string(),
+                    })
+                    .await?;
                 store.close().await;
                 println!(
                     "Enrollment token {} created for site '{}'{}{}{}.",
@@ -390,6 +402,19 @@ async fn user(config: Option<&std::path::Path>, command: UserCommand) -> anyhow:
     let store = open_store(&settings).await?;
     store.migrate().await.context("applying migrations")?;
     let now = clock::now_ms();
+    let audit = |action: &'static str, target: String| {
+        let store = store.clone();
+        async move {
+            let entry = crate::store::AuditEntry {
+                at_ms: clock::now_ms(),
+                actor: "cli".into(),
+                action: action.into(),
+                target,
+                details: "{}".into(),
+            };
+            store.audit(&entry).await
+        }
+    };
     let result = match command {
         UserCommand::Add {
             username,
@@ -402,6 +427,7 @@ async fn user(config: Option<&std::path::Path>, command: UserCommand) -> anyhow:
             let (password, generated) = crate::operators::password_from(password_stdin)?;
             let hash = crate::auth::hash_password(&password)?;
             store.create_user(&username, &hash, role, now).await?;
+            audit("user_created", username.clone()).await?;
             println!("created {} '{username}'", role.as_str());
             if generated {
                 println!("password (shown once):");

@@ -140,10 +140,13 @@ impl App {
         let store = state.store.clone();
         let router = http::router(state);
         tracing::info!(address = %listener.local_addr()?, "listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         // Every handle to the queue is gone with the router: the writer drains and stops.
         if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
             tracing::warn!("the ingest queue did not drain in time");

@@ -25,6 +25,27 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Failed logins allowed per username and per client IP within the window, then 429.
+    pub login_max_failures: i64,
+    pub login_window_seconds: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (the client IP for rate limiting).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            login_max_failures: 5,
+            login_window_seconds: 900,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +141,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             metrics: MetricsSettings::default(),
             telemetry: TelemetrySettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -205,6 +227,7 @@ impl std::fmt::Debug for Settings {
             .field("ingest", &self.ingest)
             .field("metrics", &self.metrics)
             .field("telemetry", &self.telemetry)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -299,6 +322,12 @@ impl Settings {
         }
         if a.offline_after_seconds == 0 {
             return bad("accounting.offline_after_seconds", "must be at least 1");
+        }
+        if self.auth.login_max_failures < 1 || self.auth.login_window_seconds == 0 {
+            return bad(
+                "auth",
+                "login_max_failures and login_window_seconds must be at least 1",
+            );
         }
         if self.ingest.revocation_poll_seconds == 0 {
             return bad("ingest.revocation_poll_seconds", "must be at least 1");
@@ -444,6 +473,13 @@ log_level = "info"
 # Export traces over OTLP/HTTP, e.g. "http://127.0.0.1:4318". Off when absent.
 # otlp_endpoint = "http://127.0.0.1:4318"
 service_name = "greenops"
+
+[auth]
+# Failed logins allowed per username and per client IP within the window; then 429.
+login_max_failures = 5
+login_window_seconds = 900
+# Reverse proxies whose X-Forwarded-For header is trusted, e.g. ["10.0.0.5"].
+trusted_proxies = []
 "#,
         listen = d.listen,
         data_dir = d.data_dir.display(),

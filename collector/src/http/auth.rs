@@ -9,7 +9,9 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{ApiError, AppState, bearer, body, parse_json};
 use crate::auth::{self, COOKIE, SESSION_SECONDS};
-use crate::store::Role;
+use crate::store::{AuditEntry, Role};
 
 /// The header that proves a cookie-authenticated request came from our own page.
 pub const CSRF_HEADER: &str = "x-greenops-csrf";
@@ -122,11 +124,62 @@ fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
 /// A stand-in hash, so a login for an unknown user costs as much as a wrong password.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Lr0m0GB8DRYN3kU66X12DHbi4OHSXHhbfOnVt1wSYlI";
 
+/// The client's address: the peer, or — when the peer is a trusted proxy — the last address
+/// in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
+async fn audit(
+    state: &AppState,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) {
+    let entry = AuditEntry {
+        at_ms: crate::clock::now_ms(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        details: details.to_string(),
+    };
+    if let Err(e) = state.store.audit(&entry).await {
+        tracing::error!(error = %e, action, "could not write the audit log");
+    }
+}
+
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let request: LoginRequest = parse_json(&body(raw)?)?;
+    let limits = &state.settings.auth;
+    let ip = client_ip(peer.ip(), &headers, &limits.trusted_proxies);
+    let keys = [format!("user:{}", request.username), format!("ip:{ip}")];
+    let now_ms = crate::clock::now_ms();
+    let window_ms = crate::settings::secs_to_ms(limits.login_window_seconds);
+    for key in &keys {
+        let (failures, oldest) = state.store.login_failures(key, now_ms - window_ms).await?;
+        if failures >= limits.login_max_failures {
+            let retry_ms = oldest.map_or(window_ms, |o| o + window_ms - now_ms);
+            let retry_s = u64::try_from(retry_ms.div_euclid(1000) + 1).unwrap_or(1);
+            return Err(ApiError::TooManyRequests(retry_s));
+        }
+    }
     let user = state.store.user_by_name(&request.username).await?;
     let hash = user
         .as_ref()
@@ -138,9 +191,30 @@ async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(user) = user.filter(|u| matches && !u.disabled) else {
-        tracing::warn!(username = %request.username, "failed login");
+        tracing::warn!(username = %request.username, %ip, "failed login");
+        state
+            .store
+            .record_login_failure(&keys, now_ms, now_ms - window_ms)
+            .await?;
+        audit(
+            &state,
+            &request.username,
+            "login_failed",
+            "",
+            serde_json::json!({"ip": ip.to_string()}),
+        )
+        .await;
         return Err(ApiError::Unauthorized("wrong username or password"));
     };
+    state.store.clear_login_failures(&keys[0]).await?;
+    audit(
+        &state,
+        &user.username,
+        "login",
+        "",
+        serde_json::json!({"ip": ip.to_string()}),
+    )
+    .await;
     let now = OffsetDateTime::now_utc();
     let (token, exp) = state.sessions.issue(&user, now.unix_timestamp())?;
     tracing::info!(username = %user.username, "login");
@@ -176,6 +250,14 @@ async fn logout(State(state): State<AppState>, operator: Operator) -> Result<Res
         .store
         .revoke_sessions(&operator.username, crate::clock::now_ms())
         .await?;
+    audit(
+        &state,
+        &operator.username,
+        "logout",
+        "",
+        serde_json::json!({}),
+    )
+    .await;
     tracing::info!(username = %operator.username, "logout");
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

@@ -30,6 +30,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("{0}")]
     Unavailable(&'static str),
     #[error(transparent)]
@@ -44,6 +46,11 @@ impl ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", (*m).into()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            ApiError::TooManyRequests(s) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("too many failed attempts; retry in {s} s"),
+            ),
             ApiError::PayloadTooLarge(m) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -84,6 +91,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests(seconds) = &self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 header::RETRY_AFTER,

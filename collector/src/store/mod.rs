@@ -233,6 +233,16 @@ impl fmt::Debug for User {
     }
 }
 
+/// One operator action: who, what, to what, when, with before/after details (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: String,
+}
+
 /// The persistence contract shared by every backend.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -308,6 +318,30 @@ pub trait Store: Send + Sync + fmt::Debug {
         value: &str,
         now_ms: i64,
     ) -> Result<String, StoreError>;
+
+    /// Failed logins recorded under `key` since `since_ms`, and the oldest of them.
+    async fn login_failures(
+        &self,
+        key: &str,
+        since_ms: i64,
+    ) -> Result<(i64, Option<i64>), StoreError>;
+
+    /// Records a failed login under each key; forgets failures older than `forget_before_ms`.
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets the failures of `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Appends to the audit log.
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// The newest audit entries first.
+    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Closes connections (used on shutdown).
     async fn close(&self);

@@ -311,3 +311,127 @@ async fn first_start_creates_the_admin_without_default_credentials() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+/// Five failures per username or client IP in the window, counted in the database so the
+/// limit holds across replicas; `X-Forwarded-For` only from trusted proxies.
+async fn login_limit_holds_across_replicas(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
+        return;
+    };
+    let mut settings = test_settings(&url);
+    settings.auth.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let a = spawn_app_with(settings.clone()).await;
+    let b = spawn_app_with(settings).await;
+    add_user(&a, "alice", "correct horse battery", Role::Admin).await;
+    let attempt = |app: &TestApp, user: &str, password: &str, from: &str| {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", from)
+            .json(&json!({"username": user, "password": password}))
+            .send()
+    };
+    for i in 0..5 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(
+            attempt(app, "alice", "wrong password!", "203.0.113.9")
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    // Blocked on both replicas, even with the right password.
+    for app in [&a, &b] {
+        let res = attempt(app, "alice", "correct horse battery", "198.51.100.7")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        let retry: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+    }
+    // The attacker's address is blocked for other accounts too; other clients are not.
+    add_user(&a, "bob", "another password 1", Role::Viewer).await;
+    assert_eq!(
+        attempt(&b, "bob", "another password 1", "203.0.113.9")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    assert_eq!(
+        attempt(&b, "bob", "another password 1", "198.51.100.7")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Everything is in the audit log.
+    let store = greenops_collector::open_store(&test_settings(&url))
+        .await
+        .unwrap();
+    let log = store.audit_log(100).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == "login_failed" && e.actor == "alice")
+            .count(),
+        5
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.action == "login" && e.actor == "bob" && e.details.contains("198.51.100.7"))
+    );
+    store.close().await;
+    a.stop().await;
+    b.stop().await;
+
+    // Without trusting the proxy, X-Forwarded-For is ignored: the peer address counts.
+    let Some(url) = fresh_database_of(db).await else {
+        return;
+    };
+    let app = spawn_app_with(test_settings(&url)).await;
+    add_user(&app, "carol", "correct horse battery", Role::Admin).await;
+    for i in 0..5 {
+        let from = format!("192.0.2.{i}");
+        assert_eq!(
+            attempt(&app, "carol", "wrong password!", &from)
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        attempt(&app, "carol", "correct horse battery", "192.0.2.200")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    app.stop().await;
+}
+
+on_both_backends!(login_limit_holds_across_replicas);
+
+#[test]
+fn client_ip_trusts_only_configured_proxies() {
+    use greenops_collector::http::auth::client_ip;
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.2".parse().unwrap());
+    let peer: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+    let proxies: Vec<std::net::IpAddr> =
+        vec!["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
+    assert_eq!(
+        client_ip(peer, &headers, &proxies).to_string(),
+        "198.51.100.7"
+    );
+    assert_eq!(client_ip(peer, &headers, &[]).to_string(), "10.0.0.1");
+    assert_eq!(
+        client_ip(peer, &axum::http::HeaderMap::new(), &proxies).to_string(),
+        "10.0.0.1"
+    );
+}
