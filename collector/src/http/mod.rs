@@ -3,6 +3,7 @@
 mod agents;
 pub mod auth;
 mod error;
+mod machines;
 mod ops;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(agents::router())
         .merge(auth::router())
+        .merge(machines::router())
         .merge(ops::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

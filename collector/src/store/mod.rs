@@ -233,6 +233,95 @@ impl fmt::Debug for User {
     }
 }
 
+/// Server-side filtering, sorting and paging of the machines list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineQuery {
+    pub status: Option<crate::accounting::Status>,
+    pub site: Option<String>,
+    pub department: Option<String>,
+    /// Case-insensitive substring of the hostname.
+    pub q: Option<String>,
+    pub sort: MachineSort,
+    pub descending: bool,
+    pub page: i64,
+    pub per_page: i64,
+    /// For the derived status.
+    pub now_ms: i64,
+    pub offline_after_ms: i64,
+    pub idle_threshold_ms: i64,
+}
+
+/// Columns the machines list can be sorted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineSort {
+    Hostname,
+    Site,
+    Department,
+    Status,
+    LastSeen,
+    InputIdle,
+    IdleTime,
+    IdleEnergy,
+}
+
+impl MachineSort {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "hostname" => Self::Hostname,
+            "site" => Self::Site,
+            "department" => Self::Department,
+            "status" => Self::Status,
+            "last_seen" => Self::LastSeen,
+            "input_idle" => Self::InputIdle,
+            "idle_time" => Self::IdleTime,
+            "idle_energy" => Self::IdleEnergy,
+            _ => return None,
+        })
+    }
+
+    /// The SQL expression sorted on (whitelisted, never user text).
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Self::Hostname => "m.hostname",
+            Self::Site => "s.name",
+            Self::Department => "m.department",
+            Self::Status => "status",
+            Self::LastSeen => "m.last_received_at_ms",
+            Self::InputIdle => "m.last_idle_ms",
+            Self::IdleTime => "m.idle_ms",
+            Self::IdleEnergy => "m.idle_energy_sort",
+        }
+    }
+}
+
+/// The status of a machine computed in SQL, mirroring `accounting::status`; parameters are
+/// `now - offline_after` and the idle threshold.
+pub(crate) const STATUS_SQL: &str = "CASE
+    WHEN m.last_received_at_ms IS NULL OR m.last_received_at_ms < {cutoff} THEN 'offline'
+    WHEN m.last_idle_ms IS NULL THEN 'unknown'
+    WHEN m.last_session IN ('locked', 'none') OR m.last_idle_ms >= {threshold} THEN 'idle'
+    ELSE 'active' END";
+
+/// One row of the machines list.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MachineRow {
+    pub id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub agent_version: String,
+    pub site: String,
+    pub department: String,
+    pub power_profile: String,
+    pub status: String,
+    pub last_seen_ms: Option<i64>,
+    pub input_idle_seconds: Option<f64>,
+    pub observed_seconds: f64,
+    pub idle_seconds: f64,
+    pub energy_j: Decimal,
+    pub idle_energy_j: Decimal,
+}
+
 /// One operator action: who, what, to what, when, with before/after details (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
@@ -342,6 +431,15 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The newest audit entries first.
     async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// A page of machines (not retired) and the total matching the filters.
+    async fn list_machines(
+        &self,
+        query: &MachineQuery,
+    ) -> Result<(Vec<MachineRow>, i64), StoreError>;
+
+    /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
+    async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
 
     /// Closes connections (used on shutdown).
     async fn close(&self);

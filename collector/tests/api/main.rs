@@ -26,6 +26,7 @@ mod ecosystem;
 mod enrolment;
 mod heartbeats;
 mod helpers;
+mod machines;
 mod metrics;
 mod operators;
 mod outage;

@@ -1,0 +1,188 @@
+//! `GET /api/v1/machines` and `DELETE /api/v1/machines/{id}`: filters, sorting, paging,
+//! validation, roles, and what retiring does.
+
+use greenops_collector::store::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, enroll_body, error_of, hb, past, spawn_app_on};
+
+async fn token_for(app: &TestApp, name: &str, role: Role) -> String {
+    let store = greenops_collector::open_store(&crate::helpers::test_settings(&app.db_url))
+        .await
+        .unwrap();
+    let hash = greenops_collector::auth::hash_password("a long password!").unwrap();
+    store.create_user(name, &hash, role, 0).await.unwrap();
+    store.close().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"username": name, "password": "a long password!"}))
+        .send()
+        .await
+        .unwrap();
+    res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn get(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(&format!("/api/v1/machines{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn hostnames(app: &TestApp, token: &str, query: &str) -> (Vec<String>, i64) {
+    let res = get(app, token, query).await;
+    assert_eq!(res.status(), 200, "{query}");
+    let body: Value = res.json().await.unwrap();
+    let names = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["hostname"].as_str().unwrap().to_string())
+        .collect();
+    (names, body["total"].as_i64().unwrap())
+}
+
+async fn list_filter_sort_page_and_retire(db: Db) {
+    let Some(app) = spawn_app_on(db).await else {
+        return;
+    };
+    let admin = token_for(&app, "admin", Role::Admin).await;
+    let viewer = token_for(&app, "viewer", Role::Viewer).await;
+    let finance = app.enrollment_token("default", "finance").await;
+    let it = app.enrollment_token("default", "it").await;
+    let t = past(10);
+    let mut agents = Vec::new();
+    // pc-0..pc-4 in finance, pc-5..pc-9 in it; even ones idle, odd ones active.
+    for i in 0..10 {
+        let token = if i < 5 { &finance } else { &it };
+        let mut body = enroll_body(token, &format!("machine-key-list-{i:04}"));
+        body["hostname"] = json!(format!("pc-{i}.example.org"));
+        let res = app.post_enroll(&body).await;
+        let enrolled: greenops_protocol::EnrollResponse = res.json().await.unwrap();
+        let idle = if i % 2 == 0 { 1000.0 + i as f64 } else { 5.0 };
+        app.send(&enrolled.agent_token, &hb(1, t, Some(idle))).await;
+        app.send(
+            &enrolled.agent_token,
+            &hb(2, t + time::Duration::seconds(60), Some(idle + 60.0)),
+        )
+        .await;
+        agents.push(enrolled);
+    }
+
+    let (all, total) = hostnames(&app, &viewer, "").await;
+    assert_eq!(total, 10);
+    assert_eq!(all[0], "pc-0.example.org");
+    let (idle, total) = hostnames(&app, &viewer, "?status=idle&department=finance").await;
+    assert_eq!(
+        (idle, total),
+        (
+            vec![
+                "pc-0.example.org".to_string(),
+                "pc-2.example.org".into(),
+                "pc-4.example.org".into()
+            ],
+            3
+        )
+    );
+    let (found, _) = hostnames(&app, &viewer, "?q=PC-7").await;
+    assert_eq!(found, vec!["pc-7.example.org"]);
+    let (none, total) = hostnames(&app, &viewer, "?q=%25").await;
+    assert_eq!((none.len(), total), (0, 0), "LIKE wildcards are literal");
+    let (page2, total) =
+        hostnames(&app, &viewer, "?sort=hostname&order=desc&per_page=3&page=2").await;
+    assert_eq!(
+        (page2, total),
+        (
+            vec![
+                "pc-6.example.org".to_string(),
+                "pc-5.example.org".into(),
+                "pc-4.example.org".into()
+            ],
+            10
+        )
+    );
+    let (by_idle, _) = hostnames(&app, &viewer, "?sort=input_idle&order=desc&per_page=1").await;
+    assert_eq!(by_idle, vec!["pc-8.example.org"]);
+    let res = get(&app, &viewer, "?per_page=2").await;
+    let body: Value = res.json().await.unwrap();
+    let first = &body["items"][0];
+    assert_eq!(first["status"], "idle");
+    assert_eq!(first["department"], "finance");
+    assert!(first["last_seen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(first["idle_seconds"], 60.0);
+
+    for (query, field) in [
+        ("?per_page=501", "per_page"),
+        ("?sort=password_hash", "sort"),
+        ("?status=asleep", "status"),
+        ("?order=up", "order"),
+        ("?page=0", "page"),
+    ] {
+        let (status, _, named) = error_of(get(&app, &viewer, query).await).await;
+        assert_eq!((status, named.as_deref()), (422, Some(field)), "{query}");
+    }
+    assert_eq!(
+        app.client
+            .get(app.url("/api/v1/machines"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // Retiring: viewers may not; admins may; the credential stops working and the machine
+    // leaves lists and /metrics, its history stays.
+    let id = &agents[3].machine_id;
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/machines/{id}")))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/machines/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/machines/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let (_, total) = hostnames(&app, &viewer, "").await;
+    assert_eq!(total, 9);
+    let res = app
+        .post_heartbeats(
+            &agents[3].agent_token,
+            &hb(3, t + time::Duration::seconds(120), Some(1.0)),
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    assert!(!app.metrics().await.contains(id.as_str()));
+    assert_eq!(app.totals(id).await.heartbeat_rows, 2, "history is kept");
+    let mut body = enroll_body(&finance, "machine-key-list-0003");
+    body["hostname"] = json!("pc-3.example.org");
+    assert_eq!(
+        app.post_enroll(&body).await.status(),
+        403,
+        "a retired machine cannot re-enrol by itself"
+    );
+    app.stop().await;
+}
+
+on_both_backends!(list_filter_sort_page_and_retire);
