@@ -669,8 +669,8 @@ impl Store for SqliteStore {
                     input_idle_seconds: idle.map(|ms| ms as f64 / 1000.0),
                     observed_seconds: observed as f64 / 1000.0,
                     idle_seconds: idle_ms as f64 / 1000.0,
-                    energy_j: dec(&row, "energy_j")?,
-                    idle_energy_j: dec(&row, "idle_energy_j")?,
+                    energy_j: dec(row, "energy_j")?,
+                    idle_energy_j: dec(row, "idle_energy_j")?,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
