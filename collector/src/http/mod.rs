@@ -5,6 +5,7 @@ pub mod auth;
 mod error;
 mod machines;
 mod ops;
+mod users;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::router())
         .merge(auth::router())
         .merge(machines::router())
+        .merge(users::router())
         .merge(ops::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -435,3 +435,127 @@ fn client_ip_trusts_only_configured_proxies() {
         "10.0.0.1"
     );
 }
+
+async fn users_and_audit_api_are_admin_only(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
+        return;
+    };
+    let app = spawn_app_with(test_settings(&url)).await;
+    add_user(&app, "root", "correct horse battery", Role::Admin).await;
+    add_user(&app, "watcher", "viewer password 1", Role::Viewer).await;
+    let token = |name: &'static str, pw: &'static str| {
+        let app = &app;
+        async move {
+            login(app, name, pw).await.json::<Value>().await.unwrap()["token"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let admin = token("root", "correct horse battery").await;
+    let viewer = token("watcher", "viewer password 1").await;
+    let create = |t: String, body: Value| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/v1/users"))
+                .bearer_auth(t)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = create(
+        viewer.clone(),
+        json!({"username": "x", "password": "a long password!", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(res.status(), 403, "viewers never write");
+    let res = create(
+        admin.clone(),
+        json!({"username": "newbie", "password": "a long password!", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"username": "newbie", "role": "viewer"})
+    );
+    let res = create(
+        admin.clone(),
+        json!({"username": "newbie", "password": "a long password!", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    for (body, field) in [
+        (
+            json!({"username": "bad name", "password": "a long password!", "role": "viewer"}),
+            "username",
+        ),
+        (
+            json!({"username": "ok", "password": "short", "role": "viewer"}),
+            "password",
+        ),
+        (
+            json!({"username": "ok", "password": "a long password!", "role": "superuser"}),
+            "role",
+        ),
+    ] {
+        let (status, _, named) = crate::helpers::error_of(create(admin.clone(), body).await).await;
+        assert_eq!((status, named.as_deref()), (422, Some(field)));
+    }
+    assert_eq!(
+        login(&app, "newbie", "a long password!").await.status(),
+        200
+    );
+
+    let list = |t: String, path: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(path))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(list(viewer.clone(), "/api/v1/users").await.status(), 403);
+    let users: Value = list(admin.clone(), "/api/v1/users")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["total"], 3);
+    assert!(
+        !users.to_string().contains("argon2"),
+        "hashes never leave the server"
+    );
+    assert_eq!(list(viewer, "/api/v1/audit").await.status(), 403);
+    let audit: Value = list(admin.clone(), "/api/v1/audit?limit=5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = &audit["items"][0];
+    assert_eq!(
+        (first["action"].as_str(), first["actor"].as_str()),
+        (Some("login"), Some("newbie"))
+    );
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "user_created"
+                && e["target"] == "newbie"
+                && e["actor"] == "root")
+    );
+    let (status, _, named) =
+        crate::helpers::error_of(list(admin, "/api/v1/audit?limit=lots").await).await;
+    assert_eq!((status, named.as_deref()), (422, Some("limit")));
+    app.stop().await;
+}
+
+on_both_backends!(users_and_audit_api_are_admin_only);
