@@ -2,6 +2,7 @@
 //! (one module each) owns its SQL and its migrations. No SQL lives outside this module.
 
 mod batch;
+mod operators_sql;
 mod postgres;
 mod sqlite;
 pub mod transfer;

@@ -26,6 +26,10 @@ use super::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
 use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
 use crate::secrets::TokenHash;
 
+mod ops {
+    super::super::operators_sql::operator_queries!(sqlx::PgPool, sqlx::postgres::PgRow);
+}
+
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// The embedded PostgreSQL migrations.
@@ -348,9 +352,7 @@ impl Store for PostgresStore {
     }
 
     async fn count_users(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
-            .await?)
+        ops::count_users(&self.pool).await
     }
 
     async fn create_user(
@@ -360,41 +362,15 @@ impl Store for PostgresStore {
         role: Role,
         now_ms: i64,
     ) -> Result<User, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO users (username, password_hash, role, created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (username) DO NOTHING
-             RETURNING id, username, role, password_hash, session_version, disabled_at_ms",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(role.as_str())
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::Conflict(format!("user '{username}'")))?;
-        Ok(user_of(&row)?)
+        ops::create_user(&self.pool, username, password_hash, role, now_ms).await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, username, role, password_hash, session_version, disabled_at_ms
-             FROM users WHERE username = $1",
-        )
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(user_of).transpose()?)
+        ops::user_by_name(&self.pool, username).await
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, username, role, password_hash, session_version, disabled_at_ms
-             FROM users ORDER BY username",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
+        ops::list_users(&self.pool).await
     }
 
     async fn set_password(
@@ -403,41 +379,15 @@ impl Store for PostgresStore {
         password_hash: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $2, session_version = session_version + 1,
-                 updated_at_ms = $3 WHERE username = $1",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        ops::set_password(&self.pool, username, password_hash, now_ms).await
     }
 
     async fn revoke_sessions(&self, username: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET session_version = session_version + 1, updated_at_ms = $2
-             WHERE username = $1",
-        )
-        .bind(username)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        ops::revoke_sessions(&self.pool, username, now_ms).await
     }
 
     async fn disable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET disabled_at_ms = COALESCE(disabled_at_ms, $2),
-                 session_version = session_version + 1, updated_at_ms = $2
-             WHERE username = $1",
-        )
-        .bind(username)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        ops::disable_user(&self.pool, username, now_ms).await
     }
 
     async fn setting_or_insert(
@@ -446,18 +396,7 @@ impl Store for PostgresStore {
         value: &str,
         now_ms: i64,
     ) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO settings (key, value, updated_at_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+        ops::setting_or_insert(&self.pool, key, value, now_ms).await
     }
 
     async fn login_failures(
@@ -465,12 +404,7 @@ impl Store for PostgresStore {
         key: &str,
         since_ms: i64,
     ) -> Result<(i64, Option<i64>), StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(at_ms) AS oldest FROM login_failures WHERE key = $1 AND at_ms >= $2")
-            .bind(key)
-            .bind(since_ms)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((row.try_get("n")?, row.try_get("oldest")?))
+        ops::login_failures(&self.pool, key, since_ms).await
     }
 
     async fn record_login_failure(
@@ -479,61 +413,19 @@ impl Store for PostgresStore {
         at_ms: i64,
         forget_before_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for key in keys {
-            sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
-                .bind(key)
-                .bind(at_ms)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM login_failures WHERE at_ms < $1")
-            .bind(forget_before_ms)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        ops::record_login_failure(&self.pool, keys, at_ms, forget_before_ms).await
     }
 
     async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        ops::clear_login_failures(&self.pool, key).await
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
-            .bind(entry.at_ms)
-            .bind(&entry.actor)
-            .bind(&entry.action)
-            .bind(&entry.target)
-            .bind(&entry.details)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        ops::audit(&self.pool, entry).await
     }
 
     async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at_ms, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at_ms: r.try_get("at_ms")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    details: r.try_get("details")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        ops::audit_log(&self.pool, limit).await
     }
 
     async fn list_machines(
@@ -816,17 +708,4 @@ async fn update_machines(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-fn user_of(row: &PgRow) -> Result<User, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    let disabled: Option<i64> = row.try_get("disabled_at_ms")?;
-    Ok(User {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        role: Role::from_stored(&role),
-        password_hash: row.try_get("password_hash")?,
-        session_version: row.try_get("session_version")?,
-        disabled: disabled.is_some(),
-    })
 }
