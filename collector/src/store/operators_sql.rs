@@ -1,12 +1,14 @@
-//! SQL for operators, settings, login limits and the audit log — identical on both backends
+//! SQL for operators, settings, login limits, the audit log and the machines list — identical
+//! on both backends
 //! (SQLite reads `$n` as parameters numbered in order of first appearance, so every statement
 //! here introduces `$1`, `$2`, … in order). Each backend instantiates it with its own pool and
 //! row types: one copy of the SQL, no dialect drift.
 
 /// Defines the free functions below for one backend.
 macro_rules! operator_queries {
-    ($pool:ty, $row:ty) => {
-        use $crate::store::{AuditEntry, Role, StoreError, User};
+    ($pool:ty, $row:ty, $db:ty, $dec:path, $energy_sort:expr) => {
+        use $crate::store::{AuditEntry, MachineQuery, MachineRow, Role, STATUS_SQL, StoreError, User};
+        use sqlx::QueryBuilder;
         use sqlx::Row;
 
         type Pool = $pool;
@@ -211,6 +213,120 @@ macro_rules! operator_queries {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
+    }
+
+    pub(crate) async fn list_machines(
+        pool: &Pool,
+        query: &MachineQuery,
+    ) -> Result<(Vec<MachineRow>, i64), StoreError> {
+        fn filters<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, query: &MachineQuery, status: &str)
+        where
+            for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+        {
+            q.push(" WHERE m.retired_at_ms IS NULL");
+            if let Some(s) = query.status {
+                q.push(format!(" AND ({status}) = "))
+                    .push_bind(s.as_str().to_string());
+            }
+            if let Some(site) = &query.site {
+                q.push(" AND s.name = ").push_bind(site.clone());
+            }
+            if let Some(d) = &query.department {
+                q.push(" AND m.department = ").push_bind(d.clone());
+            }
+            if let Some(text) = &query.q {
+                let escaped = text
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                q.push(" AND LOWER(m.hostname) LIKE ")
+                    .push_bind(format!("%{escaped}%"))
+                    .push(" ESCAPE '\\'");
+            }
+        }
+
+        let status = STATUS_SQL
+            .replace(
+                "{cutoff}",
+                &(query.now_ms - query.offline_after_ms).to_string(),
+            )
+            .replace("{threshold}", &query.idle_threshold_ms.to_string());
+        let mut count = QueryBuilder::<$db>::new(
+            "SELECT COUNT(*) FROM machines m JOIN sites s ON s.id = m.site_id",
+        );
+        filters(&mut count, query, &status);
+        let total: i64 = count
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_one(pool)
+            .await?;
+        let mut list = QueryBuilder::<$db>::new(format!(
+            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
+                    m.department, p.name AS power_profile, ({status}) AS status,
+                    m.last_received_at_ms, m.last_idle_ms, m.observed_ms, m.idle_ms,
+                    m.energy_j, m.idle_energy_j
+             FROM machines m
+             JOIN sites s ON s.id = m.site_id
+             JOIN power_profiles p ON p.id = m.power_profile_id"
+        ));
+        filters(&mut list, query, &status);
+        let column = query
+            .sort
+            .column()
+            .replace("m.idle_energy_sort", $energy_sort);
+        let order = if query.descending { "DESC" } else { "ASC" };
+        list.push(format!(
+            " ORDER BY {column} {order} NULLS LAST, m.id LIMIT "
+        ))
+        .push_bind(query.per_page)
+        .push(" OFFSET ")
+        .push_bind((query.page - 1).max(0) * query.per_page);
+        let rows = list.build().persistent(false).fetch_all(pool).await?;
+        let machines = rows
+            .iter()
+            .map(|row| -> Result<MachineRow, sqlx::Error> {
+                let idle: Option<i64> = row.try_get("last_idle_ms")?;
+                let observed: i64 = row.try_get("observed_ms")?;
+                let idle_ms: i64 = row.try_get("idle_ms")?;
+                Ok(MachineRow {
+                    id: row.try_get("id")?,
+                    hostname: row.try_get("hostname")?,
+                    os: row.try_get("os")?,
+                    os_version: row.try_get("os_version")?,
+                    agent_version: row.try_get("agent_version")?,
+                    site: row.try_get("site")?,
+                    department: row.try_get("department")?,
+                    power_profile: row.try_get("power_profile")?,
+                    status: row.try_get("status")?,
+                    last_seen_ms: row.try_get("last_received_at_ms")?,
+                    input_idle_seconds: idle.map(|ms| ms as f64 / 1000.0),
+                    observed_seconds: observed as f64 / 1000.0,
+                    idle_seconds: idle_ms as f64 / 1000.0,
+                    energy_j: $dec(row, "energy_j")?,
+                    idle_energy_j: $dec(row, "idle_energy_j")?,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((machines, total))
+    }
+
+    pub(crate) async fn retire_machine(pool: &Pool, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut tx = pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE machines SET retired_at_ms = $1 WHERE id = $2 AND retired_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE agent_credentials SET revoked_at_ms = $1 WHERE machine_id = $2 AND revoked_at_ms IS NULL")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     };

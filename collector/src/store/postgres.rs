@@ -12,13 +12,13 @@ use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, QueryBuilder, Row};
+use sqlx::{ConnectOptions, Row};
 
 use super::{
     AuditEntry, Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
     EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineQuery, MachineRow,
-    MachineSnapshot, NewEnrollmentToken, PoolOptions, Role, STATUS_SQL, Store, StoreError, User,
-    hash_from_db, session_from_db,
+    MachineSnapshot, NewEnrollmentToken, PoolOptions, Role, Store, StoreError, User, hash_from_db,
+    session_from_db,
 };
 use greenops_protocol::ValidHeartbeat;
 
@@ -27,7 +27,18 @@ use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
 use crate::secrets::TokenHash;
 
 mod ops {
-    super::super::operators_sql::operator_queries!(sqlx::PgPool, sqlx::postgres::PgRow);
+    super::super::operators_sql::operator_queries!(
+        sqlx::PgPool,
+        sqlx::postgres::PgRow,
+        sqlx::Postgres,
+        super::pg_dec,
+        "m.idle_energy_j"
+    );
+}
+
+/// A NUMERIC column as an exact decimal.
+fn pg_dec(row: &PgRow, column: &str) -> Result<Decimal, sqlx::Error> {
+    row.try_get(column)
 }
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -432,114 +443,11 @@ impl Store for PostgresStore {
         &self,
         query: &MachineQuery,
     ) -> Result<(Vec<MachineRow>, i64), StoreError> {
-        fn filters<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, query: &MachineQuery, status: &str)
-        where
-            for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-        {
-            q.push(" WHERE m.retired_at_ms IS NULL");
-            if let Some(s) = query.status {
-                q.push(format!(" AND ({status}) = "))
-                    .push_bind(s.as_str().to_string());
-            }
-            if let Some(site) = &query.site {
-                q.push(" AND s.name = ").push_bind(site.clone());
-            }
-            if let Some(d) = &query.department {
-                q.push(" AND m.department = ").push_bind(d.clone());
-            }
-            if let Some(text) = &query.q {
-                let escaped = text
-                    .to_lowercase()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                q.push(" AND LOWER(m.hostname) LIKE ")
-                    .push_bind(format!("%{escaped}%"))
-                    .push(" ESCAPE '\\'");
-            }
-        }
-
-        let status = STATUS_SQL
-            .replace(
-                "{cutoff}",
-                &(query.now_ms - query.offline_after_ms).to_string(),
-            )
-            .replace("{threshold}", &query.idle_threshold_ms.to_string());
-        let mut count = QueryBuilder::<sqlx::Postgres>::new(
-            "SELECT COUNT(*) FROM machines m JOIN sites s ON s.id = m.site_id",
-        );
-        filters(&mut count, query, &status);
-        let total: i64 = count
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_one(&self.pool)
-            .await?;
-        let mut list = QueryBuilder::<sqlx::Postgres>::new(format!(
-            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
-                    m.department, p.name AS power_profile, ({status}) AS status,
-                    m.last_received_at_ms, m.last_idle_ms, m.observed_ms, m.idle_ms,
-                    m.energy_j, m.idle_energy_j
-             FROM machines m
-             JOIN sites s ON s.id = m.site_id
-             JOIN power_profiles p ON p.id = m.power_profile_id"
-        ));
-        filters(&mut list, query, &status);
-        let column = query
-            .sort
-            .column()
-            .replace("m.idle_energy_sort", "m.idle_energy_j");
-        let order = if query.descending { "DESC" } else { "ASC" };
-        list.push(format!(
-            " ORDER BY {column} {order} NULLS LAST, m.id LIMIT "
-        ))
-        .push_bind(query.per_page)
-        .push(" OFFSET ")
-        .push_bind((query.page - 1).max(0) * query.per_page);
-        let rows = list.build().persistent(false).fetch_all(&self.pool).await?;
-        let machines = rows
-            .iter()
-            .map(|row| -> Result<MachineRow, sqlx::Error> {
-                let idle: Option<i64> = row.try_get("last_idle_ms")?;
-                let observed: i64 = row.try_get("observed_ms")?;
-                let idle_ms: i64 = row.try_get("idle_ms")?;
-                Ok(MachineRow {
-                    id: row.try_get("id")?,
-                    hostname: row.try_get("hostname")?,
-                    os: row.try_get("os")?,
-                    os_version: row.try_get("os_version")?,
-                    agent_version: row.try_get("agent_version")?,
-                    site: row.try_get("site")?,
-                    department: row.try_get("department")?,
-                    power_profile: row.try_get("power_profile")?,
-                    status: row.try_get("status")?,
-                    last_seen_ms: row.try_get("last_received_at_ms")?,
-                    input_idle_seconds: idle.map(|ms| ms as f64 / 1000.0),
-                    observed_seconds: observed as f64 / 1000.0,
-                    idle_seconds: idle_ms as f64 / 1000.0,
-                    energy_j: row.try_get("energy_j")?,
-                    idle_energy_j: row.try_get("idle_energy_j")?,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((machines, total))
+        ops::list_machines(&self.pool, query).await
     }
 
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE machines SET retired_at_ms = $2 WHERE id = $1 AND retired_at_ms IS NULL",
-        )
-        .bind(id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE agent_credentials SET revoked_at_ms = $2 WHERE machine_id = $1 AND revoked_at_ms IS NULL")
-            .bind(id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        ops::retire_machine(&self.pool, id, now_ms).await
     }
 
     async fn close(&self) {
