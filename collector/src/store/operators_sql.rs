@@ -13,6 +13,25 @@ macro_rules! operator_queries {
 
         type Pool = $pool;
 
+        /// Ok when every migration of this binary (`expected`) is applied.
+        pub(crate) async fn readiness(
+            pool: &Pool,
+            expected: &sqlx::migrate::Migrator,
+        ) -> Result<(), StoreError> {
+            let applied: Vec<i64> = sqlx::query_scalar(
+                "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+            )
+            .fetch_all(pool)
+            .await?;
+            let expected: Vec<i64> = expected.iter().map(|m| m.version).collect();
+            if applied != expected {
+                return Err(StoreError::NotFound(format!(
+                    "migrations {expected:?} (applied: {applied:?})"
+                )));
+            }
+            Ok(())
+        }
+
         fn user_of(row: &$row) -> Result<User, sqlx::Error> {
             let role: String = row.try_get("role")?;
             let disabled: Option<i64> = row.try_get("disabled_at_ms")?;

@@ -83,18 +83,7 @@ impl Store for PostgresStore {
     }
 
     async fn readiness(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        if applied != expected {
-            return Err(StoreError::NotFound(format!(
-                "migrations {expected:?} (applied: {applied:?})"
-            )));
-        }
-        Ok(())
+        ops::readiness(&self.pool, &MIGRATOR).await
     }
 
     async fn create_enrollment_token(

@@ -11,6 +11,15 @@ use axum::routing::post;
 
 use crate::helpers::{enroll_body, fresh_database, hb, past};
 
+/// A free port on the loopback interface.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn greenops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_greenops"));
     // Keep the developer's environment out of the tests.
@@ -135,11 +144,7 @@ async fn serve_exports_traces_and_stops_gracefully_on_sigterm() {
     let token = stdout.lines().last().unwrap().trim().to_string();
     assert!(token.starts_with("gok_enroll_"), "{stdout}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = greenops()
         .args([
             "serve",
@@ -220,11 +225,7 @@ async fn a_dead_otlp_endpoint_never_blocks_requests() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = greenops()
         .args([
             "serve",

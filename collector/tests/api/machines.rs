@@ -140,30 +140,15 @@ async fn list_filter_sort_page_and_retire(db: Db) {
     // Retiring: viewers may not; admins may; the credential stops working and the machine
     // leaves lists and /metrics, its history stays.
     let id = &agents[3].machine_id;
-    let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/machines/{id}")))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/machines/{id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    let res = app
-        .client
-        .delete(app.url(&format!("/api/v1/machines/{id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    let retire = |token: &str| {
+        app.client
+            .delete(app.url(&format!("/api/v1/machines/{id}")))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(retire(&viewer).await.unwrap().status(), 403);
+    assert_eq!(retire(&admin).await.unwrap().status(), 204);
+    assert_eq!(retire(&admin).await.unwrap().status(), 404);
     let (_, total) = hostnames(&app, &viewer, "").await;
     assert_eq!(total, 9);
     let res = app
