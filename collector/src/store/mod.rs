@@ -1,6 +1,8 @@
 //! Persistence behind one trait. Handlers and the ingest writer call [`Store`]; each backend
 //! (one module each) owns its SQL and its migrations. No SQL lives outside this module.
 
+pub mod admin;
+mod admin_sql;
 mod batch;
 mod operators_sql;
 mod postgres;
@@ -335,7 +337,7 @@ pub struct AuditEntry {
 
 /// The persistence contract shared by every backend.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
+pub trait Store: admin::AdminStore + Send + Sync + fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations.

@@ -34,11 +34,17 @@ mod ops {
         super::pg_dec,
         "m.idle_energy_j"
     );
+    super::super::admin_sql::admin_queries!(super::PostgresStore, sqlx::postgres::PgRow, super::pg_dec, super::pg_enc, true);
 }
 
 /// A NUMERIC column as an exact decimal.
 fn pg_dec(row: &PgRow, column: &str) -> Result<Decimal, sqlx::Error> {
     row.try_get(column)
+}
+
+/// A decimal as bound to a NUMERIC column.
+fn pg_enc(d: Decimal) -> Decimal {
+    d
 }
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");

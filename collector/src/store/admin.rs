@@ -1,0 +1,200 @@
+//! What the admin API manages besides users: sites, power profiles, machine placement,
+//! enrollment and API tokens, live settings and energy reports. [`AdminStore`] is implemented
+//! once for both backends by the `admin_queries!` macro in `admin_sql.rs`.
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+use super::{StoreError, User};
+use crate::accounting::Increment;
+use crate::secrets::TokenHash;
+
+/// A site: where machines are, what their electricity costs and how clean it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Site {
+    pub id: i64,
+    pub name: String,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency: String,
+    #[schema(value_type = String, example = "0.12")]
+    pub price_per_kwh: Decimal,
+    #[schema(value_type = String, example = "420")]
+    pub carbon_intensity_g_per_kwh: Decimal,
+    /// IANA time zone name, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// Live (not retired) machines at this site.
+    pub machines: i64,
+}
+
+/// The editable fields of a site (validated by the HTTP layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteFields {
+    pub name: String,
+    pub currency: String,
+    pub price_per_kwh: Decimal,
+    pub carbon_intensity_g_per_kwh: Decimal,
+    pub timezone: String,
+}
+
+/// A power profile: the watts a kind of machine draws when idle and when in use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PowerProfile {
+    pub id: i64,
+    pub name: String,
+    #[schema(value_type = String, example = "65")]
+    pub idle_watts: Decimal,
+    #[schema(value_type = String, example = "120")]
+    pub active_watts: Decimal,
+    /// Live machines using this profile.
+    pub machines: i64,
+}
+
+/// The editable fields of a power profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerProfileFields {
+    pub name: String,
+    pub idle_watts: Decimal,
+    pub active_watts: Decimal,
+}
+
+/// Where a machine is accounted: its site, department and power profile (by name).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    pub site: String,
+    pub department: String,
+    pub power_profile: String,
+}
+
+/// A change of placement; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlacementPatch {
+    pub site: Option<String>,
+    pub department: Option<String>,
+    pub power_profile: Option<String>,
+}
+
+/// An enrollment token as listed (never its hash or plaintext).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct EnrollmentTokenInfo {
+    pub id: i64,
+    pub site: String,
+    pub department: String,
+    pub expires_at_ms: Option<i64>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub revoked_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// A personal API token as listed (never its hash or plaintext).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ApiTokenInfo {
+    pub id: i64,
+    pub name: String,
+    /// The operator whose role the token carries.
+    pub username: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// How energy report rows are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    Machine,
+    Site,
+    Department,
+    /// Time buckets of `step_ms` starting at `from_ms` (history of one machine).
+    Step { step_ms: i64 },
+}
+
+/// Which heartbeats an energy report sums: `from_ms ≤ sent_at < to_ms`, live machines only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportQuery {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub group: Grouping,
+    /// Only this machine (history).
+    pub machine_id: Option<String>,
+}
+
+/// Sums of increments for one group key in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// Machine id, site name, department, or bucket index (as text) for `Step`.
+    pub key: String,
+    pub currency: String,
+    pub totals: Increment,
+}
+
+/// The admin side of the store.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    async fn list_sites(&self) -> Result<Vec<Site>, StoreError>;
+    /// `Conflict` when the name is taken.
+    async fn create_site(&self, site: &SiteFields, now_ms: i64) -> Result<Site, StoreError>;
+    /// The site before and after, or `None` when there is no such site.
+    async fn update_site(
+        &self,
+        id: i64,
+        site: &SiteFields,
+    ) -> Result<Option<(Site, Site)>, StoreError>;
+    /// `Conflict` when machines or tokens still use it; `None` when there is no such site.
+    async fn delete_site(&self, id: i64) -> Result<Option<Site>, StoreError>;
+
+    async fn list_power_profiles(&self) -> Result<Vec<PowerProfile>, StoreError>;
+    async fn create_power_profile(
+        &self,
+        profile: &PowerProfileFields,
+        now_ms: i64,
+    ) -> Result<PowerProfile, StoreError>;
+    async fn update_power_profile(
+        &self,
+        id: i64,
+        profile: &PowerProfileFields,
+    ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError>;
+    async fn delete_power_profile(&self, id: i64) -> Result<Option<PowerProfile>, StoreError>;
+
+    /// Moves a live machine; `NotFound` names an unknown site or profile. `None` when there
+    /// is no such live machine. Returns the placement before and after.
+    async fn place_machine(
+        &self,
+        id: &str,
+        patch: &PlacementPatch,
+    ) -> Result<Option<(Placement, Placement)>, StoreError>;
+
+    /// Money totals of one machine per currency.
+    async fn machine_costs(&self, id: &str) -> Result<Vec<super::CostTotal>, StoreError>;
+
+    /// Sums of heartbeat increments (exact), grouped.
+    async fn energy_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError>;
+
+    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenInfo>, StoreError>;
+    /// False when there is no such unrevoked token.
+    async fn revoke_enrollment_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// `NotFound` when the user does not exist.
+    async fn create_api_token(
+        &self,
+        username: &str,
+        name: &str,
+        hash: &TokenHash,
+        now_ms: i64,
+    ) -> Result<ApiTokenInfo, StoreError>;
+    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError>;
+    async fn revoke_api_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+    /// The enabled user an unrevoked API token belongs to.
+    async fn user_for_api_token(&self, hash: &TokenHash) -> Result<Option<User>, StoreError>;
+
+    async fn set_role(
+        &self,
+        username: &str,
+        role: super::Role,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn enable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// A stored setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores a setting, replacing any previous value.
+    async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
+}

@@ -1,0 +1,15 @@
+-- Personal API tokens (bearer tokens carrying an operator's role; stored as SHA-256, shown
+-- once) and indexes for the admin page's machines list.
+
+CREATE TABLE api_tokens (
+    id              BIGSERIAL PRIMARY KEY,
+    token_hash      BYTEA NOT NULL UNIQUE,
+    user_id         BIGINT NOT NULL REFERENCES users (id),
+    name            TEXT NOT NULL,
+    created_at_ms   BIGINT NOT NULL,
+    revoked_at_ms   BIGINT
+);
+
+CREATE INDEX machines_live_hostname ON machines (hostname, id) WHERE retired_at_ms IS NULL;
+CREATE INDEX machines_site ON machines (site_id);
+CREATE INDEX machines_power_profile ON machines (power_profile_id);
