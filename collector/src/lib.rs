@@ -9,6 +9,7 @@ pub mod clock;
 pub mod exposition;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod operators;
 pub mod secrets;
 pub mod settings;
@@ -43,6 +44,7 @@ pub struct App {
     state: AppState,
     writer: JoinHandle<()>,
     revocations: JoinHandle<()>,
+    settings_watch: JoinHandle<()>,
 }
 
 /// Opens the store named by the settings (without migrating).
@@ -78,9 +80,18 @@ impl App {
             (0, Backend::Sqlite) => 1,
             (n, _) => n,
         };
+        let accounting = live::LiveAccounting::new(settings.accounting);
+        accounting
+            .refresh(store.as_ref())
+            .await
+            .context("loading the stored accounting settings")?;
+        let settings_watch = accounting.clone().watch(
+            store.clone(),
+            Duration::from_secs(settings.ingest.revocation_poll_seconds),
+        );
         let (ingest, writer) = Ingest::start(
             store.clone(),
-            settings.accounting.params(),
+            accounting.clone(),
             &settings.ingest,
             writers,
             metrics.clone(),
@@ -104,7 +115,9 @@ impl App {
             listener,
             writer,
             revocations,
+            settings_watch,
             state: AppState {
+                accounting,
                 store,
                 ingest,
                 credentials,
@@ -136,6 +149,7 @@ impl App {
             state,
             writer,
             revocations,
+            settings_watch,
         } = self;
         let store = state.store.clone();
         let router = http::router(state);
@@ -152,6 +166,7 @@ impl App {
             tracing::warn!("the ingest queue did not drain in time");
         }
         revocations.abort();
+        settings_watch.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -247,6 +247,37 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl AccountingSettings {
+    /// Rules across fields: the offending field (without section) and why.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_gap_seconds == 0 {
+            return Err(("max_gap_seconds", "must be at least 1"));
+        }
+        if self.heartbeat_interval_seconds == 0
+            || self.heartbeat_interval_seconds > self.max_gap_seconds
+        {
+            return Err((
+                "heartbeat_interval_seconds",
+                "must be at least 1 and at most max_gap_seconds, or no interval would ever be observed",
+            ));
+        }
+        if self.offline_after_seconds == 0 {
+            return Err(("offline_after_seconds", "must be at least 1"));
+        }
+        const YEAR: u64 = 366 * 24 * 3600;
+        for (field, value) in [
+            ("idle_threshold_seconds", self.idle_threshold_seconds),
+            ("max_gap_seconds", self.max_gap_seconds),
+            ("max_clock_skew_seconds", self.max_clock_skew_seconds),
+            ("offline_after_seconds", self.offline_after_seconds),
+            ("heartbeat_interval_seconds", self.heartbeat_interval_seconds),
+        ] {
+            if value > YEAR {
+                return Err((field, "must be at most one year (31622400 seconds)"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn params(&self) -> Params {
         Params {
             idle_threshold_ms: secs_to_ms(self.idle_threshold_seconds),
@@ -310,18 +341,8 @@ impl Settings {
     /// Rules that types alone cannot express.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let bad = |key: &str, why: &str| Err(SettingsError::Value(format!("{key}: {why}")));
-        let a = &self.accounting;
-        if a.max_gap_seconds == 0 {
-            return bad("accounting.max_gap_seconds", "must be at least 1");
-        }
-        if a.heartbeat_interval_seconds == 0 || a.heartbeat_interval_seconds > a.max_gap_seconds {
-            return bad(
-                "accounting.heartbeat_interval_seconds",
-                "must be at least 1 and at most accounting.max_gap_seconds, or no interval would ever be observed",
-            );
-        }
-        if a.offline_after_seconds == 0 {
-            return bad("accounting.offline_after_seconds", "must be at least 1");
+        if let Err((field, why)) = self.accounting.check() {
+            return bad(&format!("accounting.{field}"), why);
         }
         if self.auth.login_max_failures < 1 || self.auth.login_window_seconds == 0 {
             return bad(

@@ -6,6 +6,7 @@ use crate::error::{ValidationError, check_text};
 
 /// Body of an enrolment request.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollRequest {
     /// Absent only when the operator has turned on open enrolment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +95,7 @@ impl EnrollRequest {
 
 /// Answer to a successful enrolment (201).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     pub machine_id: String,
     /// The agent's bearer credential; shown once, stored by the collector only as a hash.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// `{"error": {...}}`, the body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
@@ -13,6 +14,7 @@ pub struct ErrorBody {
 /// What went wrong: a stable snake_case `code`, a human sentence and, for invalid input, the
 /// offending fields mapped to what is wrong with each.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -47,7 +49,7 @@ impl ValidationError {
 }
 
 /// Checks a free-text field: length in characters and no control characters.
-pub(crate) fn check_text(
+pub fn check_text(
     field: &str,
     value: &str,
     min: usize,

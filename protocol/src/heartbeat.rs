@@ -10,6 +10,7 @@ use crate::error::ValidationError;
 /// lock or logoff.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Session {
     Active,
     Locked,
@@ -46,11 +47,13 @@ impl Session {
 
 /// One heartbeat as sent by an agent. Unknown fields are ignored (forward compatibility).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// Strictly increasing per agent credential, persisted by the agent; starts at 1.
     pub seq: u64,
     /// Agent wall clock when the sample was taken.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub sent_at: OffsetDateTime,
     /// Seconds since the last keyboard/mouse input at `sent_at`; `None` (JSON `null`) when the
     /// agent could not determine it. The field itself is required.
@@ -67,6 +70,7 @@ pub struct Heartbeat {
 
 /// `{"heartbeats": [...]}`: several heartbeats in `seq` order (spool replay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatBatch {
     pub heartbeats: Vec<Heartbeat>,
 }
@@ -220,12 +224,14 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
 /// What happened to one heartbeat of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HeartbeatStatus {
     Accepted,
     Duplicate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResult {
     pub seq: u64,
     pub status: HeartbeatStatus,
@@ -233,6 +239,7 @@ pub struct HeartbeatResult {
 
 /// Answer to a heartbeat request (200): everything listed here is committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     pub accepted: usize,
     pub duplicates: usize,

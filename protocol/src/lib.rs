@@ -9,7 +9,7 @@ mod error;
 mod heartbeat;
 
 pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment};
-pub use error::{ErrorBody, ErrorDetail, ValidationError};
+pub use error::{ErrorBody, ErrorDetail, ValidationError, check_text};
 pub use heartbeat::{
     BodyError, Heartbeat, HeartbeatBatch, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,
     Session, ValidHeartbeat, parse_heartbeat_body,

@@ -4,10 +4,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use greenops_protocol::{
-    BodyError, EnrollRequest, EnrollResponse, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,
+    BodyError, EnrollRequest, HeartbeatBatch, EnrollResponse, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,
     MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
 };
 
@@ -17,12 +18,16 @@ use crate::secrets::{AGENT_TOKEN_PREFIX, TokenHash, generate_token, new_machine_
 use crate::settings::secs_to_ms;
 use crate::store::{EnrollAuth, EnrollCommand, EnrollRefusal, HeartbeatJob, JobOutcome};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/agents/enroll", post(enroll))
-        .route("/api/v1/heartbeats", post(heartbeats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enroll))
+        .routes(routes!(heartbeats))
 }
 
+/// Enrols a machine (or rotates the credential of a known `machine_key`).
+#[utoipa::path(post, path = "/api/v1/agents/enroll", tag = "agents", request_body = EnrollRequest,
+    responses((status = 201, body = EnrollResponse), (status = 401, description = "missing or invalid enrollment token"),
+        (status = 403, description = "machine retired"), (status = 422, description = "invalid field")))]
 async fn enroll(
     State(state): State<AppState>,
     raw: Result<Bytes, BytesRejection>,
@@ -61,7 +66,7 @@ async fn enroll(
         re_enrolled = enrolled.re_enrolled,
         "agent enrolled"
     );
-    let accounting = &state.settings.accounting;
+    let accounting = state.accounting.get();
     Ok((
         StatusCode::CREATED,
         Json(EnrollResponse {
@@ -73,6 +78,14 @@ async fn enroll(
     ))
 }
 
+/// Delivers one heartbeat or a batch (`{"heartbeats": [...]}`, ≤ 1000, in `seq` order).
+/// A 200 means every heartbeat in it is committed.
+#[utoipa::path(post, path = "/api/v1/heartbeats", tag = "agents",
+    request_body(content = HeartbeatBatch, description = "a batch, or a single heartbeat object"),
+    responses((status = 200, body = HeartbeatResponse), (status = 401, description = "unknown or revoked agent token"),
+        (status = 413, description = "body over 1 MiB"), (status = 422, description = "invalid heartbeat"),
+        (status = 503, description = "store unavailable; retry after Retry-After")),
+    security(("bearer" = [])))]
 async fn heartbeats(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -109,7 +122,7 @@ async fn heartbeats(
             return Err(e);
         }
     };
-    let horizon = received_at_ms + secs_to_ms(state.settings.accounting.max_clock_skew_seconds);
+    let horizon = received_at_ms + secs_to_ms(state.accounting.get().max_clock_skew_seconds);
     if let Some(i) = heartbeats.iter().position(|h| h.sent_at_ms > horizon) {
         state.metrics.count_heartbeats("rejected", heartbeats.len());
         let field = if heartbeats.len() == 1 {
@@ -121,7 +134,7 @@ async fn heartbeats(
             field,
             format!(
                 "is more than {} s ahead of the server clock; fix the agent's clock",
-                state.settings.accounting.max_clock_skew_seconds
+                state.accounting.get().max_clock_skew_seconds
             ),
         )
         .into());

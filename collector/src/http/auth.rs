@@ -6,7 +6,8 @@
 //! something must also send `X-GreenOps-CSRF: 1`: a header a cross-site form cannot add.
 
 use axum::Json;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +16,6 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -27,26 +27,26 @@ use crate::store::{AuditEntry, Role};
 /// The header that proves a cookie-authenticated request came from our own page.
 pub const CSRF_HEADER: &str = "x-greenops-csrf";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginRequest {
     username: String,
     password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: String,
     pub role: Role,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LoginResponse {
     token: String,
     expires_at: String,
@@ -92,6 +92,19 @@ impl FromRequestParts<AppState> for Operator {
                 None => return Err(ApiError::Unauthorized("sign in first")),
             },
         };
+        if !via_cookie && token.starts_with(super::tokens::API_TOKEN_PREFIX) {
+            let user = state
+                .store
+                .user_for_api_token(&crate::secrets::TokenHash::of(token))
+                .await?
+                .ok_or(ApiError::Unauthorized(
+                    "the API token is unknown or revoked, or its user is disabled",
+                ))?;
+            return Ok(Operator {
+                username: user.username,
+                role: user.role,
+            });
+        }
         let claims = state.sessions.verify(token).ok_or(ApiError::Unauthorized(
             "the session is invalid or expired; sign in again",
         ))?;
@@ -160,6 +173,11 @@ async fn audit(
     }
 }
 
+/// Signs in: answers a session token and sets the session cookie. Rate limited per username
+/// and per client IP across every collector on the database.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, description = "wrong username or password"),
+        (status = 429, description = "too many failures; see Retry-After")))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -237,6 +255,10 @@ async fn login(
     Ok(response)
 }
 
+/// The signed-in operator.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = UserView), (status = 401, description = "not signed in")),
+    security(("session" = []), ("bearer" = [])))]
 async fn me(operator: Operator) -> Json<UserView> {
     Json(UserView {
         username: operator.username,
@@ -245,6 +267,9 @@ async fn me(operator: Operator) -> Json<UserView> {
 }
 
 /// Ends every session of the operator (this one included).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "signed out everywhere"), (status = 401, description = "not signed in")),
+    security(("session" = []), ("bearer" = [])))]
 async fn logout(State(state): State<AppState>, operator: Operator) -> Result<Response, ApiError> {
     state
         .store

@@ -1,59 +1,74 @@
-//! `GET /api/v1/machines` (server-side filters, sorting, paging) and
-//! `DELETE /api/v1/machines/{id}` (retire: revoke the credential, keep history and totals).
+//! Machines: the list (server-side filters, sorting, paging), detail, history for charts,
+//! placement changes (site, department, power profile) and retirement.
 
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use greenops_protocol::ValidationError;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Operator;
-use super::{ApiError, AppState};
+use super::{
+    ApiError, AppState, Page, audit, body, invalid, parse_json, rfc3339, timestamp_param,
+};
 use crate::accounting::Status;
 use crate::settings::secs_to_ms;
-use crate::store::{AuditEntry, MachineQuery, MachineRow, MachineSort};
+use crate::store::admin::{Grouping, Placement, PlacementPatch, ReportQuery};
+use crate::store::{MachineQuery, MachineRow, MachineSort, StoreError};
 
 /// Largest page.
 pub const MAX_PER_PAGE: i64 = 500;
+/// Most points one history answer may have.
+pub const MAX_HISTORY_POINTS: i64 = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/machines", get(list))
-        .route("/api/v1/machines/{id}", delete(retire))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(detail, update, retire))
+        .routes(routes!(history))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// `active`, `idle`, `offline` or `unknown`.
     status: Option<String>,
+    /// Site name.
     site: Option<String>,
     department: Option<String>,
+    /// Case-insensitive part of the hostname.
     q: Option<String>,
+    /// hostname, site, department, status, last_seen, input_idle, idle_time or idle_energy.
     sort: Option<String>,
+    /// `asc` (default) or `desc`.
     order: Option<String>,
+    /// From 1.
     page: Option<String>,
+    /// 1 to 500, default 50.
     per_page: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct MachineView {
+/// A machine as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MachineView {
     #[serde(flatten)]
     row: MachineRow,
+    /// When the collector last received a heartbeat (RFC 3339).
     last_seen: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Page<T> {
-    items: Vec<T>,
-    total: i64,
-    page: i64,
-    per_page: i64,
-}
-
-fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Invalid(ValidationError::new(field, message))
+impl From<MachineRow> for MachineView {
+    fn from(row: MachineRow) -> Self {
+        Self {
+            last_seen: row.last_seen_ms.and_then(rfc3339),
+            row,
+        }
+    }
 }
 
 fn number(field: &str, value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
@@ -71,6 +86,28 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
+fn base_query(state: &AppState) -> MachineQuery {
+    let accounting = state.accounting.get();
+    MachineQuery {
+        id: None,
+        status: None,
+        site: None,
+        department: None,
+        q: None,
+        sort: MachineSort::Hostname,
+        descending: false,
+        page: 1,
+        per_page: 1,
+        now_ms: crate::clock::now_ms(),
+        offline_after_ms: secs_to_ms(accounting.offline_after_seconds),
+        idle_threshold_ms: secs_to_ms(accounting.idle_threshold_seconds),
+    }
+}
+
+/// Lists live machines.
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(ListParams),
+    responses((status = 200, body = Page<MachineView>), (status = 422, description = "invalid parameter")),
+    security(("session" = []), ("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     _operator: Operator,
@@ -101,7 +138,6 @@ async fn list(
     };
     let page = number("page", params.page.as_deref(), 1, 1_000_000)?;
     let per_page = number("per_page", params.per_page.as_deref(), 50, MAX_PER_PAGE)?;
-    let accounting = &state.settings.accounting;
     let query = MachineQuery {
         status,
         site: non_empty(params.site),
@@ -111,31 +147,140 @@ async fn list(
         descending,
         page,
         per_page,
-        now_ms: crate::clock::now_ms(),
-        offline_after_ms: secs_to_ms(accounting.offline_after_seconds),
-        idle_threshold_ms: secs_to_ms(accounting.idle_threshold_seconds),
+        ..base_query(&state)
     };
     let (rows, total) = state.store.list_machines(&query).await?;
-    let items = rows
-        .into_iter()
-        .map(|row| MachineView {
-            last_seen: row.last_seen_ms.and_then(|ms| {
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-                    .ok()?
-                    .format(&Rfc3339)
-                    .ok()
-            }),
-            row,
-        })
-        .collect();
     Ok(Json(Page {
-        items,
+        items: rows.into_iter().map(MachineView::from).collect(),
         total,
         page,
         per_page,
     }))
 }
 
+/// Money totals of a machine in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostView {
+    currency: String,
+    #[schema(value_type = String)]
+    cost: Decimal,
+    #[schema(value_type = String)]
+    idle_cost: Decimal,
+}
+
+/// One machine with its totals per currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MachineDetail {
+    #[serde(flatten)]
+    machine: MachineView,
+    costs: Vec<CostView>,
+}
+
+async fn live_machine(state: &AppState, id: &str) -> Result<MachineRow, ApiError> {
+    let query = MachineQuery {
+        id: Some(id.to_string()),
+        ..base_query(state)
+    };
+    let (mut rows, _) = state.store.list_machines(&query).await?;
+    rows.pop()
+        .ok_or_else(|| ApiError::NotFound(format!("machine {id} not found")))
+}
+
+/// One live machine.
+#[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "machines",
+    params(("id" = String, Path, description = "machine id")),
+    responses((status = 200, body = MachineDetail), (status = 404, description = "no such live machine")),
+    security(("session" = []), ("bearer" = [])))]
+async fn detail(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<MachineDetail>, ApiError> {
+    let row = live_machine(&state, &id).await?;
+    let costs = state
+        .store
+        .machine_costs(&id)
+        .await?
+        .into_iter()
+        .map(|c| CostView {
+            currency: c.currency,
+            cost: c.cost,
+            idle_cost: c.idle_cost,
+        })
+        .collect();
+    Ok(Json(MachineDetail {
+        machine: row.into(),
+        costs,
+    }))
+}
+
+/// New placement of a machine; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachinePatch {
+    /// Site name.
+    site: Option<String>,
+    department: Option<String>,
+    /// Power profile name.
+    power_profile: Option<String>,
+}
+
+/// Moves a machine to another site, department or power profile (admins only). Only time
+/// accounted afterwards uses the new site's prices and the new profile's watts.
+#[utoipa::path(patch, path = "/api/v1/machines/{id}", tag = "machines",
+    params(("id" = String, Path, description = "machine id")),
+    request_body = MachinePatch,
+    responses((status = 200, body = MachineDetail), (status = 403, description = "viewers cannot change anything"),
+        (status = 404, description = "no such live machine"), (status = 422, description = "unknown site or power profile")),
+    security(("session" = []), ("bearer" = [])))]
+async fn update(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<MachineDetail>, ApiError> {
+    operator.require_admin()?;
+    let patch: MachinePatch = parse_json(&body(raw)?)?;
+    if let Some(d) = &patch.department {
+        greenops_protocol::check_text("department", d, 0, 100)?;
+    }
+    let patch = PlacementPatch {
+        site: patch.site,
+        department: patch.department,
+        power_profile: patch.power_profile,
+    };
+    let (before, after): (Placement, Placement) = match state.store.place_machine(&id, &patch).await
+    {
+        Ok(Some(change)) => change,
+        Ok(None) => return Err(ApiError::NotFound(format!("machine {id} not found"))),
+        Err(StoreError::NotFound(what)) => {
+            let field = if what.starts_with("site") {
+                "site"
+            } else {
+                "power_profile"
+            };
+            return Err(invalid(field, &format!("{what} does not exist")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    audit(
+        &state,
+        &operator.username,
+        "machine_updated",
+        &id,
+        serde_json::json!({"before": before, "after": after}),
+    )
+    .await?;
+    detail(State(state), operator, Path(id)).await
+}
+
+/// Retires a machine (admins only): revokes its credential and hides it from lists and
+/// `/metrics`, keeping its history.
+#[utoipa::path(delete, path = "/api/v1/machines/{id}", tag = "machines",
+    params(("id" = String, Path, description = "machine id")),
+    responses((status = 204, description = "retired"), (status = 403, description = "viewers cannot change anything"),
+        (status = 404, description = "no such live machine")),
+    security(("session" = []), ("bearer" = [])))]
 async fn retire(
     State(state): State<AppState>,
     operator: Operator,
@@ -146,16 +291,135 @@ async fn retire(
     if !state.store.retire_machine(&id, now).await? {
         return Err(ApiError::NotFound(format!("machine {id} not found")));
     }
-    state
-        .store
-        .audit(&AuditEntry {
-            at_ms: now,
-            actor: operator.username.clone(),
-            action: "machine_retired".into(),
-            target: id.clone(),
-            details: "{}".into(),
-        })
-        .await?;
+    audit(
+        &state,
+        &operator.username,
+        "machine_retired",
+        &id,
+        serde_json::json!({}),
+    )
+    .await?;
     tracing::info!(machine_id = %id, by = %operator.username, "machine retired");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HistoryParams {
+    /// RFC 3339; default `to` minus 24 hours.
+    from: Option<String>,
+    /// RFC 3339; default now.
+    to: Option<String>,
+    /// Seconds per point, at least 60; default chosen for about 96 points.
+    step: Option<String>,
+}
+
+/// One step of a machine's history. Times are seconds; `unobserved` is the part of the step
+/// no heartbeat interval covered (off, asleep or not reporting).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPoint {
+    start: String,
+    observed_seconds: f64,
+    active_seconds: f64,
+    idle_seconds: f64,
+    unknown_seconds: f64,
+    unobserved_seconds: f64,
+    #[schema(value_type = String)]
+    energy_joules: Decimal,
+    #[schema(value_type = String)]
+    idle_energy_joules: Decimal,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    machine_id: String,
+    from: String,
+    to: String,
+    step_seconds: i64,
+    points: Vec<HistoryPoint>,
+}
+
+/// Idle, active and unobserved time and energy of one machine per step, from its raw
+/// heartbeats (each interval is counted in the step where it ends).
+#[utoipa::path(get, path = "/api/v1/machines/{id}/history", tag = "machines",
+    params(("id" = String, Path, description = "machine id"), HistoryParams),
+    responses((status = 200, body = History), (status = 404, description = "no such live machine"),
+        (status = 422, description = "invalid range or step")),
+    security(("session" = []), ("bearer" = [])))]
+async fn history(
+    State(state): State<AppState>,
+    _operator: Operator,
+    Path(id): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<History>, ApiError> {
+    live_machine(&state, &id).await?;
+    let to = timestamp_param("to", params.to.as_deref())?.unwrap_or_else(crate::clock::now_ms);
+    let from = timestamp_param("from", params.from.as_deref())?.unwrap_or(to - 86_400_000);
+    if from >= to {
+        return Err(invalid("from", "must be before to"));
+    }
+    let span = to - from;
+    let step_ms = match params.step.as_deref() {
+        None | Some("") => ((span / 96).max(60_000) + 59_999) / 60_000 * 60_000,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (60..=31_622_400).contains(s))
+            .map(|s| s * 1000)
+            .ok_or_else(|| invalid("step", "must be whole seconds from 60 to 31622400"))?,
+    };
+    let points = (span + step_ms - 1) / step_ms;
+    if points > MAX_HISTORY_POINTS {
+        return Err(invalid(
+            "step",
+            &format!("gives {points} points; at most {MAX_HISTORY_POINTS} are allowed"),
+        ));
+    }
+    let rows = state
+        .store
+        .energy_report(&ReportQuery {
+            from_ms: from,
+            to_ms: to,
+            group: Grouping::Step { step_ms },
+            machine_id: Some(id.clone()),
+        })
+        .await?;
+    let mut buckets: Vec<crate::accounting::Increment> =
+        vec![Default::default(); usize::try_from(points).unwrap_or(0)];
+    for row in rows {
+        if let Some(bucket) = row
+            .key
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| buckets.get_mut(i))
+        {
+            bucket.add(&row.totals);
+        }
+    }
+    let seconds = |ms: i64| ms as f64 / 1000.0;
+    let points = buckets
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let start = from + i as i64 * step_ms;
+            let length = step_ms.min(to - start);
+            HistoryPoint {
+                start: rfc3339(start).unwrap_or_default(),
+                observed_seconds: seconds(t.observed_ms),
+                active_seconds: seconds(t.observed_ms - t.idle_ms - t.unknown_ms),
+                idle_seconds: seconds(t.idle_ms),
+                unknown_seconds: seconds(t.unknown_ms),
+                unobserved_seconds: seconds((length - t.observed_ms).max(0)),
+                energy_joules: t.energy_j,
+                idle_energy_joules: t.idle_energy_j,
+            }
+        })
+        .collect();
+    Ok(Json(History {
+        machine_id: id,
+        from: rfc3339(from).unwrap_or_default(),
+        to: rfc3339(to).unwrap_or_default(),
+        step_seconds: step_ms / 1000,
+        points,
+    }))
 }

@@ -4,7 +4,14 @@ mod agents;
 pub mod auth;
 mod error;
 mod machines;
+mod openapi;
 mod ops;
+mod page;
+mod reports;
+mod settings;
+mod sites;
+mod stats;
+mod tokens;
 mod users;
 
 use std::sync::Arc;
@@ -21,6 +28,7 @@ use greenops_protocol::{MAX_BODY_BYTES, ValidationError};
 use serde::de::DeserializeOwned;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 
@@ -37,6 +45,8 @@ pub struct AppState {
     pub credentials: Arc<CredentialCache>,
     pub metrics: Arc<ProcessMetrics>,
     pub settings: Arc<Settings>,
+    /// Accounting thresholds in force (operators may change them at runtime).
+    pub accounting: Arc<crate::live::LiveAccounting>,
     pub sessions: crate::auth::SessionKeys,
 }
 
@@ -45,13 +55,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(agents::router())
-        .merge(auth::router())
-        .merge(machines::router())
-        .merge(users::router())
-        .merge(ops::router())
+    let (routes, _) = api_routes().split_for_parts();
+    routes
         .fallback(not_found)
+        .layer(middleware::from_fn(page::security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             Observer {
@@ -65,6 +72,28 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .with_state(state)
+}
+
+/// Every documented route, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(agents::router())
+        .merge(auth::router())
+        .merge(machines::router())
+        .merge(stats::router())
+        .merge(sites::router())
+        .merge(users::router())
+        .merge(tokens::router())
+        .merge(settings::router())
+        .merge(reports::router())
+        .merge(ops::router())
+        .merge(openapi::router())
+        .merge(page::router())
+}
+
+/// The OpenAPI document of this build (what `GET /api/v1/openapi.json` serves).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
 }
 
 async fn not_found() -> ApiError {
@@ -176,4 +205,92 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// A list answer (DESIGN §3): `{"items": [...], "total": n, "page": p, "per_page": k}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl<T> Page<T> {
+    /// Every item on one page.
+    pub fn all(items: Vec<T>) -> Self {
+        let total = items.len() as i64;
+        Self {
+            items,
+            total,
+            page: 1,
+            per_page: total.max(1),
+        }
+    }
+}
+
+/// A 422 naming `field`.
+pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Invalid(ValidationError::new(field, message))
+}
+
+/// Appends an operator action to the audit log (before/after in `details`).
+pub(crate) async fn audit(
+    state: &AppState,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .audit(&crate::store::AuditEntry {
+            at_ms: crate::clock::now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            details: details.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC).
+pub(crate) fn rfc3339(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// An optional RFC 3339 query parameter as milliseconds since the epoch.
+pub(crate) fn timestamp_param(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+            .map(Some)
+            .ok_or_else(|| invalid(field, "must be an RFC 3339 timestamp, e.g. 2026-11-27T00:00:00Z")),
+    }
+}
+
+/// A decimal given as a JSON string (`"0.12"`, exact) or number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DecimalInput(pub rust_decimal::Decimal);
+
+impl<'de> serde::Deserialize<'de> for DecimalInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err(D::Error::custom("must be a decimal number, e.g. \"0.12\"")),
+        };
+        text.trim()
+            .parse::<rust_decimal::Decimal>()
+            .or_else(|_| rust_decimal::Decimal::from_scientific(text.trim()))
+            .map(DecimalInput)
+            .map_err(|_| D::Error::custom("must be a decimal number, e.g. \"0.12\""))
+    }
 }

@@ -3,8 +3,9 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use serde_json::json;
 
 use super::{ApiError, AppState, bearer};
@@ -13,19 +14,21 @@ use crate::exposition::{self, CONTENT_TYPE};
 use crate::secrets::TokenHash;
 use crate::settings::secs_to_ms;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// The process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "{\"status\": \"ok\"}")))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// The store answers and every migration is applied.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "{\"status\": \"ready\"}"), (status = 503, description = "database unreachable or not migrated")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.readiness().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
@@ -34,6 +37,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     Ok(Json(json!({"status": "ready"})))
 }
 
+/// Per-machine idle time, energy, cost and CO₂ and collector health, in OpenMetrics text.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "metrics.bearer_token is set and the request lacks it")),
+    security((), ("bearer" = [])))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(expected) = &state.settings.metrics.bearer_token {
         // Compare hashes so the comparison time does not depend on the secret's content.
@@ -49,7 +57,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         snapshot_ms = started.elapsed().as_millis() as u64,
         "fleet snapshot read for /metrics"
     );
-    let accounting = &state.settings.accounting;
+    let accounting = state.accounting.get();
     let body = exposition::stream(
         snapshot,
         clock::now_ms(),

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 pub use credentials::CredentialCache;
 
-use crate::accounting::Params;
+use crate::live::LiveAccounting;
 use crate::exposition::ProcessMetrics;
 use crate::settings::IngestSettings;
 use crate::store::{HeartbeatJob, JobOutcome, Store, StoreError};
@@ -59,7 +59,7 @@ impl Ingest {
     /// their queues are drained, so awaiting the returned handle flushes everything accepted.
     pub fn start(
         store: Arc<dyn Store>,
-        params: Params,
+        accounting: Arc<LiveAccounting>,
         settings: &IngestSettings,
         writers: usize,
         metrics: Arc<ProcessMetrics>,
@@ -72,7 +72,7 @@ impl Ingest {
             let writer = Writer {
                 rx,
                 store: store.clone(),
-                params,
+                accounting: accounting.clone(),
                 max_batch: settings.max_batch_heartbeats,
                 max_wait: Duration::from_millis(settings.max_batch_wait_ms),
                 metrics: metrics.clone(),
@@ -124,7 +124,7 @@ fn shard_of(machine_id: &str, shards: usize) -> usize {
 struct Writer {
     rx: mpsc::Receiver<Pending>,
     store: Arc<dyn Store>,
-    params: Params,
+    accounting: Arc<LiveAccounting>,
     max_batch: usize,
     max_wait: Duration,
     metrics: Arc<ProcessMetrics>,
@@ -168,7 +168,7 @@ impl Writer {
             batch.into_iter().map(|p| (p.job, p.reply)).unzip();
         let heartbeats: usize = jobs.iter().map(|j| j.heartbeats.len()).sum();
         let started = Instant::now();
-        let result = self.store.commit_heartbeats(&jobs, self.params).await;
+        let result = self.store.commit_heartbeats(&jobs, self.accounting.get().params()).await;
         self.metrics.observe_commit(heartbeats, started.elapsed());
         match result {
             Ok(outcomes) => {

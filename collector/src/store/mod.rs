@@ -188,7 +188,15 @@ pub struct FleetSnapshot {
 
 /// An operator's role: admins change things, viewers only look.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -239,6 +247,8 @@ impl fmt::Debug for User {
 /// Server-side filtering, sorting and paging of the machines list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineQuery {
+    /// Only this machine (detail view).
+    pub id: Option<String>,
     pub status: Option<crate::accounting::Status>,
     pub site: Option<String>,
     pub department: Option<String>,
@@ -306,7 +316,7 @@ pub(crate) const STATUS_SQL: &str = "CASE
     ELSE 'active' END";
 
 /// One row of the machines list.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct MachineRow {
     pub id: String,
     pub hostname: String,
@@ -321,12 +331,14 @@ pub struct MachineRow {
     pub input_idle_seconds: Option<f64>,
     pub observed_seconds: f64,
     pub idle_seconds: f64,
+    #[schema(value_type = String)]
     pub energy_j: Decimal,
+    #[schema(value_type = String)]
     pub idle_energy_j: Decimal,
 }
 
 /// One operator action: who, what, to what, when, with before/after details (JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub at_ms: i64,
     pub actor: String,

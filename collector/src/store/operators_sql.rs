@@ -243,6 +243,9 @@ macro_rules! operator_queries {
             for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
         {
             q.push(" WHERE m.retired_at_ms IS NULL");
+            if let Some(id) = &query.id {
+                q.push(" AND m.id = ").push_bind(id.clone());
+            }
             if let Some(s) = query.status {
                 q.push(format!(" AND ({status}) = "))
                     .push_bind(s.as_str().to_string());
