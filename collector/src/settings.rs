@@ -269,7 +269,10 @@ impl AccountingSettings {
             ("max_gap_seconds", self.max_gap_seconds),
             ("max_clock_skew_seconds", self.max_clock_skew_seconds),
             ("offline_after_seconds", self.offline_after_seconds),
-            ("heartbeat_interval_seconds", self.heartbeat_interval_seconds),
+            (
+                "heartbeat_interval_seconds",
+                self.heartbeat_interval_seconds,
+            ),
         ] {
             if value > YEAR {
                 return Err((field, "must be at most one year (31622400 seconds)"));

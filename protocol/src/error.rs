@@ -49,12 +49,7 @@ impl ValidationError {
 }
 
 /// Checks a free-text field: length in characters and no control characters.
-pub fn check_text(
-    field: &str,
-    value: &str,
-    min: usize,
-    max: usize,
-) -> Result<(), ValidationError> {
+pub fn check_text(field: &str, value: &str, min: usize, max: usize) -> Result<(), ValidationError> {
     let len = value.chars().count();
     if len < min || len > max {
         return Err(ValidationError::new(

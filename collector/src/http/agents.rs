@@ -1,16 +1,16 @@
 //! Agent-facing API: enrolment and heartbeats (DESIGN §3).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use greenops_protocol::{
+    BodyError, EnrollRequest, EnrollResponse, HeartbeatBatch, HeartbeatResponse, HeartbeatResult,
+    HeartbeatStatus, MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use greenops_protocol::{
-    BodyError, EnrollRequest, HeartbeatBatch, EnrollResponse, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,
-    MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
-};
 
 use super::{ApiError, AppState, bearer, body, parse_json};
 use crate::clock;

@@ -6,11 +6,11 @@
 //! something must also send `X-GreenOps-CSRF: 1`: a header a cross-site form cannot add.
 
 use axum::Json;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use std::net::{IpAddr, SocketAddr};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;

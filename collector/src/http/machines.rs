@@ -13,9 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Operator;
-use super::{
-    ApiError, AppState, Page, audit, body, invalid, parse_json, rfc3339, timestamp_param,
-};
+use super::{ApiError, AppState, Page, audit, body, invalid, parse_json, rfc3339, timestamp_param};
 use crate::accounting::Status;
 use crate::settings::secs_to_ms;
 use crate::store::admin::{Grouping, Placement, PlacementPatch, ReportQuery};

@@ -271,7 +271,12 @@ pub(crate) fn timestamp_param(field: &str, value: Option<&str>) -> Result<Option
             .ok()
             .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
             .map(Some)
-            .ok_or_else(|| invalid(field, "must be an RFC 3339 timestamp, e.g. 2026-11-27T00:00:00Z")),
+            .ok_or_else(|| {
+                invalid(
+                    field,
+                    "must be an RFC 3339 timestamp, e.g. 2026-11-27T00:00:00Z",
+                )
+            }),
     }
 }
 

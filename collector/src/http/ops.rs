@@ -1,12 +1,12 @@
 //! Operations endpoints: `/healthz`, `/readyz` and `/metrics`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use serde_json::json;
 
 use super::{ApiError, AppState, bearer};
 use crate::clock;

@@ -167,7 +167,10 @@ async fn energy_csv(
     }
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8; header=present"),
+            (
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 match group {
@@ -191,7 +194,10 @@ mod tests {
     #[test]
     fn fields_are_quoted_per_rfc_4180() {
         let mut out = String::new();
-        record(&mut out, &["plain", "a,b", "say \"hi\"", "two\nlines", "=cmd()"]);
+        record(
+            &mut out,
+            &["plain", "a,b", "say \"hi\"", "two\nlines", "=cmd()"],
+        );
         assert_eq!(
             out,
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"'=cmd()\"\r\n"

@@ -125,7 +125,10 @@ fn period(name: &str, from_ms: Option<i64>, totals: &[(String, Increment)]) -> P
 #[utoipa::path(get, path = "/api/v1/stats", tag = "stats",
     responses((status = 200, body = Stats)),
     security(("session" = []), ("bearer" = [])))]
-async fn stats(State(state): State<AppState>, _operator: Operator) -> Result<Json<Stats>, ApiError> {
+async fn stats(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<Json<Stats>, ApiError> {
     let now = crate::clock::now_ms();
     let accounting = state.accounting.get();
     let offline_after = secs_to_ms(accounting.offline_after_seconds);

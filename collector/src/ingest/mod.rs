@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 pub use credentials::CredentialCache;
 
-use crate::live::LiveAccounting;
 use crate::exposition::ProcessMetrics;
+use crate::live::LiveAccounting;
 use crate::settings::IngestSettings;
 use crate::store::{HeartbeatJob, JobOutcome, Store, StoreError};
 
@@ -168,7 +168,10 @@ impl Writer {
             batch.into_iter().map(|p| (p.job, p.reply)).unzip();
         let heartbeats: usize = jobs.iter().map(|j| j.heartbeats.len()).sum();
         let started = Instant::now();
-        let result = self.store.commit_heartbeats(&jobs, self.accounting.get().params()).await;
+        let result = self
+            .store
+            .commit_heartbeats(&jobs, self.accounting.get().params())
+            .await;
         self.metrics.observe_commit(heartbeats, started.elapsed());
         match result {
             Ok(outcomes) => {

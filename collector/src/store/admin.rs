@@ -104,7 +104,9 @@ pub enum Grouping {
     Site,
     Department,
     /// Time buckets of `step_ms` starting at `from_ms` (history of one machine).
-    Step { step_ms: i64 },
+    Step {
+        step_ms: i64,
+    },
 }
 
 /// Which heartbeats an energy report sums: `from_ms ≤ sent_at < to_ms`, live machines only.

@@ -34,7 +34,13 @@ mod ops {
         super::pg_dec,
         "m.idle_energy_j"
     );
-    super::super::admin_sql::admin_queries!(super::PostgresStore, sqlx::postgres::PgRow, super::pg_dec, super::pg_enc, true);
+    super::super::admin_sql::admin_queries!(
+        super::PostgresStore,
+        sqlx::postgres::PgRow,
+        super::pg_dec,
+        super::pg_enc,
+        true
+    );
 }
 
 /// A NUMERIC column as an exact decimal.

@@ -42,7 +42,13 @@ mod ops {
         super::dec,
         "CAST(m.idle_energy_j AS REAL)"
     );
-    super::super::admin_sql::admin_queries!(super::SqliteStore, sqlx::sqlite::SqliteRow, super::dec, super::text, false);
+    super::super::admin_sql::admin_queries!(
+        super::SqliteStore,
+        sqlx::sqlite::SqliteRow,
+        super::dec,
+        super::text,
+        false
+    );
 }
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -140,6 +140,28 @@ impl TestApp {
         }
     }
 
+    /// Creates an operator (password "a long password!") and answers a session token.
+    pub async fn operator(&self, name: &str, role: greenops_collector::store::Role) -> String {
+        let store = greenops_collector::open_store(&test_settings(&self.db_url))
+            .await
+            .unwrap();
+        let hash = greenops_collector::auth::hash_password("a long password!").unwrap();
+        store.create_user(name, &hash, role, 0).await.unwrap();
+        store.close().await;
+        let res = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": name, "password": "a long password!"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

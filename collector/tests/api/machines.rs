@@ -6,26 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Db, TestApp, enroll_body, error_of, hb, past, spawn_app_on};
 
-async fn token_for(app: &TestApp, name: &str, role: Role) -> String {
-    let store = greenops_collector::open_store(&crate::helpers::test_settings(&app.db_url))
-        .await
-        .unwrap();
-    let hash = greenops_collector::auth::hash_password("a long password!").unwrap();
-    store.create_user(name, &hash, role, 0).await.unwrap();
-    store.close().await;
-    let res = app
-        .client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"username": name, "password": "a long password!"}))
-        .send()
-        .await
-        .unwrap();
-    res.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn get(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
     app.client
         .get(app.url(&format!("/api/v1/machines{query}")))
@@ -52,8 +32,8 @@ async fn list_filter_sort_page_and_retire(db: Db) {
     let Some(app) = spawn_app_on(db).await else {
         return;
     };
-    let admin = token_for(&app, "admin", Role::Admin).await;
-    let viewer = token_for(&app, "viewer", Role::Viewer).await;
+    let admin = app.operator("admin", Role::Admin).await;
+    let viewer = app.operator("viewer", Role::Viewer).await;
     let finance = app.enrollment_token("default", "finance").await;
     let it = app.enrollment_token("default", "it").await;
     let t = past(10);
