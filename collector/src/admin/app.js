@@ -1,0 +1,585 @@
+// GreenOps admin page: plain JavaScript, no dependencies, no build step.
+// Everything from the server (hostnames above all) is inserted with textContent, never as
+// HTML. Cookie-authenticated writes carry the X-GreenOps-CSRF header.
+"use strict";
+
+(() => {
+  const REFRESH_MS = 30000;
+  const app = document.getElementById("app");
+  let me = null; // {username, role}
+  let refreshTimer = null;
+  let refresher = null; // re-fetches the current view's data in place
+
+  // ---- DOM helpers -------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "class") el.className = v;
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+  const svgNS = "http://www.w3.org/2000/svg";
+  function s(tag, attrs) {
+    const el = document.createElementNS(svgNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    return el;
+  }
+  const isAdmin = () => me && me.role === "admin";
+
+  // ---- API ---------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, body) {
+      const e = (body && body.error) || {};
+      super(e.message || `request failed (${status})`);
+      this.status = status;
+      this.code = e.code || "error";
+      this.fields = e.fields || {};
+    }
+  }
+  async function api(method, path, body) {
+    const init = { method, credentials: "same-origin", headers: {} };
+    if (method !== "GET") init.headers["X-GreenOps-CSRF"] = "1";
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    if (res.status === 204) return null;
+    let data = null;
+    try { data = await res.json(); } catch (_) { data = null; }
+    if (!res.ok) {
+      if (res.status === 401 && me && !path.endsWith("/auth/login")) {
+        me = null;
+        showLogin("Your session ended; please sign in again.");
+      }
+      throw new ApiError(res.status, data);
+    }
+    return data;
+  }
+
+  // ---- Formatting --------------------------------------------------------------------
+  const nf = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+  const num = (x, digits) => new Intl.NumberFormat(undefined, { maximumFractionDigits: digits ?? 2 }).format(Number(x));
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "—";
+    const s0 = Math.round(Number(seconds));
+    if (s0 < 60) return `${s0} s`;
+    if (s0 < 3600) return `${Math.floor(s0 / 60)} min`;
+    if (s0 < 86400) return `${(s0 / 3600).toFixed(1)} h`;
+    return `${(s0 / 86400).toFixed(1)} d`;
+  }
+  function ago(iso) {
+    if (!iso) return "never";
+    const secs = (Date.now() - Date.parse(iso)) / 1000;
+    return secs < 5 ? "just now" : `${duration(Math.max(0, secs))} ago`;
+  }
+  const kwh = (joules) => `${num(Number(joules) / 3.6e6, 3)} kWh`;
+  const when = (ms) => (ms ? new Date(ms).toLocaleString() : "—");
+  const badge = (status) => h("span", { class: `badge ${status}` }, status);
+
+  // ---- Forms with field-level errors -------------------------------------------------
+  // fields: [{name, label, type, value, options, required, step, min}]
+  function formFor(fields, submitLabel, onSubmit, extra) {
+    const errors = {};
+    const inputs = {};
+    const formError = h("p", { class: "form-error", role: "alert" });
+    const form = h("form", { class: "inline", novalidate: true, "data-write": extra && extra.write ? "" : null });
+    for (const f of fields) {
+      const id = `f-${Math.random().toString(36).slice(2)}`;
+      let input;
+      if (f.options) {
+        input = h("select", { id, name: f.name },
+          f.options.map((o) => h("option", { value: o.value ?? o, selected: (o.value ?? o) === f.value }, o.label ?? o)));
+      } else {
+        input = h("input", { id, name: f.name, type: f.type || "text", value: f.value ?? "", step: f.step, min: f.min,
+          autocomplete: f.autocomplete || "off", required: f.required, placeholder: f.placeholder });
+      }
+      const err = h("p", { class: "field-error", id: `${id}-err` });
+      input.setAttribute("aria-describedby", `${id}-err`);
+      inputs[f.name] = input;
+      errors[f.name] = err;
+      form.append(h("div", { class: "field" }, h("label", { for: id }, f.label), input, err));
+    }
+    form.append(h("div", { class: "field" }, h("button", { type: "submit" }, submitLabel)));
+    const wrap = h("div", {}, form, formError);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      for (const n of Object.keys(errors)) { errors[n].textContent = ""; inputs[n].removeAttribute("aria-invalid"); }
+      formError.textContent = "";
+      const values = {};
+      for (const f of fields) {
+        const raw = inputs[f.name].value;
+        if (raw === "" && !f.keepEmpty) continue;
+        values[f.name] = f.type === "number" ? Number(raw) : raw;
+      }
+      try {
+        await onSubmit(values, form);
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        let shown = false;
+        for (const [name, msg] of Object.entries(e.fields)) {
+          if (errors[name]) {
+            errors[name].textContent = msg;
+            inputs[name].setAttribute("aria-invalid", "true");
+            shown = true;
+          }
+        }
+        if (!shown) formError.textContent = e.message;
+      }
+    });
+    return wrap;
+  }
+
+  function table(columns, rows, empty) {
+    const head = h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : (c.cls || null), scope: "col" }, c.label)));
+    const body = h("tbody", {});
+    if (!rows.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, empty || "Nothing here yet.")));
+    for (const r of rows) body.append(h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : (c.cls || null) }, c.cell(r)))));
+    return h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), body));
+  }
+
+  function secretBox(title, token) {
+    const code = h("code", { "data-secret": "" }, token);
+    const copy = h("button", { type: "button", class: "secondary", onclick: async () => {
+      try { await navigator.clipboard.writeText(token); copy.textContent = "Copied"; }
+      catch (_) {
+        const range = document.createRange(); range.selectNodeContents(code);
+        const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+        copy.textContent = "Selected — press Ctrl+C";
+      }
+    } }, "Copy");
+    return h("div", { class: "secret", role: "status" }, h("strong", {}, title),
+      h("p", { class: "muted" }, "Copy it now: it is shown only this once."), code, copy);
+  }
+
+  // ---- Shell -------------------------------------------------------------------------
+  const NAV = [
+    ["overview", "Overview"], ["machines", "Machines"], ["sites", "Sites"], ["profiles", "Power profiles"],
+    ["users", "Users", true], ["enrollment", "Enrollment tokens", true], ["api-tokens", "API tokens", true],
+    ["settings", "Settings"], ["audit", "Audit log", true],
+  ];
+
+  function parseHash() {
+    const raw = location.hash.replace(/^#\/?/, "");
+    const [path, query] = raw.split("?");
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+    return { view: parts[0] || "overview", arg: parts[1], params: new URLSearchParams(query || "") };
+  }
+
+  function shell(view, content) {
+    const nav = h("nav", { "aria-label": "Main" }, NAV.filter(([, , adminOnly]) => !adminOnly || isAdmin())
+      .map(([id, label]) => h("a", { href: `#/${id}`, "aria-current": id === view ? "page" : null }, label)));
+    const logout = h("button", { type: "button", class: "secondary", onclick: async () => {
+      try { await api("POST", "/api/v1/auth/logout"); } catch (_) { /* signed out anyway */ }
+      me = null; showLogin();
+    } }, "Sign out");
+    app.replaceChildren(
+      h("header", { class: "topbar" },
+        h("div", { class: "brand" }, h("img", { src: "/assets/icon.svg", alt: "" }), "GreenOps"), nav,
+        h("div", { class: "who" }, h("span", {}, me.username), h("span", { class: "role" }, me.role), logout)),
+      h("main", { id: "main" }, content));
+  }
+
+  function showLogin(message) {
+    stopRefresh();
+    const error = h("p", { class: "form-error", role: "alert" }, message || "");
+    const user = h("input", { id: "login-username", name: "username", autocomplete: "username", required: true });
+    const pass = h("input", { id: "login-password", name: "password", type: "password", autocomplete: "current-password", required: true });
+    const form = h("form", { id: "login-form" },
+      h("div", { class: "field" }, h("label", { for: "login-username" }, "Username"), user),
+      h("div", { class: "field" }, h("label", { for: "login-password" }, "Password"), pass),
+      h("button", { type: "submit" }, "Sign in"), error);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.textContent = "";
+      try {
+        const res = await api("POST", "/api/v1/auth/login", { username: user.value, password: pass.value });
+        me = res.user;
+        route();
+      } catch (e) {
+        error.textContent = e.status === 429 ? e.message : (e.status === 401 ? "Wrong username or password." : e.message);
+      }
+    });
+    app.replaceChildren(h("main", {}, h("div", { class: "login panel" },
+      h("div", { class: "brand" }, h("img", { src: "/assets/icon.svg", alt: "" }), "GreenOps"),
+      h("h1", {}, "Sign in"), form)));
+    user.focus();
+  }
+
+  function stopRefresh() { if (refreshTimer) clearInterval(refreshTimer); refreshTimer = null; refresher = null; }
+  function startRefresh(fn) {
+    stopRefresh();
+    refresher = fn;
+    refreshTimer = setInterval(() => { if (refresher && !document.hidden) refresher().catch(() => {}); }, REFRESH_MS);
+  }
+
+  async function route() {
+    if (!me) return showLogin();
+    const { view, arg, params } = parseHash();
+    stopRefresh();
+    const views = { overview, machines, machine, sites, profiles, users, enrollment, "api-tokens": apiTokens, settings, audit };
+    const render = views[view] || overview;
+    const content = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+    shell(view === "machine" ? "machines" : view, content);
+    try {
+      await render(content, arg, params);
+    } catch (e) {
+      content.replaceChildren(h("div", { class: "panel" }, h("h1", {}, "Something went wrong"), h("p", {}, e.message)));
+    }
+  }
+
+  // ---- Overview ----------------------------------------------------------------------
+  async function overview(root) {
+    const cards = h("div", { class: "cards" });
+    const periods = h("div", {});
+    const top = h("div", {});
+    const stamp = h("p", { class: "refreshed" });
+    root.replaceChildren(h("h1", {}, "Fleet overview"), cards, h("div", { class: "panel" }, h("h2", {}, "Idle waste"), periods),
+      h("div", { class: "panel" }, h("h2", {}, "Top wasters (all time)"), top), stamp);
+    const load = async () => {
+      const st = await api("GET", "/api/v1/stats");
+      const m = st.machines;
+      cards.replaceChildren(...[["total", "Machines", m.total], ["active", "Active", m.active], ["idle", "Idle", m.idle],
+        ["offline", "Offline", m.offline], ["unknown", "Unknown", m.unknown]]
+        .map(([cls, label, v]) => h("div", { class: `card ${cls}`, "data-card": cls }, h("div", { class: "label" }, label), h("div", { class: "value" }, nf.format(v)))));
+      const names = { today: "Today (UTC)", "7d": "Last 7 days", "30d": "Last 30 days", all: "All time" };
+      periods.replaceChildren(table([
+        { label: "Period", cell: (p) => names[p.period] || p.period },
+        { label: "Idle ratio", num: true, cell: (p) => `${num(p.idle_ratio * 100, 1)} %` },
+        { label: "Idle time", num: true, cell: (p) => duration(p.idle_seconds) },
+        { label: "Waste energy", num: true, cell: (p) => `${num(p.waste_kwh, 3)} kWh` },
+        { label: "Waste cost", num: true, cell: (p) => p.costs.length ? p.costs.map((c) => `${num(c.waste_cost, 2)} ${c.currency}`).join(" + ") : "—" },
+        { label: "Waste CO₂", num: true, cell: (p) => `${num(Number(p.waste_co2_grams) / 1000, 2)} kg` },
+        { label: "Total energy", num: true, cell: (p) => `${num(p.energy_kwh, 3)} kWh` },
+      ], st.periods));
+      top.replaceChildren(machineTable(st.top_wasters, null));
+      stamp.textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every 30 s`;
+    };
+    await load();
+    startRefresh(load);
+  }
+
+  // ---- Machines ----------------------------------------------------------------------
+  const SORTABLE = { hostname: "Hostname", site: "Site", department: "Department", status: "Status", last_seen: "Last seen",
+    input_idle: "Input idle", idle_time: "Idle time", idle_energy: "Idle energy" };
+
+  function machineTable(items, sorting) {
+    const col = (key, label, cell, numeric) => ({ key, label, cell, num: numeric });
+    const columns = [
+      col("hostname", "Hostname", (m) => h("a", { class: "host", href: `#/machine/${encodeURIComponent(m.id)}` }, m.hostname)),
+      col("status", "Status", (m) => badge(m.status)),
+      col("site", "Site", (m) => m.site),
+      col("department", "Department", (m) => m.department || "—"),
+      col("last_seen", "Last seen", (m) => ago(m.last_seen)),
+      col("input_idle", "Input idle", (m) => duration(m.input_idle_seconds), true),
+      col("idle_time", "Idle time", (m) => duration(m.idle_seconds), true),
+      col("idle_energy", "Idle energy", (m) => kwh(m.idle_energy_j), true),
+    ];
+    const head = h("tr", {}, columns.map((c) => {
+      const th = h("th", { class: c.num ? "num" : null, scope: "col" });
+      if (sorting) {
+        const active = sorting.sort === c.key;
+        if (active) th.setAttribute("aria-sort", sorting.order === "desc" ? "descending" : "ascending");
+        th.append(h("button", { type: "button", class: "sort", "data-sort": c.key,
+          onclick: () => sorting.onSort(c.key, active && sorting.order !== "desc" ? "desc" : "asc") }, c.label));
+      } else th.append(c.label);
+      return th;
+    }));
+    const body = h("tbody", {});
+    if (!items.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, "No machines match.")));
+    for (const m of items) body.append(h("tr", { "data-machine": m.id }, columns.map((c) => h("td", { class: c.num ? "num" : null }, c.cell(m)))));
+    return h("div", { class: "table-wrap" }, h("table", { id: sorting ? "machines-table" : null }, h("thead", {}, head), body));
+  }
+
+  async function machines(root, _arg, params) {
+    const state = {
+      q: params.get("q") || "", status: params.get("status") || "", site: params.get("site") || "",
+      department: params.get("department") || "", sort: params.get("sort") || "hostname",
+      order: params.get("order") || "asc", page: Number(params.get("page") || 1), per_page: Number(params.get("per_page") || 50),
+    };
+    const sites = (await api("GET", "/api/v1/sites")).items;
+    const q = h("input", { id: "filter-q", type: "search", value: state.q, placeholder: "part of a hostname" });
+    const status = h("select", { id: "filter-status" }, ["", "active", "idle", "offline", "unknown"]
+      .map((v) => h("option", { value: v, selected: v === state.status }, v || "any")));
+    const site = h("select", { id: "filter-site" }, [h("option", { value: "" }, "any"),
+      ...sites.map((x) => h("option", { value: x.name, selected: x.name === state.site }, x.name))]);
+    const dept = h("input", { id: "filter-department", value: state.department, placeholder: "exact name" });
+    const perPage = h("select", { id: "per-page" }, [25, 50, 100, 200, 500].map((n) => h("option", { value: n, selected: n === state.per_page }, n)));
+    const field = (id, label, input) => h("div", { class: "field" }, h("label", { for: id }, label), input);
+    const filters = h("form", { class: "inline", role: "search", id: "machine-filters" },
+      field("filter-q", "Search", q), field("filter-status", "Status", status), field("filter-site", "Site", site),
+      field("filter-department", "Department", dept), field("per-page", "Per page", perPage),
+      h("div", { class: "field" }, h("button", { type: "submit" }, "Apply")));
+    const navigate = () => {
+      const p = new URLSearchParams();
+      for (const [k, v] of Object.entries(state)) if (v !== "" && v !== null) p.set(k, v);
+      history.replaceState(null, "", `#/machines?${p}`);
+      load().catch((e) => { list.replaceChildren(h("p", { class: "form-error" }, e.message)); });
+    };
+    filters.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      Object.assign(state, { q: q.value.trim(), status: status.value, site: site.value, department: dept.value.trim(), per_page: Number(perPage.value), page: 1 });
+      navigate();
+    });
+    const list = h("div", {});
+    const pager = h("div", { class: "pager" });
+    const stamp = h("p", { class: "refreshed" });
+    const exportLinks = h("div", { class: "actions" }, ["machine", "site", "department"].map((g) =>
+      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `CSV by ${g}`)));
+    root.replaceChildren(h("div", { class: "row" }, h("h1", {}, "Machines"), h("div", { class: "spacer" }), exportLinks),
+      h("div", { class: "panel" }, filters), h("div", { class: "panel" }, list, pager), stamp);
+    const load = async () => {
+      const p = new URLSearchParams();
+      for (const k of ["q", "status", "site", "department", "sort", "order", "page", "per_page"]) if (state[k] !== "") p.set(k, state[k]);
+      const res = await api("GET", `/api/v1/machines?${p}`);
+      list.replaceChildren(machineTable(res.items, { sort: state.sort, order: state.order,
+        onSort: (key, order) => { state.sort = key; state.order = order; state.page = 1; navigate(); } }));
+      const pages = Math.max(1, Math.ceil(res.total / res.per_page));
+      pager.replaceChildren(
+        h("button", { type: "button", class: "secondary", disabled: state.page <= 1, onclick: () => { state.page -= 1; navigate(); } }, "‹ Previous"),
+        h("span", { id: "page-info" }, `Page ${state.page} of ${pages} · ${nf.format(res.total)} machines`),
+        h("button", { type: "button", class: "secondary", disabled: state.page >= pages, onclick: () => { state.page += 1; navigate(); } }, "Next ›"));
+      stamp.textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every 30 s`;
+    };
+    await load();
+    startRefresh(load);
+  }
+
+  // ---- One machine -------------------------------------------------------------------
+  function chart(points) {
+    const W = 900, H = 240, left = 40, bottom = 22, top = 8;
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "Idle, active, unknown and unobserved time per step" });
+    const step = points.length ? (W - left) / points.length : 0;
+    const max = points.reduce((m, p) => Math.max(m, p.observed_seconds + p.unobserved_seconds), 1);
+    const y = (v) => (H - bottom) - (v / max) * (H - bottom - top);
+    svg.append(s("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, class: "axis" }));
+    svg.append(Object.assign(s("text", { x: 0, y: top + 10 }), { textContent: duration(max) }));
+    points.forEach((p, i) => {
+      let base = 0;
+      for (const [key, cls] of [["active_seconds", "bar-active"], ["idle_seconds", "bar-idle"], ["unknown_seconds", "bar-unknown"], ["unobserved_seconds", "bar-unobserved"]]) {
+        const v = p[key];
+        if (v <= 0) continue;
+        const r = s("rect", { x: left + i * step + 1, y: y(base + v), width: Math.max(1, step - 2), height: y(base) - y(base + v), class: cls });
+        const title = s("title", {});
+        title.textContent = `${new Date(p.start).toLocaleString()}: ${key.replace("_seconds", "")} ${duration(v)}`;
+        r.append(title);
+        svg.append(r);
+        base += v;
+      }
+      if (points.length <= 12 || i % Math.ceil(points.length / 8) === 0) {
+        const t = s("text", { x: left + i * step + 2, y: H - 6 });
+        t.textContent = new Date(p.start).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+        svg.append(t);
+      }
+    });
+    return svg;
+  }
+
+  async function machine(root, id) {
+    const m = await api("GET", `/api/v1/machines/${encodeURIComponent(id)}`);
+    const facts = h("dl", { class: "facts" });
+    const costs = h("div", {});
+    const chartBox = h("div", { id: "history" });
+    const range = h("select", { id: "history-range" }, [["24h", "Last 24 hours"], ["7d", "Last 7 days"], ["30d", "Last 30 days"]]
+      .map(([v, l]) => h("option", { value: v }, l)));
+    const fill = (mm) => {
+      facts.replaceChildren(...[["Hostname", mm.hostname], ["Status", badge(mm.status)], ["Machine id", mm.id], ["Site", mm.site],
+        ["Department", mm.department || "—"], ["Power profile", mm.power_profile], ["Operating system", `${mm.os} ${mm.os_version}`],
+        ["Agent", mm.agent_version], ["Last seen", ago(mm.last_seen)], ["Input idle", duration(mm.input_idle_seconds)],
+        ["Observed time", duration(mm.observed_seconds)], ["Idle time", duration(mm.idle_seconds)],
+        ["Energy", kwh(mm.energy_j)], ["Idle energy", kwh(mm.idle_energy_j)]]
+        .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+      costs.replaceChildren(table([{ label: "Currency", cell: (c) => c.currency }, { label: "Cost", num: true, cell: (c) => num(c.cost, 4) },
+        { label: "Idle cost", num: true, cell: (c) => num(c.idle_cost, 4) }], mm.costs, "No cost accounted yet."));
+    };
+    fill(m);
+    const loadChart = async () => {
+      const span = { "24h": 864e5, "7d": 7 * 864e5, "30d": 30 * 864e5 }[range.value];
+      const to = new Date(), from = new Date(to.getTime() - span);
+      const hist = await api("GET", `/api/v1/machines/${encodeURIComponent(id)}/history?from=${from.toISOString()}&to=${to.toISOString()}`);
+      chartBox.replaceChildren(chart(hist.points), h("div", { class: "legend" }, h("span", { class: "l-active" }, "active"),
+        h("span", { class: "l-idle" }, "idle (waste)"), h("span", { class: "l-unknown" }, "unknown"), h("span", { class: "l-unobserved" }, "not observed")),
+        h("p", { class: "muted" }, `One bar per ${duration(hist.step_seconds)}.`));
+    };
+    range.addEventListener("change", () => loadChart().catch(() => {}));
+    const parts = [h("p", {}, h("a", { href: "#/machines" }, "‹ All machines")), h("h1", { class: "host" }, m.hostname),
+      h("div", { class: "panel" }, h("div", { class: "row" }, h("h2", {}, "History"), h("div", { class: "spacer" }),
+        h("div", { class: "field" }, h("label", { for: "history-range" }, "Range"), range)), chartBox),
+      h("div", { class: "panel" }, h("h2", {}, "Facts"), facts), h("div", { class: "panel" }, h("h2", {}, "Totals by currency"), costs)];
+    if (isAdmin()) {
+      const [sites, profiles] = await Promise.all([api("GET", "/api/v1/sites"), api("GET", "/api/v1/power-profiles")]);
+      parts.push(h("div", { class: "panel", "data-write": "" }, h("h2", {}, "Placement"),
+        h("p", { class: "muted" }, "Changes apply to time accounted from now on; history is never rewritten."),
+        formFor([
+          { name: "site", label: "Site", options: sites.items.map((x) => x.name), value: m.site },
+          { name: "department", label: "Department", value: m.department, keepEmpty: true },
+          { name: "power_profile", label: "Power profile", options: profiles.items.map((x) => x.name), value: m.power_profile },
+        ], "Save placement", async (v) => { fill(await api("PATCH", `/api/v1/machines/${encodeURIComponent(id)}`, v)); }, { write: true }),
+        h("h2", {}, "Retire"),
+        h("p", { class: "muted" }, "Revokes the agent's credential and hides the machine; its history and totals are kept."),
+        h("button", { type: "button", class: "danger", "data-write": "", onclick: async () => {
+          if (!confirm(`Retire ${m.hostname}?`)) return;
+          await api("DELETE", `/api/v1/machines/${encodeURIComponent(id)}`);
+          location.hash = "#/machines";
+        } }, "Retire machine")));
+    }
+    root.replaceChildren(...parts);
+    await loadChart();
+    startRefresh(async () => { fill(await api("GET", `/api/v1/machines/${encodeURIComponent(id)}`)); await loadChart(); });
+  }
+
+  // ---- Sites and power profiles ------------------------------------------------------
+  function resource({ root, title, path, intro, columns, fields, describe }) {
+    const list = h("div", {});
+    const editor = h("div", {});
+    const load = async () => {
+      const res = await api("GET", path);
+      const cols = columns.slice();
+      if (isAdmin()) {
+        cols.push({ label: "", cell: (item) => h("div", { class: "actions" },
+          h("button", { type: "button", class: "secondary", "data-write": "", onclick: () => edit(item) }, "Edit"),
+          h("button", { type: "button", class: "danger", "data-write": "", onclick: async () => {
+            if (!confirm(`Delete ${describe(item)}?`)) return;
+            try { await api("DELETE", `${path}/${item.id}`); await load(); } catch (e) { alert(e.message); }
+          } }, "Delete")) });
+      }
+      list.replaceChildren(table(cols, res.items));
+    };
+    const edit = (item) => {
+      editor.replaceChildren(h("h2", {}, item ? `Edit ${describe(item)}` : `New ${title.toLowerCase().replace(/s$/, "")}`),
+        formFor(fields.map((f) => ({ ...f, value: item ? String(item[f.name] ?? "") : f.value })), item ? "Save" : "Create",
+          async (values) => {
+            if (item) await api("PATCH", `${path}/${item.id}`, values); else await api("POST", path, values);
+            edit(null);
+            await load();
+          }, { write: true }));
+    };
+    root.replaceChildren(h("h1", {}, title), h("p", { class: "muted" }, intro), h("div", { class: "panel" }, list),
+      isAdmin() ? h("div", { class: "panel", "data-write": "" }, editor) : "");
+    if (isAdmin()) edit(null);
+    return load();
+  }
+
+  function sites(root) {
+    return resource({ root, title: "Sites", path: "/api/v1/sites", describe: (x) => `site ${x.name}`,
+      intro: "Where machines are: the price and carbon intensity of their electricity. Changes apply to time accounted afterwards.",
+      columns: [{ label: "Name", cell: (x) => x.name }, { label: "Currency", cell: (x) => x.currency },
+        { label: "Price / kWh", num: true, cell: (x) => x.price_per_kwh }, { label: "g CO₂e / kWh", num: true, cell: (x) => x.carbon_intensity_g_per_kwh },
+        { label: "Time zone", cell: (x) => x.timezone }, { label: "Machines", num: true, cell: (x) => nf.format(x.machines) }],
+      fields: [{ name: "name", label: "Name", required: true }, { name: "currency", label: "Currency", value: "USD", placeholder: "EUR" },
+        { name: "price_per_kwh", label: "Price per kWh", placeholder: "0.12" },
+        { name: "carbon_intensity_g_per_kwh", label: "Grid g CO₂e/kWh", placeholder: "420" },
+        { name: "timezone", label: "Time zone", value: "UTC" }] });
+  }
+
+  function profiles(root) {
+    return resource({ root, title: "Power profiles", path: "/api/v1/power-profiles", describe: (x) => `profile ${x.name}`,
+      intro: "What a kind of machine draws when idle and in use. Changes apply to time accounted afterwards.",
+      columns: [{ label: "Name", cell: (x) => x.name }, { label: "Idle W", num: true, cell: (x) => x.idle_watts },
+        { label: "Active W", num: true, cell: (x) => x.active_watts }, { label: "Machines", num: true, cell: (x) => nf.format(x.machines) }],
+      fields: [{ name: "name", label: "Name", required: true }, { name: "idle_watts", label: "Idle watts", placeholder: "65" },
+        { name: "active_watts", label: "Active watts", placeholder: "120" }] });
+  }
+
+  // ---- Users and tokens (admins) -----------------------------------------------------
+  async function users(root) {
+    const list = h("div", {});
+    const load = async () => {
+      const res = await api("GET", "/api/v1/users");
+      list.replaceChildren(table([
+        { label: "Username", cell: (u) => u.username }, { label: "Role", cell: (u) => u.role },
+        { label: "State", cell: (u) => (u.disabled ? "disabled" : "enabled") },
+        { label: "", cell: (u) => h("div", { class: "actions" },
+          h("button", { type: "button", class: "secondary", onclick: () => change(u.username, { role: u.role === "admin" ? "viewer" : "admin" }) },
+            u.role === "admin" ? "Make viewer" : "Make admin"),
+          h("button", { type: "button", class: u.disabled ? "secondary" : "danger", onclick: () => change(u.username, { disabled: !u.disabled }) },
+            u.disabled ? "Enable" : "Disable"),
+          h("button", { type: "button", class: "secondary", onclick: () => {
+            const p = prompt(`New password for ${u.username} (at least 12 characters):`);
+            if (p) change(u.username, { password: p });
+          } }, "Set password")) },
+      ], res.items));
+    };
+    const change = async (name, patch) => { try { await api("PATCH", `/api/v1/users/${encodeURIComponent(name)}`, patch); await load(); } catch (e) { alert(e.message); } };
+    root.replaceChildren(h("h1", {}, "Users"), h("p", { class: "muted" }, "Admins change everything; viewers only look. A new password or disabling ends the user's sessions."),
+      h("div", { class: "panel" }, list), h("div", { class: "panel", "data-write": "" }, h("h2", {}, "New user"),
+        formFor([{ name: "username", label: "Username" }, { name: "password", label: "Password", type: "password", autocomplete: "new-password" },
+          { name: "role", label: "Role", options: ["viewer", "admin"], value: "viewer" }], "Create user", async (v, form) => {
+          await api("POST", "/api/v1/users", v); form.reset(); await load();
+        }, { write: true })));
+    await load();
+  }
+
+  async function tokenPage(root, { title, intro, path, columns, fields, created }) {
+    const list = h("div", {});
+    const shown = h("div", {});
+    const load = async () => {
+      const res = await api("GET", path);
+      list.replaceChildren(table([...columns, { label: "", cell: (t) => (t.revoked_at_ms ? "revoked" : h("button", { type: "button", class: "danger",
+        onclick: async () => { if (!confirm("Revoke this token?")) return; await api("DELETE", `${path}/${t.id}`); await load(); } }, "Revoke")) }], res.items));
+    };
+    root.replaceChildren(h("h1", {}, title), h("p", { class: "muted" }, intro), h("div", { class: "panel", "data-write": "" }, h("h2", {}, "Create"),
+      formFor(fields, "Create token", async (v) => {
+        const res = await api("POST", path, v);
+        shown.replaceChildren(secretBox(created, res.token));
+        await load();
+      }, { write: true }), shown), h("div", { class: "panel" }, list));
+    await load();
+  }
+
+  function enrollment(root) {
+    return api("GET", "/api/v1/sites").then((sitesRes) => tokenPage(root, {
+      title: "Enrollment tokens", path: "/api/v1/enrollment-tokens", created: "New enrollment token",
+      intro: "Agents enrol with `greenops-agent enroll --enrollment-token …`; the machines join the token's site and department.",
+      columns: [{ label: "Id", cell: (t) => t.id }, { label: "Site", cell: (t) => t.site }, { label: "Department", cell: (t) => t.department || "—" },
+        { label: "Uses", num: true, cell: (t) => `${t.uses}${t.max_uses ? ` / ${t.max_uses}` : ""}` },
+        { label: "Expires", cell: (t) => when(t.expires_at_ms) }, { label: "Created", cell: (t) => when(t.created_at_ms) }],
+      fields: [{ name: "site", label: "Site", options: sitesRes.items.map((x) => x.name), value: "default" },
+        { name: "department", label: "Department" }, { name: "max_uses", label: "Max uses", type: "number", min: 1 },
+        { name: "expires_in_seconds", label: "Expires in (s)", type: "number", min: 60, placeholder: "never" }],
+    }));
+  }
+
+  function apiTokens(root) {
+    return tokenPage(root, { title: "API tokens", path: "/api/v1/api-tokens", created: "New API token",
+      intro: "Personal tokens for scripts: send `Authorization: Bearer <token>`. A token carries its user's role.",
+      columns: [{ label: "Id", cell: (t) => t.id }, { label: "Name", cell: (t) => t.name }, { label: "User", cell: (t) => t.username },
+        { label: "Created", cell: (t) => when(t.created_at_ms) }],
+      fields: [{ name: "name", label: "Name", placeholder: "inventory sync" }, { name: "username", label: "User", value: me.username }] });
+  }
+
+  // ---- Settings and audit ------------------------------------------------------------
+  async function settings(root) {
+    const st = await api("GET", "/api/v1/settings");
+    const names = [["idle_threshold_seconds", "Idle threshold (s)"], ["max_gap_seconds", "Max gap (s)"], ["offline_after_seconds", "Offline after (s)"],
+      ["max_clock_skew_seconds", "Max clock skew (s)"], ["heartbeat_interval_seconds", "Heartbeat interval (s)"]];
+    const source = h("p", { class: "muted" }, `Source: ${st.source}.`);
+    const body = isAdmin()
+      ? formFor(names.map(([n, l]) => ({ name: n, label: l, type: "number", min: 0, value: st[n] })), "Save settings", async (v) => {
+        const saved = await api("PATCH", "/api/v1/settings", v);
+        source.textContent = `Source: ${saved.source}. Saved.`;
+      }, { write: true })
+      : h("dl", { class: "facts" }, names.flatMap(([n, l]) => [h("dt", {}, l), h("dd", {}, st[n])]));
+    root.replaceChildren(h("h1", {}, "Settings"), h("p", { class: "muted" },
+      "Accounting thresholds shared by every collector on this database. Changes apply to heartbeats accounted afterwards."),
+    h("div", { class: "panel" }, body, source));
+  }
+
+  async function audit(root) {
+    const res = await api("GET", "/api/v1/audit?limit=200");
+    root.replaceChildren(h("h1", {}, "Audit log"), h("div", { class: "panel" }, table([
+      { label: "When", cell: (e) => when(e.at_ms) }, { label: "Who", cell: (e) => e.actor }, { label: "Action", cell: (e) => e.action },
+      { label: "Target", cell: (e) => e.target }, { label: "Details", cell: (e) => h("code", {}, e.details) }], res.items)));
+  }
+
+  // ---- Start -------------------------------------------------------------------------
+  window.addEventListener("hashchange", () => { route(); });
+  api("GET", "/api/v1/auth/me").then((u) => { me = u; route(); }).catch(() => showLogin());
+})();

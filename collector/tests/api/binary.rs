@@ -9,16 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 
-use crate::helpers::{enroll_body, fresh_database, hb, past};
-
-/// A free port on the loopback interface.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{enroll_body, free_port, fresh_database, hb, past};
 
 fn greenops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_greenops"));

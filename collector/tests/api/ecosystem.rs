@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::helpers::{fresh_database, spawn_app_with, test_settings};
+use crate::helpers::{free_port, fresh_database, spawn_app_with, test_settings};
 use crate::pack::{dashboard_queries, dashboards, repo};
 use crate::postgres::missing;
 
@@ -36,14 +36,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shipped rule files with every `for:` shortened to 2 s and group intervals to 1 s —

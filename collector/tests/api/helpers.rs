@@ -391,3 +391,11 @@ async fn sqlite_totals(db_url: &str, machine_id: &str) -> Totals {
     conn.close().await.ok();
     t
 }
+
+/// A free port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}

@@ -21,6 +21,7 @@ macro_rules! on_both_backends {
 mod admin;
 mod agent;
 mod binary;
+mod browser;
 mod cluster;
 mod conformance;
 mod ecosystem;
@@ -34,3 +35,4 @@ mod outage;
 mod pack;
 mod postgres;
 mod simulation;
+mod webdriver;

@@ -3,7 +3,6 @@
 //! root, so as root the server runs as `nobody`. A watchdog process stops the cluster and
 //! removes its files when the test process exits, however it exits.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -49,12 +48,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
+use crate::helpers::free_port;
 
 impl Cluster {
     /// Initialises and starts a new cluster; `None` when no server binaries are installed.

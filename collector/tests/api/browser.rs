@@ -1,0 +1,345 @@
+//! The admin page in real headless Chromium: sign in, see machines appear, filter and sort,
+//! open a machine and see its chart, create an enrollment token and see it once, export CSV,
+//! sign in as a viewer and find no write controls, and a hostile hostname shown as text.
+//! Screenshots of each main screen land in `target/screenshots/`.
+
+use std::time::Duration;
+
+use greenops_collector::store::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, TestApp, hb, past, spawn_app_on};
+use crate::webdriver::Browser;
+
+const HOSTILE: &str = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+
+async fn machine(
+    app: &TestApp,
+    admin: &str,
+    hostname: &str,
+    department: &str,
+    idle: f64,
+) -> String {
+    let token: Value = app
+        .client
+        .post(app.url("/api/v1/enrollment-tokens"))
+        .bearer_auth(admin)
+        .json(&json!({"department": department}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let enrolled: Value = app
+        .post_enroll(&json!({
+            "enrollment_token": token["token"],
+            "machine_key": format!("browser-test-{}", uuid::Uuid::new_v4().simple()),
+            "hostname": hostname,
+            "os": "linux",
+            "os_version": "Debian 12",
+            "agent_version": "0.1.0",
+        }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = enrolled["agent_token"].as_str().unwrap();
+    let t = past(30);
+    for i in 0..30u64 {
+        app.send(
+            agent,
+            &hb(
+                i + 1,
+                t + Duration::from_secs(60 * i),
+                Some(idle + 60.0 * i as f64),
+            ),
+        )
+        .await;
+    }
+    enrolled["machine_id"].as_str().unwrap().to_string()
+}
+
+async fn sign_in(browser: &Browser, app: &TestApp, username: &str) {
+    browser.goto(&app.url("/")).await;
+    browser.fill("#login-username", username).await;
+    browser.fill("#login-password", "a long password!").await;
+    browser.click("#login-form button[type=submit]").await;
+    browser
+        .wait_for("document.querySelector('[data-card=total] .value')")
+        .await;
+}
+
+async fn rows(browser: &Browser) -> Vec<String> {
+    let v = browser
+        .script("return [...document.querySelectorAll('#machines-table tbody a.host')].map(a => a.textContent);")
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn write_controls(browser: &Browser) -> i64 {
+    browser
+        .script("return document.querySelectorAll('[data-write], button.danger, form.inline button[type=submit]:not(#machine-filters button)').length;")
+        .await
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_page_in_headless_chromium() {
+    let Some(app) = spawn_app_on(Db::Postgres).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let admin = app.operator("admin", Role::Admin).await;
+    let _ = app.operator("viewer", Role::Viewer).await;
+
+    // Sign in: the overview counts no machine yet.
+    sign_in(&browser, &app, "admin").await;
+    assert_eq!(browser.text("[data-card=total] .value").await, "0");
+
+    // Machines appear after their heartbeats (the overview refreshes on navigation).
+    let alpha = machine(&app, &admin, "alpha-pc", "finance", 0.0).await;
+    machine(&app, &admin, "zulu-pc", "it", 900.0).await;
+    machine(&app, &admin, HOSTILE, "it", 10.0).await;
+    browser.goto(&app.url("/#/machines")).await;
+    browser
+        .wait_for("document.querySelectorAll('#machines-table tbody a.host').length === 3")
+        .await;
+    browser.goto(&app.url("/#/overview")).await;
+    browser
+        .wait_for("document.querySelector('[data-card=total] .value')?.textContent === '3'")
+        .await;
+    browser.screenshot("01-overview").await;
+
+    // A hostname with markup is shown as text and never runs.
+    browser.goto(&app.url("/#/machines")).await;
+    browser
+        .wait_for("document.querySelectorAll('#machines-table tbody a.host').length === 3")
+        .await;
+    let names = rows(&browser).await;
+    assert!(names.contains(&HOSTILE.to_string()), "{names:?}");
+    assert_eq!(
+        browser
+            .script("return window.pwned === undefined && !document.querySelector('img[src=x]');")
+            .await,
+        true
+    );
+
+    // Filter by hostname, then by department; then sort by hostname descending.
+    browser.fill("#filter-q", "alpha").await;
+    browser.click("#machine-filters button[type=submit]").await;
+    browser
+        .wait_for("document.querySelectorAll('#machines-table tbody a.host').length === 1")
+        .await;
+    assert_eq!(rows(&browser).await, vec!["alpha-pc"]);
+    browser.fill("#filter-q", "").await;
+    browser.fill("#filter-department", "it").await;
+    browser.click("#machine-filters button[type=submit]").await;
+    browser
+        .wait_for("document.querySelectorAll('#machines-table tbody a.host').length === 2")
+        .await;
+    browser.fill("#filter-department", "").await;
+    browser.click("#machine-filters button[type=submit]").await;
+    browser
+        .wait_for("document.querySelectorAll('#machines-table tbody a.host').length === 3")
+        .await;
+    let ascending = rows(&browser).await;
+    let at = |name: &str| ascending.iter().position(|n| n == name).unwrap();
+    assert!(at("alpha-pc") < at("zulu-pc"), "{ascending:?}");
+    browser.click("button[data-sort=hostname]").await;
+    browser
+        .wait_for("document.querySelector('th[aria-sort=descending] button[data-sort=hostname]')")
+        .await;
+    let descending = rows(&browser).await;
+    assert_eq!(
+        descending,
+        ascending.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    assert!(
+        browser
+            .script("return location.hash;")
+            .await
+            .as_str()
+            .unwrap()
+            .contains("order=desc")
+    );
+    browser.screenshot("02-machines").await;
+
+    // Detail: the history chart is drawn with bars.
+    browser
+        .click(&format!("tr[data-machine='{alpha}'] a.host"))
+        .await;
+    browser
+        .wait_for("document.querySelectorAll('#history svg rect').length > 0")
+        .await;
+    assert_eq!(browser.text("h1.host").await, "alpha-pc");
+    browser.screenshot("03-machine-detail").await;
+
+    // Enrollment token: created, shown once, never listed again.
+    browser.goto(&app.url("/#/enrollment")).await;
+    browser.fill("input[name=department]", "lab").await;
+    browser.click("form[data-write] button[type=submit]").await;
+    browser
+        .wait_for("document.querySelector('[data-secret]')")
+        .await;
+    let token = browser.text("[data-secret]").await;
+    assert!(token.starts_with("gok_enroll_"), "{token}");
+    browser.screenshot("04-enrollment-token").await;
+    browser.goto(&app.url("/#/overview")).await;
+    browser.goto(&app.url("/#/enrollment")).await;
+    browser
+        .wait_for("document.querySelectorAll('table tbody tr').length >= 4")
+        .await;
+    let page: String = browser
+        .script("return document.body.innerText;")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !page.contains(&token),
+        "the plaintext token is shown only once"
+    );
+    assert!(
+        app.post_enroll(&crate::helpers::enroll_body(
+            &token,
+            "enrolled-from-the-page-01"
+        ))
+        .await
+        .status()
+            == 201
+    );
+
+    // CSV export: the link answers RFC 4180 CSV with every machine.
+    browser.goto(&app.url("/#/machines")).await;
+    browser.find("[data-export=machine]").await;
+    let csv = browser
+        .script_async("fetch(document.querySelector('[data-export=machine]').href).then(r => r.text()).then(done);")
+        .await;
+    let csv = csv.as_str().unwrap();
+    assert!(
+        csv.starts_with("machine_id,hostname,site,department,currency,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("alpha-pc")
+            && csv.contains(
+                "\"<script>window.pwned=1</script><img src=x onerror=\"\"window.pwned=2\"\">\""
+            ),
+        "{csv}"
+    );
+
+    // The other screens, for reviewers.
+    for (hash, name, ready) in [
+        (
+            "sites",
+            "05-sites",
+            "document.querySelector('table tbody tr td')",
+        ),
+        (
+            "profiles",
+            "06-power-profiles",
+            "document.querySelector('table tbody tr td')",
+        ),
+        (
+            "users",
+            "07-users",
+            "document.querySelectorAll('table tbody tr').length >= 2",
+        ),
+        (
+            "api-tokens",
+            "08-api-tokens",
+            "document.querySelector('form[data-write]')",
+        ),
+        (
+            "settings",
+            "09-settings",
+            "document.querySelector('input[name=idle_threshold_seconds]')",
+        ),
+        (
+            "audit",
+            "10-audit-log",
+            "document.querySelectorAll('table tbody tr').length >= 3",
+        ),
+    ] {
+        browser.goto(&app.url(&format!("/#/{hash}"))).await;
+        browser.wait_for(ready).await;
+        browser.screenshot(name).await;
+    }
+
+    // A field-level error from the server lands next to its field.
+    browser.goto(&app.url("/#/sites")).await;
+    browser
+        .fill("form[data-write] input[name=name]", "lyon")
+        .await;
+    browser
+        .fill("form[data-write] input[name=currency]", "euro")
+        .await;
+    browser
+        .fill("form[data-write] input[name=price_per_kwh]", "0.2")
+        .await;
+    browser
+        .fill(
+            "form[data-write] input[name=carbon_intensity_g_per_kwh]",
+            "50",
+        )
+        .await;
+    browser.click("form[data-write] button[type=submit]").await;
+    browser
+        .wait_for("document.querySelector('input[name=currency][aria-invalid=true]')")
+        .await;
+    let message = browser
+        .script("const i = document.querySelector('input[name=currency]'); return document.getElementById(i.getAttribute('aria-describedby')).textContent;")
+        .await;
+    assert!(message.as_str().unwrap().contains("ISO 4217"), "{message}");
+
+    // Sign out; a viewer sees the same data and no write control anywhere.
+    browser.click(".who button").await;
+    browser.find("#login-form").await;
+    sign_in(&browser, &app, "viewer").await;
+    assert_eq!(
+        browser
+            .script(
+                "return [...document.querySelectorAll('nav a')].map(a => a.textContent).join(',');"
+            )
+            .await,
+        "Overview,Machines,Sites,Power profiles,Settings"
+    );
+    for (hash, ready) in [
+        ("overview", "document.querySelector('[data-card=total]')"),
+        (
+            "machines",
+            "document.querySelector('#machines-table tbody a.host')",
+        ),
+        (
+            &*format!("machine/{alpha}"),
+            "document.querySelector('#history svg')",
+        ),
+        ("sites", "document.querySelector('table tbody tr td')"),
+        ("profiles", "document.querySelector('table tbody tr td')"),
+        ("settings", "document.querySelector('dl.facts')"),
+    ] {
+        browser.goto(&app.url(&format!("/#/{hash}"))).await;
+        browser.wait_for(ready).await;
+        assert_eq!(
+            write_controls(&browser).await,
+            0,
+            "write controls shown to a viewer on {hash}"
+        );
+    }
+    browser.goto(&app.url("/#/machines")).await;
+    browser
+        .wait_for("document.querySelector('#machines-table tbody a.host')")
+        .await;
+    browser.screenshot("11-viewer-machines").await;
+
+    browser.quit().await;
+    app.stop().await;
+}
