@@ -103,6 +103,10 @@ pub struct BenchArgs {
     /// Skip the ceiling run.
     #[arg(long)]
     pub no_ceiling: bool,
+    /// Rounds of admin machine-list queries (6 kinds, 50 rows each) timed after the run;
+    /// 0 skips them.
+    #[arg(long, default_value_t = 30)]
+    pub list_rounds: usize,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +275,7 @@ impl Cli {
                     connections: args.connections,
                     skip_ceiling: args.no_ceiling,
                     scrapes: 5,
+                    list_rounds: args.list_rounds,
                 };
                 let report =
                     crate::bench::run(options.clone(), &|line| eprintln!("{line}")).await?;

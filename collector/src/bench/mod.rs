@@ -39,6 +39,8 @@ pub struct BenchOptions {
     pub skip_ceiling: bool,
     /// `/metrics` scrapes to time after the run.
     pub scrapes: usize,
+    /// Rounds of machine-list queries to time after the run (0: skip).
+    pub list_rounds: usize,
 }
 
 /// The figures of one run.
@@ -54,6 +56,7 @@ pub struct BenchReport {
     pub metrics_bytes: usize,
     pub rss_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
+    pub list: Option<ListTiming>,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -223,6 +226,19 @@ pub async fn run(
         )),
         Err(e) => say(&format!("VERIFICATION FAILED: {e}")),
     }
+    let list = if options.list_rounds > 0 {
+        let t = time_machine_list(&store, addr, options.list_rounds).await?;
+        say(&format!(
+            "machines list ({} machines, 50 rows, filtered and sorted): p50 {:.1} ms, p95 {:.1} ms; /healthz floor p95 {:.1} ms",
+            options.machines,
+            t.p(0.5).as_secs_f64() * 1e3,
+            t.p(0.95).as_secs_f64() * 1e3,
+            t.floor_p(0.95).as_secs_f64() * 1e3,
+        ));
+        Some(t)
+    } else {
+        None
+    };
     store.close().await;
 
     let (metrics_median, metrics_bytes) = time_metrics(addr, options.scrapes).await?;
@@ -285,6 +301,7 @@ pub async fn run(
         metrics_bytes,
         rss_kib: rss,
         peak_rss_kib: peak,
+        list,
     })
 }
 
@@ -306,17 +323,37 @@ async fn enrol(
     n: usize,
     say: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<(Vec<LoadMachine>, Duration)> {
-    let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
-    store
-        .create_enrollment_token(&NewEnrollmentToken {
-            token_hash: secrets::TokenHash::of(&token),
-            site: "default".into(),
-            department: "bench".into(),
-            expires_at_ms: None,
-            max_uses: None,
-            created_at_ms: clock::now_ms(),
-        })
-        .await?;
+    // Machines spread over sites and departments, so the list benchmark filters something.
+    for site in &BENCH_SITES[1..] {
+        let fields = crate::store::admin::SiteFields {
+            name: (*site).to_string(),
+            currency: "USD".into(),
+            price_per_kwh: Decimal::new(12, 2),
+            carbon_intensity_g_per_kwh: Decimal::from(420),
+            timezone: "UTC".into(),
+        };
+        match store.create_site(&fields, clock::now_ms()).await {
+            Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut tokens_by_group = Vec::new();
+    for site in BENCH_SITES {
+        for d in 0..BENCH_DEPARTMENTS {
+            let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
+            store
+                .create_enrollment_token(&NewEnrollmentToken {
+                    token_hash: secrets::TokenHash::of(&token),
+                    site: site.to_string(),
+                    department: format!("dept-{d:02}"),
+                    expires_at_ms: None,
+                    max_uses: None,
+                    created_at_ms: clock::now_ms(),
+                })
+                .await?;
+            tokens_by_group.push(token);
+        }
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -328,7 +365,7 @@ async fn enrol(
         let permit = limit.clone().acquire_owned().await?;
         let client = client.clone();
         let body = serde_json::json!({
-            "enrollment_token": token,
+            "enrollment_token": tokens_by_group[i % tokens_by_group.len()],
             "machine_key": format!("bench-{}-{i:08}", &run[..8]),
             "hostname": format!("bench-{i:06}.example.test"),
             "os": "linux",
@@ -369,6 +406,113 @@ async fn enrol(
             .collect(),
         took,
     ))
+}
+
+/// Sites the benchmark's machines are spread over (`default` exists already).
+const BENCH_SITES: [&str; 4] = ["default", "site-1", "site-2", "site-3"];
+/// Departments per site.
+const BENCH_DEPARTMENTS: usize = 25;
+
+/// The admin page's typical machine-list requests (50 rows, filtered and sorted).
+const LIST_QUERIES: [&str; 6] = [
+    "sort=hostname",
+    "status=idle&sort=idle_energy&order=desc",
+    "site=site-2&department=dept-07&sort=last_seen&order=desc",
+    "q=00042&sort=hostname",
+    "sort=idle_time&order=desc&page=200",
+    "department=dept-03&sort=status",
+];
+
+/// Latencies of the machine list and, as the floor, of `/healthz`, in the same run.
+#[derive(Debug, Clone, Default)]
+pub struct ListTiming {
+    pub list: Vec<Duration>,
+    pub floor: Vec<Duration>,
+    /// Slowest query kind and its p95.
+    pub slowest: Option<(String, Duration)>,
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+impl ListTiming {
+    pub fn p(&self, q: f64) -> Duration {
+        percentile(&self.list, q)
+    }
+    pub fn floor_p(&self, q: f64) -> Duration {
+        percentile(&self.floor, q)
+    }
+}
+
+/// Signs in as a fresh admin and times `rounds` rounds of [`LIST_QUERIES`], one request at a
+/// time (what one operator's browser does), then as many `/healthz` requests.
+async fn time_machine_list(
+    store: &Arc<dyn Store>,
+    addr: SocketAddr,
+    rounds: usize,
+) -> anyhow::Result<ListTiming> {
+    let username = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    let hash = crate::auth::hash_password(&password)?;
+    store
+        .create_user(&username, &hash, crate::store::Role::Admin, clock::now_ms())
+        .await?;
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("http://{addr}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("no session token")?.to_string();
+    let mut timing = ListTiming::default();
+    let mut by_query: Vec<Vec<Duration>> = vec![Vec::new(); LIST_QUERIES.len()];
+    for _ in 0..rounds {
+        for (i, q) in LIST_QUERIES.iter().enumerate() {
+            let started = Instant::now();
+            let body: serde_json::Value = client
+                .get(format!("http://{addr}/api/v1/machines?per_page=50&{q}"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let took = started.elapsed();
+            anyhow::ensure!(body["items"].is_array(), "unexpected answer to {q}");
+            timing.list.push(took);
+            by_query[i].push(took);
+        }
+    }
+    for _ in 0..timing.list.len() {
+        let started = Instant::now();
+        client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        timing.floor.push(started.elapsed());
+    }
+    timing.list.sort();
+    timing.floor.sort();
+    timing.slowest = by_query
+        .iter_mut()
+        .enumerate()
+        .map(|(i, t)| {
+            t.sort();
+            (LIST_QUERIES[i].to_string(), percentile(t, 0.95))
+        })
+        .max_by_key(|(_, p)| *p);
+    Ok(timing)
 }
 
 /// Every acknowledged heartbeat is stored, nothing else is, and the totals are exactly what
@@ -496,6 +640,19 @@ impl BenchReport {
             self.peak_rss_kib
                 .map_or("?".into(), |k| (k / 1024).to_string()),
         );
+        if let Some(l) = &self.list {
+            out.push_str(&format!(
+                "list_p50_ms={:.1} list_p95_ms={:.1} list_requests={} list_floor_p95_ms={:.1} list_slowest={}\n",
+                l.p(0.5).as_secs_f64() * 1e3,
+                l.p(0.95).as_secs_f64() * 1e3,
+                l.list.len(),
+                l.floor_p(0.95).as_secs_f64() * 1e3,
+                l.slowest
+                    .as_ref()
+                    .map(|(q, p)| format!("{q:?}@{:.1}ms", p.as_secs_f64() * 1e3))
+                    .unwrap_or_default(),
+            ));
+        }
         if let Some(c) = &self.ceiling {
             out.push_str(&format!(
                 "ceiling_rate={:.0} ceiling_p50_ms={:.2} ceiling_p99_ms={:.2}\nratio={:.2}\n",
