@@ -471,7 +471,10 @@ async fn time_machine_list(
         .error_for_status()?
         .json()
         .await?;
-    let token = login["token"].as_str().context("no session token")?.to_string();
+    let token = login["token"]
+        .as_str()
+        .context("no session token")?
+        .to_string();
     let mut timing = ListTiming::default();
     let mut by_query: Vec<Vec<Duration>> = vec![Vec::new(); LIST_QUERIES.len()];
     for _ in 0..rounds {

@@ -139,7 +139,15 @@ pub async fn sqlite_to_postgres(
         .await?;
         report.enrollment_tokens += 1;
     }
-    for table in ["sites", "power_profiles", "enrollment_tokens"] {
+    copy_operators(&mut src, &mut dst).await?;
+    for table in [
+        "sites",
+        "power_profiles",
+        "enrollment_tokens",
+        "users",
+        "api_tokens",
+        "audit_log",
+    ] {
         // Explicit ids were inserted: move the sequences past them.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
@@ -355,6 +363,90 @@ async fn copy_heartbeats(
     Ok(())
 }
 
+/// Operators, their API tokens, the shared settings (the session signing key among them, so
+/// sessions survive the move) and the audit log.
+async fn copy_operators(
+    src: &mut Transaction<'_, sqlx::Sqlite>,
+    dst: &mut Transaction<'_, Postgres>,
+) -> anyhow::Result<()> {
+    for row in sqlx::query("SELECT * FROM users ORDER BY id")
+        .fetch_all(&mut **src)
+        .await?
+    {
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, session_version,
+                 disabled_at_ms, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (id) DO UPDATE SET username = EXCLUDED.username,
+                 password_hash = EXCLUDED.password_hash, role = EXCLUDED.role,
+                 session_version = EXCLUDED.session_version,
+                 disabled_at_ms = EXCLUDED.disabled_at_ms, updated_at_ms = EXCLUDED.updated_at_ms",
+        )
+        .bind(row.try_get::<i64, _>("id")?)
+        .bind(row.try_get::<String, _>("username")?)
+        .bind(row.try_get::<String, _>("password_hash")?)
+        .bind(row.try_get::<String, _>("role")?)
+        .bind(row.try_get::<i64, _>("session_version")?)
+        .bind(row.try_get::<Option<i64>, _>("disabled_at_ms")?)
+        .bind(row.try_get::<i64, _>("created_at_ms")?)
+        .bind(row.try_get::<i64, _>("updated_at_ms")?)
+        .execute(&mut **dst)
+        .await
+        .context("copying operators (does the target already have a user of the same name?)")?;
+    }
+    for row in sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+        .fetch_all(&mut **src)
+        .await?
+    {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, token_hash, user_id, name, created_at_ms, revoked_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET revoked_at_ms = EXCLUDED.revoked_at_ms",
+        )
+        .bind(row.try_get::<i64, _>("id")?)
+        .bind(row.try_get::<Vec<u8>, _>("token_hash")?)
+        .bind(row.try_get::<i64, _>("user_id")?)
+        .bind(row.try_get::<String, _>("name")?)
+        .bind(row.try_get::<i64, _>("created_at_ms")?)
+        .bind(row.try_get::<Option<i64>, _>("revoked_at_ms")?)
+        .execute(&mut **dst)
+        .await?;
+    }
+    for row in sqlx::query("SELECT * FROM settings ORDER BY key")
+        .fetch_all(&mut **src)
+        .await?
+    {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
+                 updated_at_ms = EXCLUDED.updated_at_ms",
+        )
+        .bind(row.try_get::<String, _>("key")?)
+        .bind(row.try_get::<String, _>("value")?)
+        .bind(row.try_get::<i64, _>("updated_at_ms")?)
+        .execute(&mut **dst)
+        .await?;
+    }
+    for row in sqlx::query("SELECT * FROM audit_log ORDER BY id")
+        .fetch_all(&mut **src)
+        .await?
+    {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at_ms, actor, action, target, details)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(row.try_get::<i64, _>("id")?)
+        .bind(row.try_get::<i64, _>("at_ms")?)
+        .bind(row.try_get::<String, _>("actor")?)
+        .bind(row.try_get::<String, _>("action")?)
+        .bind(row.try_get::<String, _>("target")?)
+        .bind(row.try_get::<String, _>("details")?)
+        .execute(&mut **dst)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Compares row counts and totals of both sides; any difference aborts the copy.
 async fn verify(
     src: &mut Transaction<'_, sqlx::Sqlite>,
@@ -369,6 +461,8 @@ async fn verify(
         "machine_cost_totals",
         "agent_credentials",
         "heartbeats",
+        "users",
+        "api_tokens",
     ] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let a: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))

@@ -23,11 +23,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> reqwest::Response {
-    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.unwrap()
+    app.call(token, method, path, body).await
 }
 
 async fn ok_json(res: reqwest::Response, status: u16) -> Value {

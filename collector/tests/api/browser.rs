@@ -21,13 +21,13 @@ async fn machine(
     idle: f64,
 ) -> String {
     let token: Value = app
-        .client
-        .post(app.url("/api/v1/enrollment-tokens"))
-        .bearer_auth(admin)
-        .json(&json!({"department": department}))
-        .send()
+        .call(
+            admin,
+            reqwest::Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(json!({"department": department})),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -141,6 +141,22 @@ async fn migrate_data_moves_an_installation_with_identical_metrics() {
     };
     let before = counters(app.metrics().await);
     assert!(before.len() > 8 * 9, "{} series", before.len());
+    // Operators, their sessions and API tokens move too.
+    let session = app
+        .operator("alice", greenops_collector::store::Role::Admin)
+        .await;
+    let api_token: serde_json::Value = app
+        .call(
+            &session,
+            reqwest::Method::POST,
+            "/api/v1/api-tokens",
+            Some(serde_json::json!({"name": "sync"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let api_token = api_token["token"].as_str().unwrap().to_string();
     app.stop().await;
 
     for run in 0..2 {
@@ -158,6 +174,19 @@ async fn migrate_data_moves_an_installation_with_identical_metrics() {
     }
     let moved = spawn_app_with(test_settings(&target)).await;
     assert_eq!(counters(moved.metrics().await), before);
+    for token in [&session, &api_token] {
+        let me = moved
+            .call(token, reqwest::Method::GET, "/api/v1/auth/me", None)
+            .await;
+        assert_eq!(me.status(), 200);
+    }
+    let audit = moved
+        .call(&session, reqwest::Method::GET, "/api/v1/audit", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("api_token_created"), "{audit}");
     moved.stop().await;
 
     // Another installation's database is refused, not merged.
