@@ -9,6 +9,7 @@ pub mod clock;
 pub mod exposition;
 pub mod http;
 pub mod ingest;
+pub mod listing;
 pub mod live;
 pub mod operators;
 pub mod secrets;
@@ -117,6 +118,10 @@ impl App {
             revocations,
             settings_watch,
             state: AppState {
+                listing: listing::Listing::new(
+                    settings.admin.list_memory_min_machines,
+                    Duration::from_millis(settings.admin.list_memory_max_age_ms),
+                ),
                 accounting,
                 store,
                 ingest,

@@ -26,6 +26,26 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
+    pub admin: AdminSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// From this many live machines on, the machines list is answered from an in-memory copy
+    /// of the fleet instead of SQL (0: always).
+    pub list_memory_min_machines: usize,
+    /// Oldest that in-memory copy may be before a background refresh starts.
+    pub list_memory_max_age_ms: u64,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            list_memory_min_machines: 5000,
+            list_memory_max_age_ms: 2000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +162,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }
@@ -228,6 +249,7 @@ impl std::fmt::Debug for Settings {
             .field("metrics", &self.metrics)
             .field("telemetry", &self.telemetry)
             .field("auth", &self.auth)
+            .field("admin", &self.admin)
             .finish()
     }
 }

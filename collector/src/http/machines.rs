@@ -147,7 +147,7 @@ async fn list(
         per_page,
         ..base_query(&state)
     };
-    let (rows, total) = state.store.list_machines(&query).await?;
+    let (rows, total) = state.listing.list(&state.store, &query).await?;
     Ok(Json(Page {
         items: rows.into_iter().map(MachineView::from).collect(),
         total,
@@ -261,6 +261,7 @@ async fn update(
         }
         Err(e) => return Err(e.into()),
     };
+    state.listing.invalidate();
     audit(
         &state,
         &operator.username,
@@ -289,6 +290,7 @@ async fn retire(
     if !state.store.retire_machine(&id, now).await? {
         return Err(ApiError::NotFound(format!("machine {id} not found")));
     }
+    state.listing.invalidate();
     audit(
         &state,
         &operator.username,

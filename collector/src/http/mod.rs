@@ -47,6 +47,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Accounting thresholds in force (operators may change them at runtime).
     pub accounting: Arc<crate::live::LiveAccounting>,
+    /// The machines list for large fleets (in memory).
+    pub listing: Arc<crate::listing::Listing>,
     pub sessions: crate::auth::SessionKeys,
 }
 

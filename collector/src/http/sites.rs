@@ -187,6 +187,7 @@ async fn update_site(
         .update_site(id, &fields)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("site {id} not found")))?;
+    state.listing.invalidate();
     audit(
         &state,
         &operator.username,
@@ -215,6 +216,7 @@ async fn delete_site(
         .delete_site(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("site {id} not found")))?;
+    state.listing.invalidate();
     audit(
         &state,
         &operator.username,
@@ -330,6 +332,7 @@ async fn update_profile(
         .update_power_profile(id, &fields)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("power profile {id} not found")))?;
+    state.listing.invalidate();
     audit(
         &state,
         &operator.username,
@@ -358,6 +361,7 @@ async fn delete_profile(
         .delete_power_profile(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("power profile {id} not found")))?;
+    state.listing.invalidate();
     audit(
         &state,
         &operator.username,

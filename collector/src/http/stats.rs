@@ -184,21 +184,24 @@ async fn stats(
     periods.push(all);
 
     let (top, _) = state
-        .store
-        .list_machines(&MachineQuery {
-            id: None,
-            status: None,
-            site: None,
-            department: None,
-            q: None,
-            sort: MachineSort::IdleEnergy,
-            descending: true,
-            page: 1,
-            per_page: 10,
-            now_ms: now,
-            offline_after_ms: offline_after,
-            idle_threshold_ms: threshold,
-        })
+        .listing
+        .list(
+            &state.store,
+            &MachineQuery {
+                id: None,
+                status: None,
+                site: None,
+                department: None,
+                q: None,
+                sort: MachineSort::IdleEnergy,
+                descending: true,
+                page: 1,
+                per_page: 10,
+                now_ms: now,
+                offline_after_ms: offline_after,
+                idle_threshold_ms: threshold,
+            },
+        )
         .await?;
     Ok(Json(Stats {
         generated_at: rfc3339(now).unwrap_or_default(),
