@@ -26,7 +26,7 @@ use crate::store::{MachineQuery, MachineRow, MachineSnapshot, MachineSort, Store
 #[derive(Debug)]
 struct Copy {
     taken: Instant,
-    machines: Vec<MachineSnapshot>,
+    machines: Arc<[MachineSnapshot]>,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +81,19 @@ impl Listing {
         }
         let copy = self.copy(store).await?;
         Ok(page(&copy.machines, query))
+    }
+
+    /// Every live machine: the in-memory copy for large fleets, a fresh snapshot otherwise.
+    pub async fn fleet(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        query: &MachineQuery,
+    ) -> Result<Arc<[MachineSnapshot]>, StoreError> {
+        if self.large(store, query).await? {
+            Ok(self.copy(store).await?.machines.clone())
+        } else {
+            Ok(store.fleet_snapshot().await?.machines.into())
+        }
     }
 
     /// Whether the fleet is large enough for the in-memory path.
@@ -158,7 +171,7 @@ impl Listing {
         let snapshot = store.fleet_snapshot().await?;
         let copy = Arc::new(Copy {
             taken,
-            machines: snapshot.machines,
+            machines: snapshot.machines.into(),
         });
         let mut state = self.lock();
         state.fleet_size = Some((copy.machines.len() as i64, taken));

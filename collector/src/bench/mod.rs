@@ -430,6 +430,8 @@ pub struct ListTiming {
     pub floor: Vec<Duration>,
     /// Slowest query kind and its p95.
     pub slowest: Option<(String, Duration)>,
+    /// `GET /api/v1/stats` (fleet counts, today / 7 d / 30 d / all) answer times.
+    pub stats: Vec<Duration>,
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
@@ -505,8 +507,21 @@ async fn time_machine_list(
             .await?;
         timing.floor.push(started.elapsed());
     }
+    for _ in 0..5 {
+        let started = Instant::now();
+        client
+            .get(format!("http://{addr}/api/v1/stats"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        timing.stats.push(started.elapsed());
+    }
     timing.list.sort();
     timing.floor.sort();
+    timing.stats.sort();
     timing.slowest = by_query
         .iter_mut()
         .enumerate()
@@ -645,7 +660,7 @@ impl BenchReport {
         );
         if let Some(l) = &self.list {
             out.push_str(&format!(
-                "list_p50_ms={:.1} list_p95_ms={:.1} list_requests={} list_floor_p95_ms={:.1} list_slowest={}\n",
+                "list_p50_ms={:.1} list_p95_ms={:.1} list_requests={} list_floor_p95_ms={:.1} list_slowest={} stats_median_ms={:.0}\n",
                 l.p(0.5).as_secs_f64() * 1e3,
                 l.p(0.95).as_secs_f64() * 1e3,
                 l.list.len(),
@@ -654,6 +669,7 @@ impl BenchReport {
                     .as_ref()
                     .map(|(q, p)| format!("{q:?}@{:.1}ms", p.as_secs_f64() * 1e3))
                     .unwrap_or_default(),
+                percentile(&l.stats, 0.5).as_secs_f64() * 1e3,
             ));
         }
         if let Some(c) = &self.ceiling {

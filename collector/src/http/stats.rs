@@ -134,10 +134,24 @@ async fn stats(
     let offline_after = secs_to_ms(accounting.offline_after_seconds);
     let threshold = secs_to_ms(accounting.idle_threshold_seconds);
 
-    let fleet = state.store.fleet_snapshot().await?;
+    let query = MachineQuery {
+        id: None,
+        status: None,
+        site: None,
+        department: None,
+        q: None,
+        sort: MachineSort::IdleEnergy,
+        descending: true,
+        page: 1,
+        per_page: 10,
+        now_ms: now,
+        offline_after_ms: offline_after,
+        idle_threshold_ms: threshold,
+    };
+    let fleet = state.listing.fleet(&state.store, &query).await?;
     let mut machines = MachineCounts::default();
     let mut all_time: Vec<(String, Increment)> = Vec::new();
-    for m in &fleet.machines {
+    for m in fleet.iter() {
         machines.total += 1;
         match status(m.last, now, offline_after, threshold) {
             Status::Active => machines.active += 1,
@@ -161,48 +175,35 @@ async fn stats(
     let mut all = period("all", None, &all_time);
     all.costs.retain(|c| !c.currency.is_empty());
 
+    // The three windows in one scan: bands 0 (today) ⊂ 0–1 (7 days) ⊂ 0–2 (30 days).
     let today = now - now.rem_euclid(DAY_MS);
-    let mut periods = Vec::new();
-    for (name, from) in [
-        ("today", today),
-        ("7d", now - 7 * DAY_MS),
-        ("30d", now - 30 * DAY_MS),
-    ] {
-        let rows = state
-            .store
-            .energy_report(&ReportQuery {
-                from_ms: from,
-                to_ms: i64::MAX,
-                group: Grouping::Site,
-                machine_id: None,
-            })
-            .await?;
-        let totals: Vec<(String, Increment)> =
-            rows.into_iter().map(|r| (r.currency, r.totals)).collect();
-        periods.push(period(name, Some(from), &totals));
-    }
-    periods.push(all);
-
-    let (top, _) = state
-        .listing
-        .list(
-            &state.store,
-            &MachineQuery {
-                id: None,
-                status: None,
-                site: None,
-                department: None,
-                q: None,
-                sort: MachineSort::IdleEnergy,
-                descending: true,
-                page: 1,
-                per_page: 10,
-                now_ms: now,
-                offline_after_ms: offline_after,
-                idle_threshold_ms: threshold,
+    let week = now - 7 * DAY_MS;
+    let month = now - 30 * DAY_MS;
+    let rows = state
+        .store
+        .energy_report(&ReportQuery {
+            from_ms: month,
+            to_ms: i64::MAX,
+            group: Grouping::Periods {
+                today_ms: today.max(week),
+                week_ms: week,
             },
-        )
+            machine_id: None,
+        })
         .await?;
+    let band = |max: &str| -> Vec<(String, Increment)> {
+        rows.iter()
+            .filter(|r| r.key.as_str() <= max)
+            .map(|r| (r.currency.clone(), r.totals.clone()))
+            .collect()
+    };
+    let periods = vec![
+        period("today", Some(today), &band("0")),
+        period("7d", Some(week), &band("1")),
+        period("30d", Some(month), &band("2")),
+        all,
+    ];
+    let (top, _) = state.listing.list(&state.store, &query).await?;
     Ok(Json(Stats {
         generated_at: rfc3339(now).unwrap_or_default(),
         machines,

@@ -371,6 +371,11 @@ macro_rules! admin_queries {
                     Grouping::Step { step_ms } => {
                         format!("CAST((h.sent_at_ms - $1) / {} AS TEXT)", step_ms.max(1))
                     }
+                    // Integers formatted here, never text from a request.
+                    Grouping::Periods { today_ms, week_ms } => format!(
+                        "CASE WHEN h.sent_at_ms >= {today_ms} THEN '0' \
+                         WHEN h.sent_at_ms >= {week_ms} THEN '1' ELSE '2' END"
+                    ),
                 };
                 let columns = [
                     int_col("observed_ms"),
