@@ -104,10 +104,15 @@ pub enum Grouping {
     Site,
     Department,
     /// Time buckets of `step_ms` starting at `from_ms` (history of one machine).
-    Step { step_ms: i64 },
+    Step {
+        step_ms: i64,
+    },
     /// Three bands by `sent_at`: `"0"` from `today_ms`, `"1"` from `week_ms` to `today_ms`,
     /// `"2"` before `week_ms` (the stats periods in one scan).
-    Periods { today_ms: i64, week_ms: i64 },
+    Periods {
+        today_ms: i64,
+        week_ms: i64,
+    },
 }
 
 /// Which heartbeats an energy report sums: `from_ms ≤ sent_at < to_ms`, live machines only.
