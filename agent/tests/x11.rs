@@ -26,6 +26,10 @@ fn agent_idle(display: &str) -> (Option<f64>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_greenops-agent"))
         .arg("idle")
         .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
+        // No D-Bus sources either, whatever the machine running the tests has.
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/greenops-test-bus")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/greenops-test-bus")
         .env("GREENOPS_AGENT_CONFIG", "/dev/null")
         .output()
         .unwrap();

@@ -5,6 +5,12 @@
 //! and tested everywhere.
 
 #[cfg(target_os = "linux")]
+mod dbus;
+#[cfg(target_os = "linux")]
+mod logind;
+#[cfg(target_os = "linux")]
+mod mutter;
+#[cfg(target_os = "linux")]
 mod x11;
 
 use greenops_protocol::Session;
@@ -42,9 +48,20 @@ pub fn sources() -> Vec<Box<dyn IdleSource>> {
     platform_sources()
 }
 
+/// Linux: X11 first (exact, per input event), Mutter on GNOME (exact; first on Wayland, where
+/// the X server only sees input to X clients), then logind (coarse, but works from a system
+/// service and knows when nobody is logged in).
 #[cfg(target_os = "linux")]
 fn platform_sources() -> Vec<Box<dyn IdleSource>> {
-    vec![Box::new(x11::X11Source::new())]
+    let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    let x11: Box<dyn IdleSource> = Box::new(x11::X11Source::new());
+    let mutter: Box<dyn IdleSource> = Box::new(mutter::MutterSource::new());
+    let logind: Box<dyn IdleSource> = Box::new(logind::LogindSource::new());
+    if wayland {
+        vec![mutter, x11, logind]
+    } else {
+        vec![x11, mutter, logind]
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
