@@ -4,6 +4,7 @@
 mod backoff;
 mod idle;
 mod run;
+mod service;
 mod settings;
 mod spool;
 mod state;
@@ -64,6 +65,9 @@ enum Command {
     Status,
     /// Show what each idle source reports right now.
     Idle,
+    /// Windows only: the entry point the Windows service is registered with.
+    #[command(hide = true)]
+    Service,
 }
 
 #[tokio::main]
@@ -98,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = AgentSettings::load(cli.config.as_deref(), &flags)?;
     match cli.command {
         Command::Run => run::Agent::new(settings)?.run(shutdown_signal()).await,
+        Command::Service => service::run(settings).await,
         Command::Enroll => {
             let machine_id = run::Agent::new(settings)?.enroll().await?;
             println!("enrolled as machine {machine_id}");

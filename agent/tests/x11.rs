@@ -28,8 +28,14 @@ fn agent_idle(display: &str) -> (Option<f64>, String) {
         .env("DISPLAY", display)
         .env_remove("WAYLAND_DISPLAY")
         // No D-Bus sources either, whatever the machine running the tests has.
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/greenops-test-bus")
-        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/greenops-test-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/greenops-test-bus",
+        )
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/greenops-test-bus",
+        )
         .env("GREENOPS_AGENT_CONFIG", "/dev/null")
         .output()
         .unwrap();

@@ -12,6 +12,12 @@ mod logind;
 mod mutter;
 #[cfg(target_os = "linux")]
 mod x11;
+// Not compiled by CI (no Windows or macOS targets on the build machines): keep them small;
+// the logic they need is below, platform-neutral and tested.
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(windows)]
+mod windows;
 
 use greenops_protocol::Session;
 
@@ -64,11 +70,21 @@ fn platform_sources() -> Vec<Box<dyn IdleSource>> {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+/// Windows: the console session through WTS (works from a service in session 0), with
+/// `GetLastInputInfo` as the fallback when the agent runs inside that session.
+#[cfg(windows)]
 fn platform_sources() -> Vec<Box<dyn IdleSource>> {
-    // Windows (WTS console session + GetLastInputInfo) and macOS (IOKit HIDIdleTime) sources
-    // are not built yet: they cannot be compiled or tested on the CI machines. The arithmetic
-    // they need is below and tested; until they exist the agent reports unknown idle time.
+    vec![Box::new(windows::WindowsSource::new())]
+}
+
+/// macOS: `HIDIdleTime` from the IOKit registry.
+#[cfg(target_os = "macos")]
+fn platform_sources() -> Vec<Box<dyn IdleSource>> {
+    vec![Box::new(macos::MacosSource::new())]
+}
+
+#[cfg(not(any(target_os = "linux", windows, target_os = "macos")))]
+fn platform_sources() -> Vec<Box<dyn IdleSource>> {
     Vec::new()
 }
 
@@ -93,6 +109,42 @@ pub fn windows_idle_ms(now_tick64: u64, last_input_tick32: u32) -> u64 {
     u64::from(now_low.wrapping_sub(last_input_tick32))
 }
 
+/// What WTS reports about the console session (`WTSINFOEX_LEVEL1_W`).
+#[cfg_attr(not(windows), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WtsSession {
+    /// `WTS_SESSIONSTATE_LOCK` (0), `WTS_SESSIONSTATE_UNLOCK` (1) or unknown (-1).
+    pub flags: i32,
+    /// Someone is logged on (the user name is not empty).
+    pub user_present: bool,
+    /// FILETIME units (100 ns since 1601); 0 when Windows does not track it for the session.
+    pub last_input_time: i64,
+    pub current_time: i64,
+}
+
+#[cfg_attr(not(windows), allow(dead_code))]
+/// Idle seconds and session state from a WTS reading; idle is `None` when WTS has no input
+/// time for the session (then `GetLastInputInfo` is tried from inside the session).
+pub fn wts_reading(s: &WtsSession) -> (Option<f64>, Session) {
+    if !s.user_present {
+        return (None, Session::None);
+    }
+    let session = match s.flags {
+        0 => Session::Locked,
+        1 => Session::Active,
+        _ => Session::Unknown,
+    };
+    let idle = (s.last_input_time > 0 && s.current_time >= s.last_input_time)
+        .then(|| (s.current_time - s.last_input_time) as f64 / 1e7);
+    (idle, session)
+}
+
+/// Seconds since `since_ms` (a tick or clock in milliseconds), never negative.
+#[cfg_attr(not(any(windows, target_os = "macos")), allow(dead_code))]
+pub fn seconds_since(now_ms: u64, since_ms: u64) -> f64 {
+    now_ms.saturating_sub(since_ms) as f64 / 1000.0
+}
+
 #[cfg_attr(not(any(windows, target_os = "macos")), allow(dead_code))]
 /// macOS: `HIDIdleTime` from the IOKit registry is in nanoseconds.
 pub fn macos_idle_seconds(hid_idle_time_ns: u64) -> f64 {
@@ -114,6 +166,33 @@ mod tests {
         // Several wraps of uptime make no difference.
         let now = (7u64 << 32) + 123;
         assert_eq!(windows_idle_ms(now, 23), 100);
+    }
+
+    #[test]
+    fn wts_readings() {
+        let at = |flags, last, now| WtsSession {
+            flags,
+            user_present: true,
+            last_input_time: last,
+            current_time: now,
+        };
+        // 90 s since the last input, unlocked.
+        assert_eq!(
+            wts_reading(&at(1, 133_000_000_000_000_000, 133_000_000_900_000_000)),
+            (Some(90.0), Session::Active)
+        );
+        assert_eq!(wts_reading(&at(0, 1, 10_000_001)).1, Session::Locked);
+        assert_eq!(wts_reading(&at(-1, 1, 1)).1, Session::Unknown);
+        // No input time from WTS (console sessions on some versions): unknown, not zero.
+        assert_eq!(wts_reading(&at(1, 0, 5)).0, None);
+        assert_eq!(wts_reading(&at(1, 9, 5)).0, None);
+        let nobody = WtsSession {
+            user_present: false,
+            ..at(1, 1, 2)
+        };
+        assert_eq!(wts_reading(&nobody), (None, Session::None));
+        assert_eq!(seconds_since(5_000, 2_000), 3.0);
+        assert_eq!(seconds_since(1_000, 2_000), 0.0);
     }
 
     #[test]
