@@ -127,9 +127,21 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
-fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
+/// Whether the browser reached us over HTTPS: told by a trusted proxy's `X-Forwarded-Proto`
+/// (the collector itself serves plain HTTP behind a TLS-terminating proxy).
+pub fn via_https(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> bool {
+    trusted.contains(&peer)
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// The session cookie: `HttpOnly; SameSite=Strict`, and `Secure` when served over HTTPS.
+fn session_cookie(token: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
+        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("greenops_session=; Max-Age=0"))
 }
@@ -249,9 +261,14 @@ async fn login(
         },
     })
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&token, SESSION_SECONDS));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(
+            &token,
+            SESSION_SECONDS,
+            via_https(peer.ip(), &headers, &limits.trusted_proxies),
+        ),
+    );
     Ok(response)
 }
 
@@ -270,7 +287,12 @@ async fn me(operator: Operator) -> Json<UserView> {
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "signed out everywhere"), (status = 401, description = "not signed in")),
     security(("session" = []), ("bearer" = [])))]
-async fn logout(State(state): State<AppState>, operator: Operator) -> Result<Response, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    operator: Operator,
+) -> Result<Response, ApiError> {
     state
         .store
         .revoke_sessions(&operator.username, crate::clock::now_ms())
@@ -285,8 +307,13 @@ async fn logout(State(state): State<AppState>, operator: Operator) -> Result<Res
     .await;
     tracing::info!(username = %operator.username, "logout");
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", 0));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(
+            "",
+            0,
+            via_https(peer.ip(), &headers, &state.settings.auth.trusted_proxies),
+        ),
+    );
     Ok(response)
 }

@@ -417,6 +417,36 @@ async fn login_limit_holds_across_replicas(db: Db) {
 
 on_both_backends!(login_limit_holds_across_replicas);
 
+/// The session cookie is `Secure` when a trusted TLS-terminating proxy says the browser used
+/// HTTPS, and only then.
+async fn cookie_is_secure_behind_a_tls_proxy(db: Db) {
+    let Some(url) = fresh_database_of(db).await else {
+        return;
+    };
+    let mut settings = test_settings(&url);
+    settings.auth.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let trusting = spawn_app_with(settings).await;
+    let direct = spawn_app_with(test_settings(&url)).await;
+    add_user(&trusting, "dora", "correct horse battery", Role::Admin).await;
+    for (app, secure) in [(&trusting, true), (&direct, false)] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-proto", "https")
+            .json(&json!({"username": "dora", "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert_eq!(cookie.ends_with("; Secure"), secure, "{cookie}");
+    }
+    direct.stop().await;
+    trusting.stop().await;
+}
+
+on_both_backends!(cookie_is_secure_behind_a_tls_proxy);
+
 #[test]
 fn client_ip_trusts_only_configured_proxies() {
     use greenops_collector::http::auth::client_ip;
