@@ -62,6 +62,12 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Roll raw heartbeats past `retention.raw_days` into hourly rollups, and hourly rollups
+    /// past `retention.hourly_days` into daily ones, now (the server also does it hourly).
+    Retention {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Manage operator accounts (admin page and API users).
     #[command(subcommand)]
     User(UserCommand),
@@ -287,6 +293,26 @@ impl Cli {
             }
             Command::BenchCeiling { listen } => crate::bench::ceiling::serve(listen).await,
             Command::User(command) => user(config, command).await,
+            Command::Retention { db } => {
+                let settings = load_for_db(config, db)?;
+                let store = open_store(&settings).await?;
+                store.migrate().await.context("applying migrations")?;
+                let report = crate::retention::run_once(
+                    store.as_ref(),
+                    &settings.retention,
+                    clock::now_ms(),
+                )
+                .await?;
+                store.close().await;
+                println!(
+                    "rolled up {} raw heartbeats older than {} days and {} hourly rows older than {} days",
+                    report.heartbeats_rolled,
+                    settings.retention.raw_days,
+                    report.hours_rolled,
+                    settings.retention.hourly_days
+                );
+                Ok(())
+            }
             Command::Migrate { db } => {
                 let settings = load_for_db(config, db)?;
                 let store = open_store(&settings).await?;

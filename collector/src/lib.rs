@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod listing;
 pub mod live;
 pub mod operators;
+pub mod retention;
 pub mod secrets;
 pub mod settings;
 pub mod simulate;
@@ -46,6 +47,7 @@ pub struct App {
     writer: JoinHandle<()>,
     revocations: JoinHandle<()>,
     settings_watch: JoinHandle<()>,
+    retention: JoinHandle<()>,
 }
 
 /// Opens the store named by the settings (without migrating).
@@ -90,6 +92,7 @@ impl App {
             store.clone(),
             Duration::from_secs(settings.ingest.revocation_poll_seconds),
         );
+        let retention = retention::spawn(store.clone(), settings.retention.clone());
         let (ingest, writer) = Ingest::start(
             store.clone(),
             accounting.clone(),
@@ -117,6 +120,7 @@ impl App {
             writer,
             revocations,
             settings_watch,
+            retention,
             state: AppState {
                 listing: listing::Listing::new(
                     settings.admin.list_memory_min_machines,
@@ -155,6 +159,7 @@ impl App {
             writer,
             revocations,
             settings_watch,
+            retention,
         } = self;
         let store = state.store.clone();
         let router = http::router(state);
@@ -172,6 +177,7 @@ impl App {
         }
         revocations.abort();
         settings_watch.abort();
+        retention.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -27,6 +27,31 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub admin: AdminSettings,
+    pub retention: RetentionSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Raw heartbeats older than this are summed into hourly rollups.
+    pub raw_days: u64,
+    /// Hourly rollups older than this are summed into daily rollups (kept forever).
+    pub hourly_days: u64,
+    /// How often each collector runs the job (the first run is a minute after start).
+    pub interval_seconds: u64,
+    /// Rows moved per transaction.
+    pub batch_rows: usize,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            raw_days: 30,
+            hourly_days: 400,
+            interval_seconds: 3600,
+            batch_rows: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +188,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             auth: AuthSettings::default(),
             admin: AdminSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -250,6 +276,7 @@ impl std::fmt::Debug for Settings {
             .field("telemetry", &self.telemetry)
             .field("auth", &self.auth)
             .field("admin", &self.admin)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -373,6 +400,23 @@ impl Settings {
             return bad(
                 "auth",
                 "login_max_failures and login_window_seconds must be at least 1",
+            );
+        }
+        let r = &self.retention;
+        if r.raw_days == 0
+            || r.hourly_days < r.raw_days
+            || r.raw_days > 36_600
+            || r.hourly_days > 36_600
+        {
+            return bad(
+                "retention",
+                "raw_days must be from 1 to 36600 and hourly_days at least raw_days (at most 36600)",
+            );
+        }
+        if r.interval_seconds == 0 || r.batch_rows == 0 || r.batch_rows > 100_000 {
+            return bad(
+                "retention",
+                "interval_seconds must be at least 1 and batch_rows from 1 to 100000",
             );
         }
         if self.ingest.revocation_poll_seconds == 0 {

@@ -392,13 +392,20 @@ macro_rules! admin_queries {
                 let machine = if query.machine_id.is_some() { " AND h.machine_id = $3" } else { "" };
                 let group = if $grouped { " GROUP BY 1, 2" } else { "" };
                 // `$1` is the first placeholder in the text whichever key is used.
+                // Raw heartbeats and the hourly and daily rollups of older ones: every increment
+                // is in exactly one of them (see `retention.rs`).
+                let sums = "currency, observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, \
+                            cost, idle_cost, co2_g, idle_co2_g";
                 let sql = format!(
                     "SELECT {key} AS key, h.currency AS currency, {columns}
-                     FROM heartbeats h
+                     FROM (SELECT machine_id, sent_at_ms, {sums} FROM heartbeats
+                           WHERE observed_ms > 0
+                           UNION ALL SELECT machine_id, hour_ms, {sums} FROM heartbeat_hours
+                           UNION ALL SELECT machine_id, day_ms, {sums} FROM heartbeat_days) h
                      JOIN machines m ON m.id = h.machine_id
                      JOIN sites s ON s.id = m.site_id
                      WHERE h.sent_at_ms >= $1 AND h.sent_at_ms < $2{machine}
-                       AND h.observed_ms > 0 AND m.retired_at_ms IS NULL{group}"
+                       AND m.retired_at_ms IS NULL{group}"
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .persistent(false)

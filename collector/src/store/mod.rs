@@ -6,6 +6,8 @@ mod admin_sql;
 mod batch;
 mod operators_sql;
 mod postgres;
+pub mod retention;
+mod retention_sql;
 mod sqlite;
 pub mod transfer;
 
@@ -349,7 +351,7 @@ pub struct AuditEntry {
 
 /// The persistence contract shared by every backend.
 #[async_trait]
-pub trait Store: admin::AdminStore + Send + Sync + fmt::Debug {
+pub trait Store: admin::AdminStore + retention::Retention + Send + Sync + fmt::Debug {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations.

@@ -34,6 +34,15 @@ mod ops {
         super::pg_dec,
         "m.idle_energy_j"
     );
+    // One collector at a time moves rows (the others skip the batch).
+    super::super::retention_sql::retention_queries!(
+        super::PostgresStore,
+        sqlx::postgres::PgRow,
+        super::pg_dec,
+        super::pg_enc,
+        "BEGIN",
+        Some("SELECT pg_try_advisory_xact_lock(7310452)")
+    );
     super::super::admin_sql::admin_queries!(
         super::PostgresStore,
         sqlx::postgres::PgRow,

@@ -42,6 +42,14 @@ mod ops {
         super::dec,
         "CAST(m.idle_energy_j AS REAL)"
     );
+    super::super::retention_sql::retention_queries!(
+        super::SqliteStore,
+        sqlx::sqlite::SqliteRow,
+        super::dec,
+        super::text,
+        "BEGIN IMMEDIATE",
+        None
+    );
     super::super::admin_sql::admin_queries!(
         super::SqliteStore,
         sqlx::sqlite::SqliteRow,

@@ -226,6 +226,7 @@ pub async fn sqlite_to_postgres(
         report.heartbeats += rows.len() as u64;
         progress(&format!("heartbeats: {offset}/{total}"));
     }
+    copy_rollups(&mut src, &mut dst).await?;
 
     verify(&mut src, &mut dst, &mut report).await?;
     dst.commit().await?;
@@ -363,6 +364,46 @@ async fn copy_heartbeats(
     Ok(())
 }
 
+/// The hourly and daily rollups of old heartbeats (see `retention.rs`).
+async fn copy_rollups(
+    src: &mut Transaction<'_, sqlx::Sqlite>,
+    dst: &mut Transaction<'_, Postgres>,
+) -> anyhow::Result<()> {
+    for (table, bucket) in [("heartbeat_hours", "hour_ms"), ("heartbeat_days", "day_ms")] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+            .fetch_all(&mut **src)
+            .await?;
+        for row in rows {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {table} (machine_id, {bucket}, currency, observed_ms, idle_ms,
+                     unknown_ms, energy_j, idle_energy_j, cost, idle_cost, co2_g, idle_co2_g)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (machine_id, {bucket}, currency) DO UPDATE SET
+                     observed_ms = EXCLUDED.observed_ms, idle_ms = EXCLUDED.idle_ms,
+                     unknown_ms = EXCLUDED.unknown_ms, energy_j = EXCLUDED.energy_j,
+                     idle_energy_j = EXCLUDED.idle_energy_j, cost = EXCLUDED.cost,
+                     idle_cost = EXCLUDED.idle_cost, co2_g = EXCLUDED.co2_g,
+                     idle_co2_g = EXCLUDED.idle_co2_g"
+            )))
+            .bind(row.try_get::<String, _>("machine_id")?)
+            .bind(row.try_get::<i64, _>(bucket)?)
+            .bind(row.try_get::<String, _>("currency")?)
+            .bind(row.try_get::<i64, _>("observed_ms")?)
+            .bind(row.try_get::<i64, _>("idle_ms")?)
+            .bind(row.try_get::<i64, _>("unknown_ms")?)
+            .bind(d(&row, "energy_j")?)
+            .bind(d(&row, "idle_energy_j")?)
+            .bind(d(&row, "cost")?)
+            .bind(d(&row, "idle_cost")?)
+            .bind(d(&row, "co2_g")?)
+            .bind(d(&row, "idle_co2_g")?)
+            .execute(&mut **dst)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Operators, their API tokens, the shared settings (the session signing key among them, so
 /// sessions survive the move) and the audit log.
 async fn copy_operators(
@@ -463,6 +504,8 @@ async fn verify(
         "heartbeats",
         "users",
         "api_tokens",
+        "heartbeat_hours",
+        "heartbeat_days",
     ] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let a: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))

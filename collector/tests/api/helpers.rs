@@ -300,12 +300,16 @@ pub async fn totals(db_url: &str, machine_id: &str) -> Totals {
         idle_cost: m.get("idle_cost"),
         heartbeat_rows: m.get("rows"),
     };
-    // The running totals must always equal the sum of the stored increments, exactly.
+    // The running totals must always equal the sum of the stored increments, exactly: raw
+    // heartbeats plus the hourly and daily rollups of older ones.
     let sums = sqlx::query(
         "SELECT COALESCE(SUM(observed_ms), 0)::BIGINT AS observed_ms,
                 COALESCE(SUM(energy_j), 0) AS energy_j, COALESCE(SUM(cost), 0) AS cost,
                 COALESCE(SUM(idle_co2_g), 0) AS idle_co2_g
-         FROM heartbeats WHERE machine_id = $1",
+         FROM (SELECT machine_id, observed_ms, energy_j, cost, idle_co2_g FROM heartbeats
+               UNION ALL SELECT machine_id, observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_hours
+               UNION ALL SELECT machine_id, observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_days) h
+         WHERE machine_id = $1",
     )
     .bind(machine_id)
     .fetch_one(&mut conn)
@@ -371,8 +375,16 @@ async fn sqlite_totals(db_url: &str, machine_id: &str) -> Totals {
             .fetch_all(&mut conn)
             .await
             .unwrap();
+    let raw_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM heartbeats WHERE machine_id = ?1")
+        .bind(machine_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    // Raw heartbeats plus the hourly and daily rollups of older ones.
     let rows = sqlx::query(
-        "SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeats WHERE machine_id = ?1",
+        "SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeats WHERE machine_id = ?1
+         UNION ALL SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_hours WHERE machine_id = ?1
+         UNION ALL SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_days WHERE machine_id = ?1",
     )
     .bind(machine_id)
     .fetch_all(&mut conn)
@@ -389,7 +401,7 @@ async fn sqlite_totals(db_url: &str, machine_id: &str) -> Totals {
         idle_co2_g: d(&m, "idle_co2_g"),
         cost: costs.iter().map(|r| d(r, "cost")).sum(),
         idle_cost: costs.iter().map(|r| d(r, "idle_cost")).sum(),
-        heartbeat_rows: rows.len() as i64,
+        heartbeat_rows: raw_rows,
     };
     assert_eq!(
         t.observed_ms,

@@ -34,5 +34,6 @@ mod operators;
 mod outage;
 mod pack;
 mod postgres;
+mod retention;
 mod simulation;
 mod webdriver;

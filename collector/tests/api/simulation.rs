@@ -139,8 +139,31 @@ async fn migrate_data_moves_an_installation_with_identical_metrics() {
             .map(String::from)
             .collect()
     };
+    // A machine with history old enough to be rolled up: the rollups move too.
+    let old = app.new_machine().await;
+    let long_ago = time::OffsetDateTime::now_utc() - Duration::from_secs(45 * 86_400);
+    for i in 0..4u64 {
+        app.send(
+            &old.agent_token,
+            &crate::helpers::hb(
+                i + 1,
+                long_ago + Duration::from_secs(60 * i),
+                Some(400.0 + 60.0 * i as f64),
+            ),
+        )
+        .await;
+    }
+    let rolled = Command::new(env!("CARGO_BIN_EXE_greenops"))
+        .args(["retention", "--database-url", &source])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&rolled.stdout).starts_with("rolled up 4 raw heartbeats"),
+        "{}",
+        String::from_utf8_lossy(&rolled.stdout)
+    );
     let before = counters(app.metrics().await);
-    assert!(before.len() > 8 * 9, "{} series", before.len());
+    assert!(before.len() > 9 * 9, "{} series", before.len());
     // Operators, their sessions and API tokens move too.
     let session = app
         .operator("alice", greenops_collector::store::Role::Admin)
@@ -170,7 +193,7 @@ async fn migrate_data_moves_an_installation_with_identical_metrics() {
             "run {run}: {}{stdout}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(stdout.contains("verified: 8 machines"), "{stdout}");
+        assert!(stdout.contains("verified: 9 machines"), "{stdout}");
     }
     let moved = spawn_app_with(test_settings(&target)).await;
     assert_eq!(counters(moved.metrics().await), before);
