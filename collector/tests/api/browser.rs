@@ -340,6 +340,18 @@ async fn admin_page_in_headless_chromium() {
         .await;
     browser.screenshot("11-viewer-machines").await;
 
+    // A phone-sized window: the layout reflows; only wide tables scroll, inside their box.
+    browser.resize(420, 900).await;
+    browser.goto(&app.url("/#/overview")).await;
+    browser
+        .wait_for("document.querySelector('[data-card=total] .value')")
+        .await;
+    let fits = browser
+        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1;")
+        .await;
+    assert_eq!(fits, true, "the overview fits a 420 px wide screen");
+    browser.screenshot("12-phone-overview").await;
+
     browser.quit().await;
     app.stop().await;
 }

@@ -199,6 +199,12 @@ impl Browser {
         }
     }
 
+    /// Resizes the window (e.g. to a phone's width).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
     /// Saves a PNG of the viewport under `target/screenshots/` for reviewers.
     pub async fn screenshot(&self, name: &str) {
         let png = self
