@@ -154,6 +154,10 @@ pub struct IngestSettings {
 pub struct MetricsSettings {
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub bearer_token: Option<String>,
+    /// When both are set, `/metrics` requires HTTP basic auth with them (either scheme is
+    /// accepted when a bearer token is configured too).
+    pub basic_auth_username: Option<String>,
+    pub basic_auth_password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +262,11 @@ impl std::fmt::Debug for MetricsSettings {
             .field(
                 "bearer_token",
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("basic_auth_username", &self.basic_auth_username)
+            .field(
+                "basic_auth_password",
+                &self.basic_auth_password.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -428,6 +437,16 @@ impl Settings {
                 "max_batch_heartbeats and queue_capacity must be at least 1",
             );
         }
+        let m = &self.metrics;
+        if m.basic_auth_username.is_some() != m.basic_auth_password.is_some()
+            || m.basic_auth_username.as_deref() == Some("")
+            || m.basic_auth_password.as_deref() == Some("")
+        {
+            return bad(
+                "metrics.basic_auth_username",
+                "basic_auth_username and basic_auth_password go together and must not be empty",
+            );
+        }
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
         }
@@ -553,8 +572,11 @@ credential_cache_seconds = {cache}
 revocation_poll_seconds = {poll}
 
 [metrics]
-# Require "Authorization: Bearer <token>" on /metrics.
+# Require "Authorization: Bearer <token>" on /metrics...
 # bearer_token = "change-me"
+# ...and/or HTTP basic auth (Prometheus: basic_auth in the scrape config).
+# basic_auth_username = "prometheus"
+# basic_auth_password = "change-me"
 
 [telemetry]
 # "human" or "json".
@@ -570,6 +592,20 @@ login_max_failures = 5
 login_window_seconds = 900
 # Reverse proxies whose X-Forwarded-For header is trusted, e.g. ["10.0.0.5"].
 trusted_proxies = []
+
+[admin]
+# From this many live machines on, the machines list is served from an in-memory copy of the
+# fleet (refreshed in the background when older than list_memory_max_age_ms).
+list_memory_min_machines = {list_min}
+list_memory_max_age_ms = {list_age}
+
+[retention]
+# Raw heartbeats are summed into hourly rollups after raw_days, hourly rollups into daily ones
+# after hourly_days (kept forever). Totals never change; old data gets coarser.
+raw_days = {raw_days}
+hourly_days = {hourly_days}
+interval_seconds = {ret_interval}
+batch_rows = {ret_batch}
 "#,
         listen = d.listen,
         data_dir = d.data_dir.display(),
@@ -586,6 +622,12 @@ trusted_proxies = []
         commit = i.commit_timeout_ms,
         cache = i.credential_cache_seconds,
         poll = i.revocation_poll_seconds,
+        list_min = d.admin.list_memory_min_machines,
+        list_age = d.admin.list_memory_max_age_ms,
+        raw_days = d.retention.raw_days,
+        hourly_days = d.retention.hourly_days,
+        ret_interval = d.retention.interval_seconds,
+        ret_batch = d.retention.batch_rows,
     )
 }
 
@@ -615,6 +657,12 @@ mod tests {
         let err =
             Settings::from_toml("[telemetry]\notlp_endpoint = \"localhost:4318\"\n").unwrap_err();
         assert!(err.to_string().contains("otlp_endpoint"), "{err}");
+        let err = Settings::from_toml("[metrics]\nbasic_auth_username = \"p\"\n").unwrap_err();
+        assert!(err.to_string().contains("basic_auth_password"), "{err}");
+        let err = Settings::from_toml("[retention]\nraw_days = 0\n").unwrap_err();
+        assert!(err.to_string().contains("raw_days"), "{err}");
+        let err = Settings::from_toml("[retention]\nhourly_days = 7\n").unwrap_err();
+        assert!(err.to_string().contains("hourly_days"), "{err}");
     }
 
     #[test]
@@ -651,9 +699,12 @@ mod tests {
         let mut s = Settings::default();
         s.database.url = "postgres://greenops:hunter2@db:5432/greenops".into();
         s.metrics.bearer_token = Some("scrape-secret".into());
+        s.metrics.basic_auth_password = Some("basic-secret".into());
         let shown = format!("{s:?}");
         assert!(
-            !shown.contains("hunter2") && !shown.contains("scrape-secret"),
+            !shown.contains("hunter2")
+                && !shown.contains("scrape-secret")
+                && !shown.contains("basic-secret"),
             "{shown}"
         );
         assert!(shown.contains("greenops:***@db"));

@@ -21,6 +21,36 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
+/// Whether a scrape carries one of the configured credentials (none configured: anyone).
+/// Secrets are compared as SHA-256 hashes, so timing does not depend on their content.
+fn scrape_allowed(settings: &crate::settings::MetricsSettings, headers: &HeaderMap) -> bool {
+    let basic = settings
+        .basic_auth_username
+        .as_deref()
+        .zip(settings.basic_auth_password.as_deref());
+    if settings.bearer_token.is_none() && basic.is_none() {
+        return true;
+    }
+    let bearer_ok = settings.bearer_token.as_deref().is_some_and(|expected| {
+        bearer(headers).map(TokenHash::of) == Some(TokenHash::of(expected))
+    });
+    let basic_ok = basic.is_some_and(|(user, password)| {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b64| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+            })
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        given.is_some_and(|g| TokenHash::of(&g) == TokenHash::of(&format!("{user}:{password}")))
+    });
+    bearer_ok || basic_ok
+}
+
 /// The process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "{\"status\": \"ok\"}")))]
 async fn healthz() -> Json<serde_json::Value> {
@@ -40,15 +70,19 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 /// Per-machine idle time, energy, cost and CO₂ and collector health, in OpenMetrics text.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, content_type = "application/openmetrics-text", body = String),
-        (status = 401, description = "metrics.bearer_token is set and the request lacks it")),
-    security((), ("bearer" = [])))]
+        (status = 401, description = "metrics credentials are configured and the request lacks them")),
+    security((), ("bearer" = []), ("basic" = [])))]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.settings.metrics.bearer_token {
-        // Compare hashes so the comparison time does not depend on the secret's content.
-        let given = bearer(&headers).map(TokenHash::of);
-        if given != Some(TokenHash::of(expected)) {
-            return Err(ApiError::Unauthorized("/metrics requires a bearer token"));
+    if !scrape_allowed(&state.settings.metrics, &headers) {
+        let mut response =
+            ApiError::Unauthorized("/metrics requires the configured credentials").into_response();
+        if state.settings.metrics.basic_auth_username.is_some() {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"greenops metrics\""),
+            );
         }
+        return Ok(response);
     }
     let started = std::time::Instant::now();
     let snapshot = state.store.fleet_snapshot().await?;

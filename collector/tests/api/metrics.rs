@@ -140,6 +140,38 @@ async fn metrics_can_require_a_bearer_token() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn metrics_can_require_basic_auth() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let mut settings = test_settings(&db);
+    settings.metrics.basic_auth_username = Some("prometheus".into());
+    settings.metrics.basic_auth_password = Some("scrape:secret".into());
+    let app = spawn_app_with(settings).await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Basic realm=\"greenops metrics\""
+    );
+    for (user, password, status) in [
+        ("prometheus", "wrong", 401),
+        ("someone", "scrape:secret", 401),
+        ("prometheus", "scrape:secret", 200),
+    ] {
+        let res = app
+            .client
+            .get(app.url("/metrics"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{user}:{password}");
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
     every_documented_family_is_exposed_with_help,
     promtool_accepts_the_exposition,
