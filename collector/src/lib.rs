@@ -18,6 +18,7 @@ pub mod settings;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
+    /// Set when `tls.cert` and `tls.key` are configured: every connection is HTTPS.
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     state: AppState,
     writer: JoinHandle<()>,
     revocations: JoinHandle<()>,
@@ -100,6 +103,10 @@ impl App {
             writers,
             metrics.clone(),
         );
+        let tls = match (&settings.tls.cert, &settings.tls.key) {
+            (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            _ => None,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -117,6 +124,7 @@ impl App {
         );
         Ok(Self {
             listener,
+            tls,
             writer,
             revocations,
             settings_watch,
@@ -155,6 +163,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let App {
             listener,
+            tls,
             state,
             writer,
             revocations,
@@ -163,14 +172,25 @@ impl App {
         } = self;
         let store = state.store.clone();
         let router = http::router(state);
-        tracing::info!(address = %listener.local_addr()?, "listening");
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        match tls {
+            Some(acceptor) => {
+                tracing::info!(address = %listener.local_addr()?, "listening (HTTPS)");
+                use axum::serve::ListenerExt;
+                let listener = tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {});
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("serving HTTPS")?;
+            }
+            None => {
+                tracing::info!(address = %listener.local_addr()?, "listening");
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .context("serving HTTP")?;
+            }
+        }
         // Every handle to the queue is gone with the router: the writer drains and stops.
         if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
             tracing::warn!("the ingest queue did not drain in time");

@@ -28,6 +28,16 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub retention: RetentionSettings,
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain (leaf first). With `key`, the port serves HTTPS only.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the leaf certificate.
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +203,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             admin: AdminSettings::default(),
             retention: RetentionSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -286,6 +297,7 @@ impl std::fmt::Debug for Settings {
             .field("auth", &self.auth)
             .field("admin", &self.admin)
             .field("retention", &self.retention)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -436,6 +448,9 @@ impl Settings {
                 "ingest",
                 "max_batch_heartbeats and queue_capacity must be at least 1",
             );
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls.cert", "tls.cert and tls.key go together");
         }
         let m = &self.metrics;
         if m.basic_auth_username.is_some() != m.basic_auth_password.is_some()
@@ -598,6 +613,12 @@ trusted_proxies = []
 # fleet (refreshed in the background when older than list_memory_max_age_ms).
 list_memory_min_machines = {list_min}
 list_memory_max_age_ms = {list_age}
+
+[tls]
+# Serve HTTPS on the port (PEM files; the chain leaf first). Otherwise run behind a
+# TLS-terminating proxy and list it in auth.trusted_proxies.
+# cert = "/etc/greenops/tls/cert.pem"
+# key = "/etc/greenops/tls/key.pem"
 
 [retention]
 # Raw heartbeats are summed into hourly rollups after raw_days, hourly rollups into daily ones

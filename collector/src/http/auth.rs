@@ -266,7 +266,8 @@ async fn login(
         session_cookie(
             &token,
             SESSION_SECONDS,
-            via_https(peer.ip(), &headers, &limits.trusted_proxies),
+            state.settings.tls.cert.is_some()
+                || via_https(peer.ip(), &headers, &limits.trusted_proxies),
         ),
     );
     Ok(response)
@@ -312,7 +313,8 @@ async fn logout(
         session_cookie(
             "",
             0,
-            via_https(peer.ip(), &headers, &state.settings.auth.trusted_proxies),
+            state.settings.tls.cert.is_some()
+                || via_https(peer.ip(), &headers, &state.settings.auth.trusted_proxies),
         ),
     );
     Ok(response)

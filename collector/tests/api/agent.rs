@@ -15,7 +15,7 @@ use sqlx::{Connection, Row};
 use crate::helpers::{dec, fresh_database, spawn_app_with, test_settings};
 use crate::postgres::missing;
 
-fn agent_binary() -> PathBuf {
+pub(crate) fn agent_binary() -> PathBuf {
     // target/<profile>/deps/api-… → target/<profile>/greenops-agent
     let exe = std::env::current_exe().unwrap();
     exe.parent()

@@ -36,4 +36,5 @@ mod pack;
 mod postgres;
 mod retention;
 mod simulation;
+mod tls;
 mod webdriver;
