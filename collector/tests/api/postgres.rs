@@ -14,6 +14,8 @@ pub struct Cluster {
     port: u16,
     bin: PathBuf,
     run_as_nobody: bool,
+    /// Extra server options (e.g. TLS).
+    options: String,
 }
 
 /// Where the server binaries are: `PATH` first, then Debian's versioned directories.
@@ -53,6 +55,11 @@ use crate::helpers::free_port;
 impl Cluster {
     /// Initialises and starts a new cluster; `None` when no server binaries are installed.
     pub fn start() -> Option<Cluster> {
+        Self::start_with_tls(None)
+    }
+
+    /// A cluster that also accepts TLS connections with this PEM certificate and key.
+    pub fn start_with_tls(tls: Option<(&std::path::Path, &std::path::Path)>) -> Option<Cluster> {
         let bin = find_bin_dir()?;
         let run_as_nobody = is_root();
         let dir = std::env::temp_dir().join(format!(
@@ -68,11 +75,35 @@ impl Cluster {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown of {} to nobody failed", dir.display());
         }
+        let mut options = String::new();
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user; the key must be private to it.
+            let (cert_at, key_at) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::copy(cert, &cert_at).expect("copying the certificate");
+            std::fs::copy(key, &key_at).expect("copying the key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key_at, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if run_as_nobody {
+                for f in [&cert_at, &key_at] {
+                    let ok = Command::new("chown")
+                        .args(["nobody:nogroup", f.to_str().unwrap()])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    assert!(ok, "chown of {} failed", f.display());
+                }
+            }
+            options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_at.display(),
+                key_at.display()
+            );
+        }
         let cluster = Cluster {
             dir,
             port: free_port(),
             bin,
             run_as_nobody,
+            options,
         };
         let data = cluster.data_dir();
         cluster.run(
@@ -130,9 +161,10 @@ impl Cluster {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 \
              -c fsync=off -c full_page_writes=off \
-             -c shared_buffers=64MB",
+             -c shared_buffers=64MB{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.options
         );
         let log = self.dir.join("server.log");
         self.run(

@@ -214,3 +214,48 @@ fn half_a_tls_configuration_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("tls.key"), "{err}");
 }
+
+/// The collector reaches PostgreSQL over TLS (`sslmode=verify-full` with the CA in
+/// `sslrootcert`), and refuses a server it cannot verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_verified_tls() {
+    let Some(dir) = certificates() else {
+        return;
+    };
+    let Some(cluster) = crate::postgres::Cluster::start_with_tls(Some((
+        &dir.join("leaf.pem"),
+        &dir.join("leaf.key"),
+    ))) else {
+        missing("PostgreSQL server binaries (initdb, pg_ctl)");
+        return;
+    };
+    let base = cluster.url("postgres");
+    let url = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        dir.join("ca.pem").display()
+    );
+    // The connection really is TLS.
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(ssl);
+    conn.close().await.unwrap();
+    // The whole collector on it: migrations, enrolment, a committed heartbeat.
+    let app = spawn_app_with(test_settings(&url)).await;
+    let machine = app.new_machine().await;
+    let answer = app
+        .send(&machine.agent_token, &hb(1, past(1), Some(5.0)))
+        .await;
+    assert_eq!(answer["accepted"], 1);
+    app.stop().await;
+    // A CA that did not sign the server's certificate: refused.
+    let wrong = format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        dir.join("leaf.pem").display()
+    );
+    assert!(sqlx::PgConnection::connect(&wrong).await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
