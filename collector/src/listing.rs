@@ -45,6 +45,8 @@ pub struct Listing {
     min_machines: i64,
     max_age: Duration,
     state: Mutex<State>,
+    /// Requests that find no copy wait here, so only one of them reads the fleet.
+    first_read: tokio::sync::Mutex<()>,
 }
 
 /// How long a fleet size is trusted before it is counted again.
@@ -56,6 +58,7 @@ impl Listing {
             min_machines: i64::try_from(min_machines).unwrap_or(i64::MAX),
             max_age,
             state: Mutex::new(State::default()),
+            first_read: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -159,8 +162,16 @@ impl Listing {
         match current {
             Some(copy) => Ok(copy),
             None => {
-                let generation = self.lock().generation;
-                self.read(store, generation).await
+                let _one_reader = self.first_read.lock().await;
+                let (copy, generation) = {
+                    let state = self.lock();
+                    (state.copy.clone(), state.generation)
+                };
+                match copy {
+                    // Another request read it while this one waited.
+                    Some(copy) => Ok(copy),
+                    None => self.read(store, generation).await,
+                }
             }
         }
     }
