@@ -113,6 +113,9 @@ pub struct BenchArgs {
     /// 0 skips them.
     #[arg(long, default_value_t = 30)]
     pub list_rounds: usize,
+    /// Also time the machine list while the load runs (lowers the ingest figures).
+    #[arg(long)]
+    pub list_under_load: bool,
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +285,7 @@ impl Cli {
                     skip_ceiling: args.no_ceiling,
                     scrapes: 5,
                     list_rounds: args.list_rounds,
+                    list_under_load: args.list_under_load,
                 };
                 let report =
                     crate::bench::run(options.clone(), &|line| eprintln!("{line}")).await?;

@@ -41,6 +41,8 @@ pub struct BenchOptions {
     pub scrapes: usize,
     /// Rounds of machine-list queries to time after the run (0: skip).
     pub list_rounds: usize,
+    /// Also time a third of those rounds while the load runs (this slows the ingest figures).
+    pub list_under_load: bool,
 }
 
 /// The figures of one run.
@@ -57,6 +59,8 @@ pub struct BenchReport {
     pub rss_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
     pub list: Option<ListTiming>,
+    /// The same list requests while the ingest load runs.
+    pub list_under_load: Option<ListTiming>,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -196,16 +200,39 @@ pub async fn run(
             .map(|r| format!(" at {r:.0}/s"))
             .unwrap_or_else(|| " (closed loop)".into())
     ));
-    let greenops = load::run(
-        addr,
-        "/api/v1/heartbeats",
-        machines.clone(),
-        options.connections,
-        options.duration,
-        options.rate,
-        base_ms,
-    )
-    .await?;
+    // The admin list is also timed while the load runs (after a quarter of it), as an
+    // operator would use it on a busy collector.
+    let under_load = async {
+        if options.list_rounds == 0 || !options.list_under_load {
+            return Ok(None);
+        }
+        tokio::time::sleep(options.duration / 4).await;
+        time_machine_list(&store, addr, options.list_rounds / 3 + 1)
+            .await
+            .map(Some)
+    };
+    let (greenops, list_under_load) = tokio::join!(
+        load::run(
+            addr,
+            "/api/v1/heartbeats",
+            machines.clone(),
+            options.connections,
+            options.duration,
+            options.rate,
+            base_ms,
+        ),
+        under_load
+    );
+    let greenops = greenops?;
+    let list_under_load: Option<ListTiming> = list_under_load?;
+    if let Some(t) = &list_under_load {
+        say(&format!(
+            "machines list during the load: p50 {:.1} ms, p95 {:.1} ms ({} requests)",
+            t.p(0.5).as_secs_f64() * 1e3,
+            t.p(0.95).as_secs_f64() * 1e3,
+            t.list.len()
+        ));
+    }
     say(&format!(
         "greenops: {:.0} heartbeats/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
         greenops.rate(),
@@ -302,6 +329,7 @@ pub async fn run(
         rss_kib: rss,
         peak_rss_kib: peak,
         list,
+        list_under_load,
     })
 }
 
@@ -670,6 +698,14 @@ impl BenchReport {
                     .map(|(q, p)| format!("{q:?}@{:.1}ms", p.as_secs_f64() * 1e3))
                     .unwrap_or_default(),
                 percentile(&l.stats, 0.5).as_secs_f64() * 1e3,
+            ));
+        }
+        if let Some(l) = &self.list_under_load {
+            out.push_str(&format!(
+                "list_under_load_p50_ms={:.1} list_under_load_p95_ms={:.1} list_under_load_requests={}\n",
+                l.p(0.5).as_secs_f64() * 1e3,
+                l.p(0.95).as_secs_f64() * 1e3,
+                l.list.len(),
             ));
         }
         if let Some(c) = &self.ceiling {
