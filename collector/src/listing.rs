@@ -113,18 +113,11 @@ impl Listing {
             Some((n, at)) if at.elapsed() < FLEET_SIZE_TTL => n,
             _ => {
                 let (_, n) = store
-                    .list_machines(&MachineQuery {
-                        id: None,
-                        status: None,
-                        site: None,
-                        department: None,
-                        q: None,
-                        sort: MachineSort::Hostname,
-                        descending: false,
-                        page: 1,
-                        per_page: 1,
-                        ..query.clone()
-                    })
+                    .list_machines(&MachineQuery::all(
+                        query.now_ms,
+                        query.offline_after_ms,
+                        query.idle_threshold_ms,
+                    ))
                     .await?;
                 self.lock().fleet_size = Some((n, Instant::now()));
                 n

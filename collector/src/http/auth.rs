@@ -22,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{ApiError, AppState, bearer, body, parse_json};
 use crate::auth::{self, COOKIE, SESSION_SECONDS};
-use crate::store::{AuditEntry, Role};
+use crate::store::Role;
 
 /// The header that proves a cookie-authenticated request came from our own page.
 pub const CSRF_HEADER: &str = "x-greenops-csrf";
@@ -166,6 +166,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .unwrap_or(peer)
 }
 
+/// Audits a sign-in event; a failure is logged, never a reason to refuse the sign-in.
 async fn audit(
     state: &AppState,
     actor: &str,
@@ -173,14 +174,7 @@ async fn audit(
     target: &str,
     details: serde_json::Value,
 ) {
-    let entry = AuditEntry {
-        at_ms: crate::clock::now_ms(),
-        actor: actor.to_string(),
-        action: action.to_string(),
-        target: target.to_string(),
-        details: details.to_string(),
-    };
-    if let Err(e) = state.store.audit(&entry).await {
+    if let Err(e) = super::audit(state, actor, action, target, details).await {
         tracing::error!(error = %e, action, "could not write the audit log");
     }
 }

@@ -13,7 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Operator;
-use super::{ApiError, AppState, Page, audit, body, invalid, parse_json, rfc3339, timestamp_param};
+use super::{
+    ApiError, AppState, Page, audit, body, invalid, number, parse_json, rfc3339, timestamp_param,
+};
 use crate::accounting::Status;
 use crate::settings::secs_to_ms;
 use crate::store::admin::{Grouping, Placement, PlacementPatch, ReportQuery};
@@ -69,37 +71,18 @@ impl From<MachineRow> for MachineView {
     }
 }
 
-fn number(field: &str, value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
-    match value {
-        None | Some("") => Ok(default),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| invalid(field, &format!("must be a whole number from 1 to {max}"))),
-    }
-}
-
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-fn base_query(state: &AppState) -> MachineQuery {
+/// Every live machine, with status derived now under the accounting settings in force.
+pub(super) fn base_query(state: &AppState) -> MachineQuery {
     let accounting = state.accounting.get();
-    MachineQuery {
-        id: None,
-        status: None,
-        site: None,
-        department: None,
-        q: None,
-        sort: MachineSort::Hostname,
-        descending: false,
-        page: 1,
-        per_page: 1,
-        now_ms: crate::clock::now_ms(),
-        offline_after_ms: secs_to_ms(accounting.offline_after_seconds),
-        idle_threshold_ms: secs_to_ms(accounting.idle_threshold_seconds),
-    }
+    MachineQuery::all(
+        crate::clock::now_ms(),
+        secs_to_ms(accounting.offline_after_seconds),
+        secs_to_ms(accounting.idle_threshold_seconds),
+    )
 }
 
 /// Lists live machines.

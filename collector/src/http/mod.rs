@@ -231,6 +231,33 @@ impl<T> Page<T> {
     }
 }
 
+/// An optional whole-number query parameter from 1 to `max`.
+pub(crate) fn number(
+    field: &str,
+    value: Option<&str>,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match value {
+        None | Some("") => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| invalid(field, &format!("must be a whole number from 1 to {max}"))),
+    }
+}
+
+/// A store's "no such site / user / …" for a name the request gave, as a 422 naming `field`.
+pub(crate) fn unknown(field: &'static str) -> impl FnOnce(crate::store::StoreError) -> ApiError {
+    move |e| match e {
+        crate::store::StoreError::NotFound(what) => {
+            invalid(field, &format!("{what} does not exist"))
+        }
+        other => other.into(),
+    }
+}
+
 /// A 422 naming `field`.
 pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Invalid(ValidationError::new(field, message))

@@ -62,45 +62,55 @@ fn check_range(field: &str, value: Decimal, max: i64) -> Result<Decimal, ApiErro
     Ok(value.normalize())
 }
 
-fn required<T>(field: &str, value: Option<T>) -> Result<T, ApiError> {
-    value.ok_or_else(|| invalid(field, "is required"))
+/// A field of a create or PATCH: the given value, else the current one (PATCH), else the
+/// default; with neither, the field is required.
+fn field<T>(
+    name: &str,
+    given: Option<T>,
+    current: Option<T>,
+    default: Option<T>,
+) -> Result<T, ApiError> {
+    given
+        .or(current)
+        .or(default)
+        .ok_or_else(|| invalid(name, "is required"))
 }
 
 impl SiteInput {
     /// The complete fields: this input over `base` (or required when there is no base).
     fn apply(self, base: Option<&Site>) -> Result<SiteFields, ApiError> {
-        let name = match (self.name, base) {
-            (Some(n), _) => n,
-            (None, Some(b)) => b.name.clone(),
-            (None, None) => return Err(invalid("name", "is required")),
-        };
+        let name = field("name", self.name, base.map(|b| b.name.clone()), None)?;
         check_name("name", &name)?;
-        let currency = match (self.currency, base) {
-            (Some(c), _) => c,
-            (None, Some(b)) => b.currency.clone(),
-            (None, None) => "USD".to_string(),
-        };
+        let currency = field(
+            "currency",
+            self.currency,
+            base.map(|b| b.currency.clone()),
+            Some("USD".to_string()),
+        )?;
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(invalid(
                 "currency",
                 "must be an ISO 4217 code of three capital letters, e.g. EUR",
             ));
         }
-        let price = match (self.price_per_kwh, base) {
-            (Some(p), _) => p.0,
-            (None, Some(b)) => b.price_per_kwh,
-            (None, None) => required("price_per_kwh", None)?,
-        };
-        let carbon = match (self.carbon_intensity_g_per_kwh, base) {
-            (Some(c), _) => c.0,
-            (None, Some(b)) => b.carbon_intensity_g_per_kwh,
-            (None, None) => required("carbon_intensity_g_per_kwh", None)?,
-        };
-        let timezone = match (self.timezone, base) {
-            (Some(t), _) => t,
-            (None, Some(b)) => b.timezone.clone(),
-            (None, None) => "UTC".to_string(),
-        };
+        let price = field(
+            "price_per_kwh",
+            self.price_per_kwh.map(|d| d.0),
+            base.map(|b| b.price_per_kwh),
+            None,
+        )?;
+        let carbon = field(
+            "carbon_intensity_g_per_kwh",
+            self.carbon_intensity_g_per_kwh.map(|d| d.0),
+            base.map(|b| b.carbon_intensity_g_per_kwh),
+            None,
+        )?;
+        let timezone = field(
+            "timezone",
+            self.timezone,
+            base.map(|b| b.timezone.clone()),
+            Some("UTC".to_string()),
+        )?;
         let tz_ok = (1..=64).contains(&timezone.len())
             && timezone
                 .bytes()
@@ -243,22 +253,20 @@ pub struct PowerProfileInput {
 
 impl PowerProfileInput {
     fn apply(self, base: Option<&PowerProfile>) -> Result<PowerProfileFields, ApiError> {
-        let name = match (self.name, base) {
-            (Some(n), _) => n,
-            (None, Some(b)) => b.name.clone(),
-            (None, None) => return Err(invalid("name", "is required")),
-        };
+        let name = field("name", self.name, base.map(|b| b.name.clone()), None)?;
         check_name("name", &name)?;
-        let idle = match (self.idle_watts, base) {
-            (Some(w), _) => w.0,
-            (None, Some(b)) => b.idle_watts,
-            (None, None) => required("idle_watts", None)?,
-        };
-        let active = match (self.active_watts, base) {
-            (Some(w), _) => w.0,
-            (None, Some(b)) => b.active_watts,
-            (None, None) => required("active_watts", None)?,
-        };
+        let idle = field(
+            "idle_watts",
+            self.idle_watts.map(|d| d.0),
+            base.map(|b| b.idle_watts),
+            None,
+        )?;
+        let active = field(
+            "active_watts",
+            self.active_watts.map(|d| d.0),
+            base.map(|b| b.active_watts),
+            None,
+        )?;
         Ok(PowerProfileFields {
             name,
             idle_watts: check_range("idle_watts", idle, 10_000)?,

@@ -16,7 +16,6 @@ use super::auth::Operator;
 use super::machines::MachineView;
 use super::{ApiError, AppState, rfc3339};
 use crate::accounting::{Increment, Status, status};
-use crate::settings::secs_to_ms;
 use crate::store::admin::{Grouping, ReportQuery};
 use crate::store::{MachineQuery, MachineSort};
 
@@ -129,25 +128,18 @@ async fn stats(
     State(state): State<AppState>,
     _operator: Operator,
 ) -> Result<Json<Stats>, ApiError> {
-    let now = crate::clock::now_ms();
-    let accounting = state.accounting.get();
-    let offline_after = secs_to_ms(accounting.offline_after_seconds);
-    let threshold = secs_to_ms(accounting.idle_threshold_seconds);
-
+    // The ten biggest wasters; the same query's status parameters derive every status here.
     let query = MachineQuery {
-        id: None,
-        status: None,
-        site: None,
-        department: None,
-        q: None,
         sort: MachineSort::IdleEnergy,
         descending: true,
-        page: 1,
         per_page: 10,
-        now_ms: now,
-        offline_after_ms: offline_after,
-        idle_threshold_ms: threshold,
+        ..super::machines::base_query(&state)
     };
+    let (now, offline_after, threshold) = (
+        query.now_ms,
+        query.offline_after_ms,
+        query.idle_threshold_ms,
+    );
     let fleet = state.listing.fleet(&state.store, &query).await?;
     let mut machines = MachineCounts::default();
     let mut all_time: Vec<(String, Increment)> = Vec::new();

@@ -13,10 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Operator;
-use super::{ApiError, AppState, Page, audit, body, invalid, parse_json};
+use super::{ApiError, AppState, Page, audit, body, invalid, parse_json, unknown};
 use crate::secrets::{self, TokenHash};
+use crate::store::NewEnrollmentToken;
 use crate::store::admin::{ApiTokenInfo, EnrollmentTokenInfo};
-use crate::store::{NewEnrollmentToken, StoreError};
 
 /// Prefix of personal API tokens.
 pub const API_TOKEN_PREFIX: &str = "gok_api_";
@@ -97,7 +97,7 @@ async fn create_enrollment(
         }
     };
     let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
-    let record = match state
+    let info = state
         .store
         .create_enrollment_token(&NewEnrollmentToken {
             token_hash: TokenHash::of(&token),
@@ -108,23 +108,7 @@ async fn create_enrollment(
             created_at_ms: now,
         })
         .await
-    {
-        Ok(r) => r,
-        Err(StoreError::NotFound(what)) => {
-            return Err(invalid("site", &format!("{what} does not exist")));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let info = EnrollmentTokenInfo {
-        id: record.id,
-        site: record.site,
-        department: record.department,
-        expires_at_ms: record.expires_at_ms,
-        max_uses: record.max_uses,
-        uses: record.uses,
-        revoked_at_ms: None,
-        created_at_ms: now,
-    };
+        .map_err(unknown("site"))?;
     audit(
         &state,
         &operator.username,
@@ -148,19 +132,30 @@ async fn revoke_enrollment(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     operator.require_admin()?;
-    if !state
+    let revoked = state
         .store
         .revoke_enrollment_token(id, crate::clock::now_ms())
-        .await?
-    {
+        .await?;
+    revoked_or_404(&state, &operator, "enrollment token", id, revoked).await
+}
+
+/// 204 and an audit entry for a revocation, or 404 when there was nothing to revoke.
+async fn revoked_or_404(
+    state: &AppState,
+    operator: &Operator,
+    kind: &str,
+    id: i64,
+    revoked: bool,
+) -> Result<StatusCode, ApiError> {
+    if !revoked {
         return Err(ApiError::NotFound(format!(
-            "enrollment token {id} not found or already revoked"
+            "{kind} {id} not found or already revoked"
         )));
     }
     audit(
-        &state,
+        state,
         &operator.username,
-        "enrollment_token_revoked",
+        &format!("{}_revoked", kind.replace(' ', "_").to_lowercase()),
         &id.to_string(),
         serde_json::json!({}),
     )
@@ -213,7 +208,7 @@ async fn create_api(
     greenops_protocol::check_text("name", &input.name, 1, 100)?;
     let username = input.username.unwrap_or_else(|| operator.username.clone());
     let token = secrets::generate_token(API_TOKEN_PREFIX);
-    let info = match state
+    let info = state
         .store
         .create_api_token(
             &username,
@@ -222,13 +217,7 @@ async fn create_api(
             crate::clock::now_ms(),
         )
         .await
-    {
-        Ok(info) => info,
-        Err(StoreError::NotFound(what)) => {
-            return Err(invalid("username", &format!("{what} does not exist")));
-        }
-        Err(e) => return Err(e.into()),
-    };
+        .map_err(unknown("username"))?;
     audit(
         &state,
         &operator.username,
@@ -252,22 +241,9 @@ async fn revoke_api(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     operator.require_admin()?;
-    if !state
+    let revoked = state
         .store
         .revoke_api_token(id, crate::clock::now_ms())
-        .await?
-    {
-        return Err(ApiError::NotFound(format!(
-            "API token {id} not found or already revoked"
-        )));
-    }
-    audit(
-        &state,
-        &operator.username,
-        "api_token_revoked",
-        &id.to_string(),
-        serde_json::json!({}),
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .await?;
+    revoked_or_404(&state, &operator, "API token", id, revoked).await
 }

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Operator, UserView};
-use super::{ApiError, AppState, Page, audit, body, invalid, parse_json};
+use super::{ApiError, AppState, Page, audit, body, invalid, number, parse_json};
 use crate::auth;
 use crate::store::{AuditEntry, Role, User};
 
@@ -244,14 +244,7 @@ async fn audit_log(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     operator.require_admin()?;
-    let limit = match params.limit.as_deref() {
-        None | Some("") => 100,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| invalid("limit", "must be a whole number from 1 to 1000"))?,
-    };
+    let limit = number("limit", params.limit.as_deref(), 100, 1000)?;
     let items = state.store.audit_log(limit).await?;
     let total = items.len() as i64;
     Ok(Json(Page {

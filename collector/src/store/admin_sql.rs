@@ -1,6 +1,7 @@
 //! SQL for [`AdminStore`](super::AdminStore), identical on both backends (see
 //! `operators_sql.rs` for the `$n` rule). Instantiated inside each backend's `ops` module,
-//! after `operator_queries!`, whose `Pool` alias and `user_of` it uses.
+//! after `operator_queries!` and `retention_queries!`, whose `Pool` alias, `user_of` and
+//! `increment_of` it uses.
 //!
 //! Decimals are bound with the backend's encoder (NUMERIC on PostgreSQL, TEXT on SQLite) and
 //! summed exactly: PostgreSQL sums in SQL (`grouped = true`), SQLite returns one row per
@@ -394,8 +395,7 @@ macro_rules! admin_queries {
                 // `$1` is the first placeholder in the text whichever key is used.
                 // Raw heartbeats and the hourly and daily rollups of older ones: every increment
                 // is in exactly one of them (see `retention.rs`).
-                let sums = "currency, observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, \
-                            cost, idle_cost, co2_g, idle_co2_g";
+                let sums = format!("currency, {}", $crate::store::retention::ROLLUP_SUMS);
                 let sql = format!(
                     "SELECT {key} AS key, h.currency AS currency, {columns}
                      FROM (SELECT machine_id, sent_at_ms, {sums} FROM heartbeats
@@ -418,17 +418,7 @@ macro_rules! admin_queries {
                     Default::default();
                 let mut rows = q.fetch(&self.pool);
                 while let Some(row) = rows.try_next().await? {
-                    let totals = Increment {
-                        observed_ms: row.try_get("observed_ms")?,
-                        idle_ms: row.try_get("idle_ms")?,
-                        unknown_ms: row.try_get("unknown_ms")?,
-                        energy_j: $dec(&row, "energy_j")?,
-                        idle_energy_j: $dec(&row, "idle_energy_j")?,
-                        cost: $dec(&row, "cost")?,
-                        idle_cost: $dec(&row, "idle_cost")?,
-                        co2_g: $dec(&row, "co2_g")?,
-                        idle_co2_g: $dec(&row, "idle_co2_g")?,
-                    };
+                    let totals = increment_of(&row)?;
                     sums.entry((row.try_get("key")?, row.try_get("currency")?))
                         .or_default()
                         .add(&totals);

@@ -87,15 +87,20 @@ pub struct NewEnrollmentToken {
     pub created_at_ms: i64,
 }
 
-/// A stored enrollment token (without its hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnrollmentTokenRecord {
-    pub id: i64,
-    pub site: String,
-    pub department: String,
-    pub expires_at_ms: Option<i64>,
-    pub max_uses: Option<i64>,
-    pub uses: i64,
+impl NewEnrollmentToken {
+    /// The token as listed once stored under `id` (unused, unrevoked).
+    pub(crate) fn stored(&self, id: i64) -> admin::EnrollmentTokenInfo {
+        admin::EnrollmentTokenInfo {
+            id,
+            site: self.site.clone(),
+            department: self.department.clone(),
+            expires_at_ms: self.expires_at_ms,
+            max_uses: self.max_uses,
+            uses: 0,
+            revoked_at_ms: None,
+            created_at_ms: self.created_at_ms,
+        }
+    }
 }
 
 /// How an enrolment is authorised.
@@ -266,6 +271,26 @@ pub struct MachineQuery {
     pub idle_threshold_ms: i64,
 }
 
+impl MachineQuery {
+    /// Every live machine, by hostname, one per page; status derived with these parameters.
+    pub fn all(now_ms: i64, offline_after_ms: i64, idle_threshold_ms: i64) -> Self {
+        Self {
+            id: None,
+            status: None,
+            site: None,
+            department: None,
+            q: None,
+            sort: MachineSort::Hostname,
+            descending: false,
+            page: 1,
+            per_page: 1,
+            now_ms,
+            offline_after_ms,
+            idle_threshold_ms,
+        }
+    }
+}
+
 /// Columns the machines list can be sorted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MachineSort {
@@ -363,7 +388,7 @@ pub trait Store: admin::AdminStore + retention::Retention + Send + Sync + fmt::D
     async fn create_enrollment_token(
         &self,
         token: &NewEnrollmentToken,
-    ) -> Result<EnrollmentTokenRecord, StoreError>;
+    ) -> Result<admin::EnrollmentTokenInfo, StoreError>;
 
     /// Enrols a new machine or rotates the credential of a known `machine_key`.
     async fn enroll(

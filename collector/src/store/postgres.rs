@@ -16,9 +16,8 @@ use sqlx::{ConnectOptions, Row};
 
 use super::{
     AuditEntry, Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
-    EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineQuery, MachineRow,
-    MachineSnapshot, NewEnrollmentToken, PoolOptions, Role, Store, StoreError, User, hash_from_db,
-    session_from_db,
+    FleetSnapshot, HeartbeatJob, JobOutcome, MachineQuery, MachineRow, MachineSnapshot,
+    NewEnrollmentToken, PoolOptions, Role, Store, StoreError, User, hash_from_db, session_from_db,
 };
 use greenops_protocol::ValidHeartbeat;
 
@@ -110,7 +109,7 @@ impl Store for PostgresStore {
     async fn create_enrollment_token(
         &self,
         token: &NewEnrollmentToken,
-    ) -> Result<EnrollmentTokenRecord, StoreError> {
+    ) -> Result<super::admin::EnrollmentTokenInfo, StoreError> {
         let row = sqlx::query(
             "INSERT INTO enrollment_tokens
                  (token_hash, site_id, department, expires_at_ms, max_uses, created_at_ms)
@@ -126,14 +125,7 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site '{}'", token.site)))?;
-        Ok(EnrollmentTokenRecord {
-            id: row.try_get("id")?,
-            site: token.site.clone(),
-            department: token.department.clone(),
-            expires_at_ms: token.expires_at_ms,
-            max_uses: token.max_uses,
-            uses: 0,
-        })
+        Ok(token.stored(row.try_get("id")?))
     }
 
     async fn enroll(

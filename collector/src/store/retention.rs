@@ -8,6 +8,17 @@ use async_trait::async_trait;
 
 use super::StoreError;
 
+/// The summed columns of a rollup row, in the order they are inserted.
+pub(crate) const ROLLUP_SUMS: &str = "observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, \
+                                      cost, idle_cost, co2_g, idle_co2_g";
+
+/// The `ON CONFLICT … DO UPDATE SET` assignments that replace every sum of a rollup row.
+pub(crate) const ROLLUP_REPLACE: &str = "observed_ms = excluded.observed_ms, \
+    idle_ms = excluded.idle_ms, unknown_ms = excluded.unknown_ms, \
+    energy_j = excluded.energy_j, idle_energy_j = excluded.idle_energy_j, \
+    cost = excluded.cost, idle_cost = excluded.idle_cost, \
+    co2_g = excluded.co2_g, idle_co2_g = excluded.idle_co2_g";
+
 /// What one batch moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollupBatch {

@@ -5,7 +5,8 @@
 
 macro_rules! retention_queries {
     ($store:ty, $row:ty, $dec:path, $enc:path, $begin:expr, $lock:expr) => {
-        fn rollup_increment_of(row: &$row) -> Result<$crate::accounting::Increment, sqlx::Error> {
+        /// The increments (time, energy, money, CO₂) of a heartbeat or rollup row.
+        fn increment_of(row: &$row) -> Result<$crate::accounting::Increment, sqlx::Error> {
             Ok($crate::accounting::Increment {
                 observed_ms: row.try_get("observed_ms")?,
                 idle_ms: row.try_get("idle_ms")?,
@@ -19,8 +20,7 @@ macro_rules! retention_queries {
             })
         }
 
-        const ROLLUP_SUMS: &str = "observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, \
-                                   cost, idle_cost, co2_g, idle_co2_g";
+        use $crate::store::retention::{ROLLUP_REPLACE, ROLLUP_SUMS};
 
         #[async_trait::async_trait]
         impl $crate::store::retention::Retention for $store {
@@ -81,7 +81,7 @@ macro_rules! retention_queries {
                         currency.clone(),
                     ))
                     .or_default()
-                    .add(&rollup_increment_of(row)?);
+                    .add(&increment_of(row)?);
                     keys.push((machine, seq, at, currency));
                 }
                 for ((machine, bucket, currency), add) in &sums {
@@ -95,19 +95,15 @@ macro_rules! retention_queries {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let mut total = match &existing {
-                        Some(row) => rollup_increment_of(row)?,
+                        Some(row) => increment_of(row)?,
                         None => Default::default(),
                     };
                     total.add(add);
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO {target} (machine_id, {bucket_col}, currency, {ROLLUP_SUMS})
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                         ON CONFLICT (machine_id, {bucket_col}, currency) DO UPDATE SET
-                             observed_ms = excluded.observed_ms, idle_ms = excluded.idle_ms,
-                             unknown_ms = excluded.unknown_ms, energy_j = excluded.energy_j,
-                             idle_energy_j = excluded.idle_energy_j, cost = excluded.cost,
-                             idle_cost = excluded.idle_cost, co2_g = excluded.co2_g,
-                             idle_co2_g = excluded.idle_co2_g"
+                         ON CONFLICT (machine_id, {bucket_col}, currency)
+                         DO UPDATE SET {ROLLUP_REPLACE}"
                     )))
                     .bind(machine)
                     .bind(*bucket)

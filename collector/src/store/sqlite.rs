@@ -27,9 +27,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
 use super::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
 use super::{
     AuditEntry, Backend, CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine,
-    EnrollmentTokenRecord, FleetSnapshot, HeartbeatJob, JobOutcome, MachineQuery, MachineRow,
-    MachineSnapshot, NewEnrollmentToken, PoolOptions, Role, Store, StoreError, User, hash_from_db,
-    session_from_db,
+    FleetSnapshot, HeartbeatJob, JobOutcome, MachineQuery, MachineRow, MachineSnapshot,
+    NewEnrollmentToken, PoolOptions, Role, Store, StoreError, User, hash_from_db, session_from_db,
 };
 use crate::accounting::{Cursor, Increment, LastReport, Params, Rates};
 use crate::secrets::TokenHash;
@@ -177,7 +176,7 @@ impl Store for SqliteStore {
     async fn create_enrollment_token(
         &self,
         token: &NewEnrollmentToken,
-    ) -> Result<EnrollmentTokenRecord, StoreError> {
+    ) -> Result<super::admin::EnrollmentTokenInfo, StoreError> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO enrollment_tokens
                  (token_hash, site_id, department, expires_at_ms, max_uses, created_at_ms)
@@ -193,14 +192,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("site '{}'", token.site)))?;
-        Ok(EnrollmentTokenRecord {
-            id,
-            site: token.site.clone(),
-            department: token.department.clone(),
-            expires_at_ms: token.expires_at_ms,
-            max_uses: token.max_uses,
-            uses: 0,
-        })
+        Ok(token.stored(id))
     }
 
     async fn enroll(

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
 use sqlx::types::Text;
 use sqlx::{PgPool, Postgres, Row, SqlitePool, Transaction};
 
+use super::retention::{ROLLUP_REPLACE, ROLLUP_SUMS};
 use super::sqlite::path_of;
 
 /// Rows copied per statement for the heartbeat table.
@@ -375,15 +376,9 @@ async fn copy_rollups(
             .await?;
         for row in rows {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO {table} (machine_id, {bucket}, currency, observed_ms, idle_ms,
-                     unknown_ms, energy_j, idle_energy_j, cost, idle_cost, co2_g, idle_co2_g)
+                "INSERT INTO {table} (machine_id, {bucket}, currency, {ROLLUP_SUMS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 ON CONFLICT (machine_id, {bucket}, currency) DO UPDATE SET
-                     observed_ms = EXCLUDED.observed_ms, idle_ms = EXCLUDED.idle_ms,
-                     unknown_ms = EXCLUDED.unknown_ms, energy_j = EXCLUDED.energy_j,
-                     idle_energy_j = EXCLUDED.idle_energy_j, cost = EXCLUDED.cost,
-                     idle_cost = EXCLUDED.idle_cost, co2_g = EXCLUDED.co2_g,
-                     idle_co2_g = EXCLUDED.idle_co2_g"
+                 ON CONFLICT (machine_id, {bucket}, currency) DO UPDATE SET {ROLLUP_REPLACE}"
             )))
             .bind(row.try_get::<String, _>("machine_id")?)
             .bind(row.try_get::<i64, _>(bucket)?)
