@@ -1,14 +1,20 @@
 //! Operator authentication (DESIGN §6): Argon2id password hashes and signed session tokens.
 //!
 //! Passwords are hashed with Argon2id at the OWASP minimum parameters (19 MiB memory, 2
-//! iterations, 1 lane). Sessions are HS256 tokens signed with a key generated once and kept in
+//! iterations, 1 lane). Every hash and verification of a network request runs on the bounded
+//! [`PasswordPool`]: a few dedicated threads, each reusing one Argon2 memory buffer, behind a
+//! short queue — so a flood of sign-ins costs a fixed amount of memory and CPU, and what does
+//! not fit in the queue is refused at once instead of piling up. Sessions are HS256 tokens signed with a key generated once and kept in
 //! the database (`settings.session_signing_key`), so every replica accepts every session and
 //! a restart never logs anyone out. Each token carries the user's `session_version`;
 //! logout, a password change or disabling the account bump it, revoking every older token.
 
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
@@ -38,15 +44,183 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// Whether `password` matches the stored hash (constant-time comparison inside argon2).
+/// Largest Argon2 memory cost (KiB) a stored hash may ask for when it is verified: 256 MiB.
+const MAX_VERIFY_MEMORY_KIB: u32 = 256 * 1024;
+
+/// Whether `password` matches the stored PHC hash (any Argon2 variant and parameters up to
+/// [`MAX_VERIFY_MEMORY_KIB`]), computing into `memory` (grown as needed, then reused) and
+/// comparing in constant time.
+pub fn verify_password_with(memory: &mut Vec<Block>, hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
+        return false;
+    }
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt.as_ref(),
+        &mut out,
+        &mut memory[..blocks],
+    );
+    computed.is_ok() && constant_time_eq(&out, expected.as_bytes())
+}
+
+/// Whether `password` matches the stored hash (allocates its own memory: for the CLI and tests).
 pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            hasher()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    verify_password_with(&mut Vec::new(), hash, password)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+}
+
+/// The pool is full: too many hashes or verifications are waiting already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many sign-ins at once; retry in a second")]
+pub struct PoolBusy;
+
+enum PasswordJob {
+    Verify {
+        hash: String,
+        password: String,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+    Hash {
+        password: String,
+        reply: tokio::sync::oneshot::Sender<anyhow::Result<String>>,
+    },
+}
+
+/// A few threads that do all Argon2 work of network requests (see the module docs).
+#[derive(Debug)]
+pub struct PasswordPool {
+    jobs: SyncSender<PasswordJob>,
+    workers: usize,
+}
+
+static POOL: OnceLock<PasswordPool> = OnceLock::new();
+
+impl PasswordPool {
+    /// The process's pool, started on first use with [`PasswordPool::configure`]'s sizes (or
+    /// half the cores, at least one, and a queue of 8 per worker).
+    pub fn get() -> &'static PasswordPool {
+        POOL.get_or_init(|| Self::start(0, 0))
+    }
+
+    /// Sizes the process's pool before its first use (`0` = automatic); later calls keep the
+    /// running pool.
+    pub fn configure(workers: usize, queue: usize) {
+        let _ = POOL.get_or_init(|| Self::start(workers, queue));
+    }
+
+    fn start(workers: usize, queue: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let workers = if workers == 0 {
+            (cores / 2).max(1)
+        } else {
+            workers
+        };
+        let queue = if queue == 0 { 8 * workers } else { queue };
+        let (jobs, rx) = std::sync::mpsc::sync_channel(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || Self::work(&rx));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password thread");
+            }
+        }
+        Self { jobs, workers }
+    }
+
+    fn work(rx: &Mutex<Receiver<PasswordJob>>) {
+        // One Argon2 buffer per thread for its whole life: memory stays bounded and is never
+        // handed back and forth to the allocator.
+        let mut memory: Vec<Block> = Vec::new();
+        loop {
+            let job = match rx.lock() {
+                Ok(rx) => rx.recv(),
+                Err(poisoned) => poisoned.into_inner().recv(),
+            };
+            match job {
+                Ok(PasswordJob::Verify {
+                    hash,
+                    password,
+                    reply,
+                }) => {
+                    let _ = reply.send(verify_password_with(&mut memory, &hash, &password));
+                }
+                Ok(PasswordJob::Hash { password, reply }) => {
+                    let _ = reply.send(hash_password(&password));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Verifies on the pool; [`PoolBusy`] at once when its queue is full.
+    pub async fn verify(&self, hash: String, password: String) -> Result<bool, PoolBusy> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(PasswordJob::Verify {
+                hash,
+                password,
+                reply,
+            })
+            .map_err(|_| PoolBusy)?;
+        answer.await.map_err(|_| PoolBusy)
+    }
+
+    /// Hashes on the pool, waiting for room in its queue (operator actions, never floods).
+    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let mut job = PasswordJob::Hash { password, reply };
+        loop {
+            match self.jobs.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => anyhow::bail!("the password pool stopped"),
+            }
+        }
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the password pool stopped"))?
+    }
+}
+
+/// [`hash_password`] on the bounded pool.
+pub async fn hash_password_async(password: String) -> anyhow::Result<String> {
+    PasswordPool::get().hash(password).await
 }
 
 /// Why a password cannot be used.

@@ -1,15 +1,17 @@
 //! The `greenops` command line (DESIGN §7).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::operations::tokens::EnrollmentTokenSpec;
+use crate::operations::{Ctx, OpError};
 use crate::settings::{Overrides, Settings, default_config_toml};
-use crate::store::NewEnrollmentToken;
+use crate::store::{NewEnrollmentToken, Role};
 use crate::{App, clock, open_store, secrets, telemetry};
 
 /// GreenOps collector: shows how much energy, money and CO₂ idle computers waste.
@@ -157,13 +159,32 @@ pub struct DatabaseArg {
     pub database_url: Option<String>,
 }
 
+/// An operator's role on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Changes things: sites, machines, users, tokens, settings.
+    Admin,
+    /// Sees everything, changes nothing.
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create an operator. Without --password-stdin a password is generated and printed once.
     Add {
         username: String,
+        /// What the operator may do: `admin` changes things, `viewer` only looks.
         #[arg(long, value_enum, default_value = "viewer")]
-        role: crate::store::Role,
+        role: RoleArg,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -217,207 +238,27 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let config = self.config.as_deref();
         match self.command {
-            Command::Serve { listen, db, demo } => {
-                let explicit_db = db.database_url.is_some();
-                let mut settings = Settings::load(
-                    config,
-                    &Overrides {
-                        listen,
-                        database_url: db.database_url,
-                    },
-                )?;
-                if demo && !explicit_db && settings.database.url.is_empty() {
-                    // Keep simulated machines out of the real installation.
-                    settings.database.url =
-                        format!("sqlite://{}/demo.db", settings.data_dir.display());
-                }
-                let telemetry_settings = settings.telemetry.clone();
-                let telemetry =
-                    tokio::task::spawn_blocking(move || telemetry::init(&telemetry_settings))
-                        .await??;
-                let result = serve(settings, demo).await;
-                telemetry.shutdown().await;
-                result
-            }
+            Command::Serve { listen, db, demo } => serve_command(config, listen, db, demo).await,
             Command::Simulate(args) => {
                 let telemetry = telemetry::init(&crate::settings::TelemetrySettings::default())?;
                 let result = simulate(args).await;
                 telemetry.shutdown().await;
                 result
             }
-            Command::MigrateData { from, to } => {
-                let from = match from {
-                    Some(url) => url,
-                    None => Settings::load(config, &Overrides::default())?.database_url(),
-                };
-                eprintln!(
-                    "copying {} into {}",
-                    crate::settings::redact_url(&from),
-                    crate::settings::redact_url(&to)
-                );
-                let report = crate::store::transfer::sqlite_to_postgres(&from, &to, &|line| {
-                    eprintln!("{line}");
-                })
-                .await?;
-                println!(
-                    "verified: {} machines, {} heartbeats, {} credentials; observed {} s, \
-                     energy {} J, cost {} — identical in both databases",
-                    report.machines,
-                    report.heartbeats,
-                    report.credentials,
-                    report.observed_ms / 1000,
-                    report.energy_j.normalize(),
-                    report.cost.normalize()
-                );
-                println!(
-                    "point the collector at the new database: GREENOPS_DATABASE_URL={}",
-                    crate::settings::redact_url(&to)
-                );
-                Ok(())
-            }
-            Command::Bench(args) => {
-                let options = crate::bench::BenchOptions {
-                    machines: args.machines,
-                    duration: Duration::from_secs(args.duration),
-                    rate: args.rate,
-                    database_url: args.database_url,
-                    connections: args.connections,
-                    skip_ceiling: args.no_ceiling,
-                    scrapes: 5,
-                    list_rounds: args.list_rounds,
-                    list_under_load: args.list_under_load,
-                };
-                let report =
-                    crate::bench::run(options.clone(), &|line| eprintln!("{line}")).await?;
-                print!("{}", report.summary(&options));
-                if let Err(e) = report.verified {
-                    anyhow::bail!("verification failed: {e}");
-                }
-                Ok(())
-            }
+            Command::MigrateData { from, to } => migrate_data(config, from, to).await,
+            Command::Bench(args) => bench(args).await,
             Command::BenchCeiling { listen } => crate::bench::ceiling::serve(listen).await,
             Command::User(command) => user(config, command).await,
-            Command::Retention { db } => {
-                let settings = load_for_db(config, db)?;
-                let store = open_store(&settings).await?;
-                store.migrate().await.context("applying migrations")?;
-                let report = crate::retention::run_once(
-                    store.as_ref(),
-                    &settings.retention,
-                    clock::now_ms(),
-                )
-                .await?;
-                store.close().await;
-                println!(
-                    "rolled up {} raw heartbeats older than {} days and {} hourly rows older than {} days",
-                    report.heartbeats_rolled,
-                    settings.retention.raw_days,
-                    report.hours_rolled,
-                    settings.retention.hourly_days
-                );
-                Ok(())
-            }
+            Command::Retention { db } => retention(config, db).await,
             Command::Migrate { db } => {
-                let settings = load_for_db(config, db)?;
-                let store = open_store(&settings).await?;
-                store.migrate().await.context("applying migrations")?;
+                let store = open_migrated(config, db).await?;
                 store.close().await;
                 eprintln!("migrations applied");
                 Ok(())
             }
-            Command::EnrollmentToken(EnrollmentTokenCommand::Create {
-                site,
-                department,
-                expires_in,
-                max_uses,
-                db,
-            }) => {
-                let settings = load_for_db(config, db)?;
-                let store = open_store(&settings).await?;
-                store.migrate().await.context("applying migrations")?;
-                let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
-                let now = clock::now_ms();
-                let expires_at_ms = expires_in
-                    .map(|d| i64::try_from(d.as_millis()).map(|ms| now.saturating_add(ms)))
-                    .transpose()
-                    .context("--expires-in is too long")?;
-                let record = store
-                    .create_enrollment_token(&NewEnrollmentToken {
-                        token_hash: secrets::TokenHash::of(&token),
-                        site: site.clone(),
-                        department,
-                        expires_at_ms,
-                        max_uses,
-                        created_at_ms: now,
-                    })
-                    .await?;
-                store
-                    .audit(&crate::store::AuditEntry {
-                        at_ms: now,
-                        actor: "cli".into(),
-                        action: "enrollment_token_created".into(),
-                        target: record.id.to_string(),
-                        details:
-                            serde_json::json!({"site": record.site, "department": record.department,
-                            "expires_at_ms": record.expires_at_ms, "max_uses": record.max_uses})
-                            .to_string(),
-                    })
-                    .await?;
-                store.close().await;
-                println!(
-                    "Enrollment token {} created for site '{}'{}{}{}.",
-                    record.id,
-                    record.site,
-                    if record.department.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", department '{}'", record.department)
-                    },
-                    expires_in
-                        .map(|d| format!(", expires in {}", humantime::format_duration(d)))
-                        .unwrap_or_default(),
-                    max_uses
-                        .map(|n| format!(", at most {n} machines"))
-                        .unwrap_or_default(),
-                );
-                println!("It is shown only this once; agents use it with --enrollment-token:");
-                println!("{token}");
-                Ok(())
-            }
-            Command::CheckConfig { file } => {
-                let path = file
-                    .or_else(|| config.map(PathBuf::from))
-                    .unwrap_or_else(|| PathBuf::from("greenops.toml"));
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                Settings::from_toml(&text)
-                    .with_context(|| format!("{} is not valid", path.display()))?;
-                println!("{} is valid", path.display());
-                Ok(())
-            }
-            Command::Healthcheck { url } => {
-                let url = match url {
-                    Some(url) => url,
-                    None => {
-                        let settings = Settings::load(config, &Overrides::default())?;
-                        format!("http://127.0.0.1:{}/readyz", settings.listen.port())
-                    }
-                };
-                let response = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(4))
-                    .build()?
-                    .get(&url)
-                    .send()
-                    .await
-                    .with_context(|| format!("GET {url}"))?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "{url} answered {}",
-                    response.status()
-                );
-                println!("ready");
-                Ok(())
-            }
+            Command::EnrollmentToken(command) => enrollment_token(config, command).await,
+            Command::CheckConfig { file } => check_config(config, file),
+            Command::Healthcheck { url } => healthcheck(config, url).await,
             Command::DefaultConfig => {
                 print!("{}", default_config_toml());
                 Ok(())
@@ -426,94 +267,296 @@ impl Cli {
     }
 }
 
-async fn user(config: Option<&std::path::Path>, command: UserCommand) -> anyhow::Result<()> {
+async fn serve_command(
+    config: Option<&Path>,
+    listen: Option<SocketAddr>,
+    db: DatabaseArg,
+    demo: bool,
+) -> anyhow::Result<()> {
+    let explicit_db = db.database_url.is_some();
+    let mut settings = Settings::load(
+        config,
+        &Overrides {
+            listen,
+            database_url: db.database_url,
+        },
+    )?;
+    if demo && !explicit_db && settings.database.url.is_empty() {
+        // Keep simulated machines out of the real installation.
+        settings.database.url = format!("sqlite://{}/demo.db", settings.data_dir.display());
+    }
+    let telemetry_settings = settings.telemetry.clone();
+    let telemetry =
+        tokio::task::spawn_blocking(move || telemetry::init(&telemetry_settings)).await??;
+    let result = serve(settings, demo).await;
+    telemetry.shutdown().await;
+    result
+}
+
+async fn migrate_data(
+    config: Option<&Path>,
+    from: Option<String>,
+    to: String,
+) -> anyhow::Result<()> {
+    let from = match from {
+        Some(url) => url,
+        None => Settings::load(config, &Overrides::default())?.database_url(),
+    };
+    eprintln!(
+        "copying {} into {}",
+        crate::settings::redact_url(&from),
+        crate::settings::redact_url(&to)
+    );
+    let report = crate::store::transfer::sqlite_to_postgres(&from, &to, &|line| {
+        eprintln!("{line}");
+    })
+    .await?;
+    println!(
+        "verified: {} machines, {} heartbeats, {} credentials; observed {} s, \
+         energy {} J, cost {} — identical in both databases",
+        report.machines,
+        report.heartbeats,
+        report.credentials,
+        report.observed_ms / 1000,
+        report.energy_j.normalize(),
+        report.cost.normalize()
+    );
+    println!(
+        "point the collector at the new database: GREENOPS_DATABASE_URL={}",
+        crate::settings::redact_url(&to)
+    );
+    Ok(())
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = crate::bench::BenchOptions {
+        machines: args.machines,
+        duration: Duration::from_secs(args.duration),
+        rate: args.rate,
+        database_url: args.database_url,
+        connections: args.connections,
+        skip_ceiling: args.no_ceiling,
+        scrapes: 5,
+        list_rounds: args.list_rounds,
+        list_under_load: args.list_under_load,
+    };
+    let report = crate::bench::run(options.clone(), &|line| eprintln!("{line}")).await?;
+    print!("{}", report.summary(&options));
+    if let Err(e) = report.verified {
+        anyhow::bail!("verification failed: {e}");
+    }
+    Ok(())
+}
+
+async fn retention(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<()> {
+    let settings = load_for_db(config, db)?;
+    let store = open_store(&settings).await?;
+    store.migrate().await.context("applying migrations")?;
+    let report =
+        crate::retention::run_once(store.as_ref(), &settings.retention, clock::now_ms()).await?;
+    store.close().await;
+    println!(
+        "rolled up {} raw heartbeats older than {} days and {} hourly rows older than {} days",
+        report.heartbeats_rolled,
+        settings.retention.raw_days,
+        report.hours_rolled,
+        settings.retention.hourly_days
+    );
+    Ok(())
+}
+
+async fn enrollment_token(
+    config: Option<&Path>,
+    command: EnrollmentTokenCommand,
+) -> anyhow::Result<()> {
+    let EnrollmentTokenCommand::Create {
+        site,
+        department,
+        expires_in,
+        max_uses,
+        db,
+    } = command;
+    let store = open_migrated(config, db).await?;
+    let expires_in_seconds = expires_in.map(|d| d.as_secs());
+    let result = crate::operations::tokens::create_enrollment_token(
+        Ctx::cli(store.as_ref()),
+        EnrollmentTokenSpec {
+            site: Some(site),
+            department: Some(department),
+            expires_in_seconds,
+            max_uses,
+        },
+    )
+    .await;
+    store.close().await;
+    let (token, record) = result.map_err(cli_error)?;
+    println!(
+        "Enrollment token {} created for site '{}'{}{}{}.",
+        record.id,
+        record.site,
+        if record.department.is_empty() {
+            String::new()
+        } else {
+            format!(", department '{}'", record.department)
+        },
+        expires_in
+            .map(|d| format!(", expires in {}", humantime::format_duration(d)))
+            .unwrap_or_default(),
+        max_uses
+            .map(|n| format!(", at most {n} machines"))
+            .unwrap_or_default(),
+    );
+    println!("It is shown only this once; agents use it with --enrollment-token:");
+    println!("{token}");
+    Ok(())
+}
+
+fn check_config(config: Option<&Path>, file: Option<PathBuf>) -> anyhow::Result<()> {
+    let path = file
+        .or_else(|| config.map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("greenops.toml"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Settings::from_toml(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    println!("{} is valid", path.display());
+    Ok(())
+}
+
+async fn healthcheck(config: Option<&Path>, url: Option<String>) -> anyhow::Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let settings = Settings::load(config, &Overrides::default())?;
+            format!("http://127.0.0.1:{}/readyz", settings.listen.port())
+        }
+    };
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{url} answered {}",
+        response.status()
+    );
+    println!("ready");
+    Ok(())
+}
+
+/// An operation's refusal as a command-line error: a field error names the flag that sets
+/// the field (`--expires-in`), or the field itself.
+fn cli_error(e: OpError) -> anyhow::Error {
+    match e {
+        OpError::Invalid(v) => {
+            let what = match v.field.as_str() {
+                "expires_in_seconds" => "--expires-in".to_string(),
+                "max_uses" => "--max-uses".to_string(),
+                "site" => "--site".to_string(),
+                "department" => "--department".to_string(),
+                other => format!("the {}", other.replace('_', " ")),
+            };
+            anyhow::anyhow!("{what} {}", v.message)
+        }
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// The store named by the settings and `--database-url`, migrated.
+async fn open_migrated(
+    config: Option<&Path>,
+    db: DatabaseArg,
+) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    let settings = load_for_db(config, db)?;
+    let store = open_store(&settings).await?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+async fn user(config: Option<&Path>, command: UserCommand) -> anyhow::Result<()> {
     let db = match &command {
         UserCommand::Add { db, .. }
         | UserCommand::Passwd { db, .. }
         | UserCommand::List { db }
         | UserCommand::Disable { db, .. } => db.database_url.clone(),
     };
-    let settings = load_for_db(config, DatabaseArg { database_url: db })?;
-    let store = open_store(&settings).await?;
-    store.migrate().await.context("applying migrations")?;
-    let now = clock::now_ms();
-    let audit = |action: &'static str, target: String| {
-        let store = store.clone();
-        async move {
-            let entry = crate::store::AuditEntry {
-                at_ms: clock::now_ms(),
-                actor: "cli".into(),
-                action: action.into(),
-                target,
-                details: "{}".into(),
-            };
-            store.audit(&entry).await
-        }
-    };
+    let store = open_migrated(config, DatabaseArg { database_url: db }).await?;
+    let ctx = Ctx::cli(store.as_ref());
     let result = match command {
         UserCommand::Add {
             username,
             role,
             password_stdin,
             ..
-        } => {
-            crate::auth::check_username(&username)
-                .map_err(|e| anyhow::anyhow!("the username {e}"))?;
-            let (password, generated) = crate::operators::password_from(password_stdin)?;
-            let hash = crate::auth::hash_password(&password)?;
-            store.create_user(&username, &hash, role, now).await?;
-            audit("user_created", username.clone()).await?;
-            println!("created {} '{username}'", role.as_str());
-            if generated {
-                println!("password (shown once):");
-                println!("{password}");
-            }
-            Ok(())
-        }
+        } => user_add(ctx, &username, role.into(), password_stdin).await,
         UserCommand::Passwd {
             username,
             password_stdin,
             ..
-        } => {
-            let (password, generated) = crate::operators::password_from(password_stdin)?;
-            let hash = crate::auth::hash_password(&password)?;
-            anyhow::ensure!(
-                store.set_password(&username, &hash, now).await?,
-                "no user '{username}'"
-            );
-            println!("password of '{username}' changed; their sessions were ended");
-            if generated {
-                println!("new password (shown once):");
-                println!("{password}");
-            }
-            Ok(())
-        }
-        UserCommand::List { .. } => {
-            println!("{:<32} {:<8} status", "username", "role");
-            for u in store.list_users().await? {
-                println!(
-                    "{:<32} {:<8} {}",
-                    u.username,
-                    u.role.as_str(),
-                    if u.disabled { "disabled" } else { "active" }
-                );
-            }
-            Ok(())
-        }
+        } => user_passwd(ctx, &username, password_stdin).await,
+        UserCommand::List { .. } => user_list(ctx).await,
         UserCommand::Disable { username, .. } => {
-            anyhow::ensure!(
-                store.disable_user(&username, now).await?,
-                "no user '{username}'"
-            );
-            println!("'{username}' disabled; their sessions were ended");
-            Ok(())
+            let result = crate::operations::users::disable(ctx, &username).await;
+            result.map_err(cli_error).map(|()| {
+                println!("'{username}' disabled; their sessions were ended");
+            })
         }
     };
     store.close().await;
     result
 }
 
-fn load_for_db(config: Option<&std::path::Path>, db: DatabaseArg) -> anyhow::Result<Settings> {
+async fn user_add(
+    ctx: Ctx<'_>,
+    username: &str,
+    role: Role,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    crate::auth::check_username(username).map_err(|e| anyhow::anyhow!("the username {e}"))?;
+    let (password, generated) = crate::operators::password_from(password_stdin)?;
+    crate::operations::users::create(ctx, username, password.clone(), role)
+        .await
+        .map_err(cli_error)?;
+    println!("created {} '{username}'", role.as_str());
+    if generated {
+        println!("password (shown once):");
+        println!("{password}");
+    }
+    Ok(())
+}
+
+async fn user_passwd(ctx: Ctx<'_>, username: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let (password, generated) = crate::operators::password_from(password_stdin)?;
+    crate::operations::users::set_password(ctx, username, password.clone())
+        .await
+        .map_err(|e| match e {
+            OpError::NotFound(_) => anyhow::anyhow!("no user '{username}'"),
+            other => cli_error(other),
+        })?;
+    println!("password of '{username}' changed; their sessions were ended");
+    if generated {
+        println!("new password (shown once):");
+        println!("{password}");
+    }
+    Ok(())
+}
+
+async fn user_list(ctx: Ctx<'_>) -> anyhow::Result<()> {
+    println!("{:<32} {:<8} status", "username", "role");
+    for u in ctx.store.list_users().await? {
+        println!(
+            "{:<32} {:<8} {}",
+            u.username,
+            u.role.as_str(),
+            if u.disabled { "disabled" } else { "active" }
+        );
+    }
+    Ok(())
+}
+
+fn load_for_db(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<Settings> {
     Ok(Settings::load(
         config,
         &Overrides {

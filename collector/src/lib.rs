@@ -6,11 +6,13 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod currency;
 pub mod exposition;
 pub mod http;
 pub mod ingest;
 pub mod listing;
 pub mod live;
+pub mod operations;
 pub mod operators;
 pub mod retention;
 pub mod secrets;
@@ -70,6 +72,10 @@ impl App {
     /// Connects to the store, applies migrations, starts the writer and binds the port
     /// (port 0 picks a free one: see [`App::port`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        crate::auth::PasswordPool::configure(
+            settings.auth.password_workers,
+            settings.auth.password_queue,
+        );
         let store = open_store(&settings).await?;
         store.migrate().await.with_context(|| {
             format!(
@@ -171,26 +177,19 @@ impl App {
             retention,
         } = self;
         let store = state.store.clone();
+        let limits = http::server::Limits {
+            header_read_timeout: Duration::from_secs(
+                state.settings.http.header_read_timeout_seconds,
+            ),
+            max_connections: state.settings.http.max_connections,
+        };
         let router = http::router(state);
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        match tls {
-            Some(acceptor) => {
-                tracing::info!(address = %listener.local_addr()?, "listening (HTTPS)");
-                use axum::serve::ListenerExt;
-                let listener = tls::TlsListener::new(listener, acceptor)?.tap_io(|_| {});
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .context("serving HTTPS")?;
-            }
-            None => {
-                tracing::info!(address = %listener.local_addr()?, "listening");
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                    .context("serving HTTP")?;
-            }
-        }
+        tracing::info!(
+            address = %listener.local_addr()?,
+            https = tls.is_some(),
+            "listening"
+        );
+        http::server::serve(listener, tls, router, limits, shutdown).await;
         // Every handle to the queue is gone with the router: the writer drains and stops.
         if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
             tracing::warn!("the ingest queue did not drain in time");

@@ -19,9 +19,7 @@ pub async fn bootstrap(store: &dyn Store, env_password: Option<String>) -> anyho
         }
         None => (auth::generate_password(), true),
     };
-    let hash =
-        tokio::task::spawn_blocking(move || auth::hash_password(&password).map(|h| (h, password)))
-            .await??;
+    let hash = (auth::hash_password_async(password.clone()).await?, password);
     match store
         .create_user("admin", &hash.0, Role::Admin, clock::now_ms())
         .await

@@ -29,6 +29,26 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub retention: RetentionSettings,
     pub tls: TlsSettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Time a connection has to send a complete request head; idle keep-alive connections are
+    /// closed after it too.
+    pub header_read_timeout_seconds: u64,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_seconds: 10,
+            max_connections: 4096,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +111,12 @@ pub struct AuthSettings {
     pub login_window_seconds: u64,
     /// Proxies whose `X-Forwarded-For` is believed (the client IP for rate limiting).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Threads that hash and verify passwords (Argon2, 19 MiB each); 0 = half the cores, at
+    /// least one.
+    pub password_workers: usize,
+    /// Sign-ins that may wait for a password thread; more get 503 with `Retry-After` at once.
+    /// 0 = eight per worker.
+    pub password_queue: usize,
 }
 
 impl Default for AuthSettings {
@@ -99,6 +125,8 @@ impl Default for AuthSettings {
             login_max_failures: 5,
             login_window_seconds: 900,
             trusted_proxies: Vec::new(),
+            password_workers: 0,
+            password_queue: 0,
         }
     }
 }
@@ -204,6 +232,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             retention: RetentionSettings::default(),
             tls: TlsSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -298,6 +327,7 @@ impl std::fmt::Debug for Settings {
             .field("admin", &self.admin)
             .field("retention", &self.retention)
             .field("tls", &self.tls)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -465,6 +495,18 @@ impl Settings {
         if self.database.max_connections == 0 {
             return bad("database.max_connections", "must be at least 1");
         }
+        if !(1..=3600).contains(&self.http.header_read_timeout_seconds) {
+            return bad("http.header_read_timeout_seconds", "must be from 1 to 3600");
+        }
+        if !(1..=1_000_000).contains(&self.http.max_connections) {
+            return bad("http.max_connections", "must be from 1 to 1000000");
+        }
+        if self.auth.password_workers > 64 || self.auth.password_queue > 10_000 {
+            return bad(
+                "auth",
+                "password_workers must be at most 64 and password_queue at most 10000",
+            );
+        }
         if self.metrics.bearer_token.as_deref() == Some("") {
             return bad(
                 "metrics.bearer_token",
@@ -607,6 +649,18 @@ login_max_failures = 5
 login_window_seconds = 900
 # Reverse proxies whose X-Forwarded-For header is trusted, e.g. ["10.0.0.5"].
 trusted_proxies = []
+# Threads that verify passwords (Argon2 needs 19 MiB each) and sign-ins that may wait for one;
+# beyond that a sign-in gets 503 with Retry-After at once. 0 = automatic (half the cores; eight
+# waiting per thread).
+password_workers = 0
+password_queue = 0
+
+[http]
+# A connection must send a complete request head within this time, and an idle keep-alive
+# connection is closed after it.
+header_read_timeout_seconds = {header_timeout}
+# Open connections at most; beyond it new connections wait in the kernel's accept queue.
+max_connections = {max_connections}
 
 [admin]
 # From this many live machines on, the machines list is served from an in-memory copy of the
@@ -643,6 +697,8 @@ batch_rows = {ret_batch}
         commit = i.commit_timeout_ms,
         cache = i.credential_cache_seconds,
         poll = i.revocation_poll_seconds,
+        header_timeout = d.http.header_read_timeout_seconds,
+        max_connections = d.http.max_connections,
         list_min = d.admin.list_memory_min_machines,
         list_age = d.admin.list_memory_max_age_ms,
         raw_days = d.retention.raw_days,

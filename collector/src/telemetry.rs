@@ -39,7 +39,11 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
         .or_else(|_| EnvFilter::try_new(&settings.log_level))
         .map_err(|e| anyhow::anyhow!("invalid telemetry.log_level: {e}"))?;
     let fmt = match settings.log_format {
-        LogFormat::Human => tracing_subscriber::fmt::layer().with_target(false).boxed(),
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            // Colours only for a person at a terminal, never into files or journald.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -95,4 +99,63 @@ fn tracer_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTrac
                 .build(),
         )
         .build())
+}
+
+/// Longest user-supplied text written into one log field.
+pub const MAX_LOGGED_CHARS: usize = 128;
+
+/// A user- or agent-supplied string as it may be logged: control characters (line breaks,
+/// escape sequences) written as `\n`, `\u{1b}`…, so no input can forge a log line or colour a
+/// terminal, and cut after [`MAX_LOGGED_CHARS`] characters.
+pub fn untrusted(text: &str) -> Untrusted<'_> {
+    Untrusted(text)
+}
+
+/// See [`untrusted`].
+#[derive(Debug, Clone, Copy)]
+pub struct Untrusted<'a>(&'a str);
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(MAX_LOGGED_CHARS) {
+            if c.is_control() || c == '\\' {
+                for e in c.escape_default() {
+                    f.write_char(e)?;
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        let rest = chars.as_str().len();
+        if rest > 0 {
+            write!(f, "…(+{rest} bytes)")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_cannot_forge_lines_or_flood_the_log() {
+        let forged = "bob\n2026-12-01T00:00:00Z  INFO login username=admin\u{1b}[31m";
+        let shown = untrusted(forged).to_string();
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\\n") && shown.contains("\\u{1b}"),
+            "{shown}"
+        );
+        let huge = "x".repeat(1_000_000);
+        let shown = untrusted(&huge).to_string();
+        assert!(shown.len() < 200, "{}", shown.len());
+        assert!(shown.ends_with("…(+999872 bytes)"), "{shown}");
+        assert_eq!(untrusted("pc-042").to_string(), "pc-042");
+    }
 }

@@ -1,9 +1,7 @@
 //! Agent-facing API: enrolment and heartbeats (DESIGN §3).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use greenops_protocol::{
     BodyError, EnrollRequest, EnrollResponse, HeartbeatBatch, HeartbeatResponse, HeartbeatResult,
@@ -12,7 +10,8 @@ use greenops_protocol::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiError, AppState, bearer, body, parse_json};
+use super::extract::ApiBytes;
+use super::{ApiError, ApiJson, AppState, Result, bearer};
 use crate::clock;
 use crate::secrets::{AGENT_TOKEN_PREFIX, TokenHash, generate_token, new_machine_id};
 use crate::settings::secs_to_ms;
@@ -30,9 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 403, description = "machine retired"), (status = 422, description = "invalid field")))]
 async fn enroll(
     State(state): State<AppState>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<EnrollResponse>), ApiError> {
-    let request: EnrollRequest = parse_json(&body(raw)?)?;
+    ApiJson(request): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<EnrollResponse>)> {
     let machine = request.validate()?;
     let auth = match request.enrollment_token.as_deref() {
         Some(token) if !token.is_empty() => EnrollAuth::Token(TokenHash::of(token)),
@@ -62,7 +60,7 @@ async fn enroll(
     };
     tracing::info!(
         machine_id = %enrolled.machine_id,
-        hostname = %command.machine.hostname,
+        hostname = %crate::telemetry::untrusted(&command.machine.hostname),
         re_enrolled = enrolled.re_enrolled,
         "agent enrolled"
     );
@@ -89,8 +87,8 @@ async fn enroll(
 async fn heartbeats(
     State(state): State<AppState>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<HeartbeatResponse>, ApiError> {
+    raw: std::result::Result<ApiBytes, ApiError>,
+) -> Result<Json<HeartbeatResponse>> {
     let Some(token) = bearer(&headers) else {
         return Err(ApiError::Unauthorized(
             "missing agent credential (Authorization: Bearer)",
@@ -106,7 +104,7 @@ async fn heartbeats(
         ));
     };
     let received_at_ms = clock::now_ms();
-    let parsed = body(raw).and_then(|bytes| {
+    let parsed = raw.and_then(|ApiBytes(bytes)| {
         parse_heartbeat_body(&bytes).map_err(|e| match e {
             BodyError::Malformed(m) => ApiError::Malformed(m),
             BodyError::Invalid(v) => ApiError::Invalid(v),

@@ -6,8 +6,6 @@
 //! something must also send `X-GreenOps-CSRF: 1`: a header a cross-site form cannot add.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use std::net::{IpAddr, SocketAddr};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{ApiError, AppState, bearer, body, parse_json};
-use crate::auth::{self, COOKIE, SESSION_SECONDS};
+use super::views::RoleView;
+use super::{ApiError, ApiJson, AppState, Result, bearer};
+use crate::auth::{COOKIE, SESSION_SECONDS};
 use crate::store::Role;
+use crate::telemetry::untrusted;
 
 /// The header that proves a cookie-authenticated request came from our own page.
 pub const CSRF_HEADER: &str = "x-greenops-csrf";
@@ -43,7 +43,7 @@ struct LoginRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: String,
-    pub role: Role,
+    pub role: RoleView,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,16 +60,6 @@ pub struct Operator {
     pub role: Role,
 }
 
-impl Operator {
-    /// Refuses viewers (403): only admins change things.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.role {
-            Role::Admin => Ok(()),
-            Role::Viewer => Err(ApiError::Forbidden("viewers cannot change anything")),
-        }
-    }
-}
-
 fn cookie_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
@@ -84,7 +74,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let (token, via_cookie) = match bearer(&parts.headers) {
             Some(t) => (t, false),
             None => match cookie_token(&parts.headers) {
@@ -92,7 +82,7 @@ impl FromRequestParts<AppState> for Operator {
                 None => return Err(ApiError::Unauthorized("sign in first")),
             },
         };
-        if !via_cookie && token.starts_with(super::tokens::API_TOKEN_PREFIX) {
+        if !via_cookie && token.starts_with(crate::operations::tokens::API_TOKEN_PREFIX) {
             let user = state
                 .store
                 .user_for_api_token(&crate::secrets::TokenHash::of(token))
@@ -174,7 +164,7 @@ async fn audit(
     target: &str,
     details: serde_json::Value,
 ) {
-    if let Err(e) = super::audit(state, actor, action, target, details).await {
+    if let Err(e) = state.ctx(actor).audit(action, target, details).await {
         tracing::error!(error = %e, action, "could not write the audit log");
     }
 }
@@ -188,9 +178,8 @@ async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: LoginRequest = parse_json(&body(raw)?)?;
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Response> {
     let limits = &state.settings.auth;
     let ip = client_ip(peer.ip(), &headers, &limits.trusted_proxies);
     let keys = [format!("user:{}", request.username), format!("ip:{ip}")];
@@ -209,13 +198,14 @@ async fn login(
         .as_ref()
         .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
         .to_string();
-    let password = request.password;
-    // Argon2 is deliberately slow: keep it off the async workers.
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&hash, &password))
+    // Argon2 is deliberately slow: it runs on the bounded password pool, never on the async
+    // workers, and a full pool refuses at once (503, Retry-After) instead of queueing.
+    let matches = crate::auth::PasswordPool::get()
+        .verify(hash, request.password)
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|busy| ApiError::Busy(busy_message(busy)))?;
     let Some(user) = user.filter(|u| matches && !u.disabled) else {
-        tracing::warn!(username = %request.username, %ip, "failed login");
+        tracing::warn!(username = %untrusted(&request.username), %ip, "failed login");
         state
             .store
             .record_login_failure(&keys, now_ms, now_ms - window_ms)
@@ -241,7 +231,7 @@ async fn login(
     .await;
     let now = OffsetDateTime::now_utc();
     let (token, exp) = state.sessions.issue(&user, now.unix_timestamp())?;
-    tracing::info!(username = %user.username, "login");
+    tracing::info!(username = %untrusted(&user.username), "login");
     let expires_at = OffsetDateTime::from_unix_timestamp(exp)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -251,7 +241,7 @@ async fn login(
         expires_at,
         user: UserView {
             username: user.username,
-            role: user.role,
+            role: user.role.into(),
         },
     })
     .into_response();
@@ -267,6 +257,10 @@ async fn login(
     Ok(response)
 }
 
+fn busy_message(_: crate::auth::PoolBusy) -> &'static str {
+    "too many sign-ins at once; retry in a second"
+}
+
 /// The signed-in operator.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
     responses((status = 200, body = UserView), (status = 401, description = "not signed in")),
@@ -274,7 +268,7 @@ async fn login(
 async fn me(operator: Operator) -> Json<UserView> {
     Json(UserView {
         username: operator.username,
-        role: operator.role,
+        role: operator.role.into(),
     })
 }
 
@@ -287,7 +281,7 @@ async fn logout(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     operator: Operator,
-) -> Result<Response, ApiError> {
+) -> Result<Response> {
     state
         .store
         .revoke_sessions(&operator.username, crate::clock::now_ms())
@@ -300,7 +294,7 @@ async fn logout(
         serde_json::json!({}),
     )
     .await;
-    tracing::info!(username = %operator.username, "logout");
+    tracing::info!(username = %untrusted(&operator.username), "logout");
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

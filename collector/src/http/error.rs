@@ -13,6 +13,8 @@ use crate::store::StoreError;
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
+/// Seconds to wait after a 503 for momentary overload (e.g. too many sign-ins at once).
+const BUSY_RETRY_AFTER_SECONDS: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +36,13 @@ pub enum ApiError {
     TooManyRequests(u64),
     #[error("{0}")]
     Unavailable(&'static str),
+    /// Too much work at once (503 with a short `Retry-After`).
+    #[error("{0}")]
+    Busy(&'static str),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -64,6 +73,17 @@ impl ApiError {
             ApiError::Unavailable(m) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", (*m).into())
             }
+            ApiError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, "busy", (*m).into()),
+            ApiError::MethodNotAllowed(m) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                m.clone(),
+            ),
+            ApiError::HeadersTooLarge(m) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                m.clone(),
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -97,10 +117,14 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+            let seconds = if matches!(self, ApiError::Busy(_)) {
+                BUSY_RETRY_AFTER_SECONDS
+            } else {
+                RETRY_AFTER_SECONDS
+            };
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
         }
         response
     }

@@ -2,9 +2,7 @@
 //! placement changes (site, department, power profile) and retirement.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -12,14 +10,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Operator;
+use super::views::MachineView;
 use super::{
-    ApiError, AppState, Page, audit, body, invalid, number, parse_json, rfc3339, timestamp_param,
+    Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Page, Result, Viewer, invalid, number,
+    rfc3339, timestamp_param,
 };
 use crate::accounting::Status;
+use crate::operations::{self, reports};
 use crate::settings::secs_to_ms;
-use crate::store::admin::{Grouping, Placement, PlacementPatch, ReportQuery};
-use crate::store::{MachineQuery, MachineRow, MachineSort, StoreError};
+use crate::store::admin::PlacementPatch;
+use crate::store::{MachineQuery, MachineRow, MachineSort};
 
 /// Largest page.
 pub const MAX_PER_PAGE: i64 = 500;
@@ -53,24 +53,6 @@ struct ListParams {
     per_page: Option<String>,
 }
 
-/// A machine as listed.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MachineView {
-    #[serde(flatten)]
-    row: MachineRow,
-    /// When the collector last received a heartbeat (RFC 3339).
-    last_seen: Option<String>,
-}
-
-impl From<MachineRow> for MachineView {
-    fn from(row: MachineRow) -> Self {
-        Self {
-            last_seen: row.last_seen_ms.and_then(rfc3339),
-            row,
-        }
-    }
-}
-
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
@@ -91,9 +73,9 @@ pub(super) fn base_query(state: &AppState) -> MachineQuery {
     security(("session" = []), ("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
-    _operator: Operator,
-    Query(params): Query<ListParams>,
-) -> Result<Json<Page<MachineView>>, ApiError> {
+    _viewer: Viewer,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<Page<MachineView>>> {
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
@@ -157,7 +139,7 @@ pub struct MachineDetail {
     costs: Vec<CostView>,
 }
 
-async fn live_machine(state: &AppState, id: &str) -> Result<MachineRow, ApiError> {
+async fn live_machine(state: &AppState, id: &str) -> Result<MachineRow> {
     let query = MachineQuery {
         id: Some(id.to_string()),
         ..base_query(state)
@@ -174,13 +156,17 @@ async fn live_machine(state: &AppState, id: &str) -> Result<MachineRow, ApiError
     security(("session" = []), ("bearer" = [])))]
 async fn detail(
     State(state): State<AppState>,
-    _operator: Operator,
-    Path(id): Path<String>,
-) -> Result<Json<MachineDetail>, ApiError> {
-    let row = live_machine(&state, &id).await?;
+    _viewer: Viewer,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MachineDetail>> {
+    machine_detail(&state, &id).await
+}
+
+async fn machine_detail(state: &AppState, id: &str) -> Result<Json<MachineDetail>> {
+    let row = live_machine(state, id).await?;
     let costs = state
         .store
-        .machine_costs(&id)
+        .machine_costs(id)
         .await?
         .into_iter()
         .map(|c| CostView {
@@ -216,44 +202,17 @@ pub struct MachinePatch {
     security(("session" = []), ("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
-    operator: Operator,
-    Path(id): Path<String>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<MachineDetail>, ApiError> {
-    operator.require_admin()?;
-    let patch: MachinePatch = parse_json(&body(raw)?)?;
-    if let Some(d) = &patch.department {
-        greenops_protocol::check_text("department", d, 0, 100)?;
-    }
+    Admin(admin): Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<MachinePatch>,
+) -> Result<Json<MachineDetail>> {
     let patch = PlacementPatch {
         site: patch.site,
         department: patch.department,
         power_profile: patch.power_profile,
     };
-    let (before, after): (Placement, Placement) = match state.store.place_machine(&id, &patch).await
-    {
-        Ok(Some(change)) => change,
-        Ok(None) => return Err(ApiError::NotFound(format!("machine {id} not found"))),
-        Err(StoreError::NotFound(what)) => {
-            let field = if what.starts_with("site") {
-                "site"
-            } else {
-                "power_profile"
-            };
-            return Err(invalid(field, &format!("{what} does not exist")));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    state.listing.invalidate();
-    audit(
-        &state,
-        &operator.username,
-        "machine_updated",
-        &id,
-        serde_json::json!({"before": before, "after": after}),
-    )
-    .await?;
-    detail(State(state), operator, Path(id)).await
+    operations::machines::place(state.ctx(&admin.username), &id, patch).await?;
+    machine_detail(&state, &id).await
 }
 
 /// Retires a machine (admins only): revokes its credential and hides it from lists and
@@ -265,24 +224,10 @@ async fn update(
     security(("session" = []), ("bearer" = [])))]
 async fn retire(
     State(state): State<AppState>,
-    operator: Operator,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    operator.require_admin()?;
-    let now = crate::clock::now_ms();
-    if !state.store.retire_machine(&id, now).await? {
-        return Err(ApiError::NotFound(format!("machine {id} not found")));
-    }
-    state.listing.invalidate();
-    audit(
-        &state,
-        &operator.username,
-        "machine_retired",
-        &id,
-        serde_json::json!({}),
-    )
-    .await?;
-    tracing::info!(machine_id = %id, by = %operator.username, "machine retired");
+    Admin(admin): Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode> {
+    operations::machines::retire(state.ctx(&admin.username), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -331,10 +276,10 @@ pub struct History {
     security(("session" = []), ("bearer" = [])))]
 async fn history(
     State(state): State<AppState>,
-    _operator: Operator,
-    Path(id): Path<String>,
-    Query(params): Query<HistoryParams>,
-) -> Result<Json<History>, ApiError> {
+    _viewer: Viewer,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> Result<Json<History>> {
     live_machine(&state, &id).await?;
     let to = timestamp_param("to", params.to.as_deref())?.unwrap_or_else(crate::clock::now_ms);
     let from = timestamp_param("from", params.from.as_deref())?.unwrap_or(to - 86_400_000);
@@ -358,27 +303,7 @@ async fn history(
             &format!("gives {points} points; at most {MAX_HISTORY_POINTS} are allowed"),
         ));
     }
-    let rows = state
-        .store
-        .energy_report(&ReportQuery {
-            from_ms: from,
-            to_ms: to,
-            group: Grouping::Step { step_ms },
-            machine_id: Some(id.clone()),
-        })
-        .await?;
-    let mut buckets: Vec<crate::accounting::Increment> =
-        vec![Default::default(); usize::try_from(points).unwrap_or(0)];
-    for row in rows {
-        if let Some(bucket) = row
-            .key
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| buckets.get_mut(i))
-        {
-            bucket.add(&row.totals);
-        }
-    }
+    let buckets = reports::history(state.store.as_ref(), &id, from, to, step_ms).await?;
     let seconds = |ms: i64| ms as f64 / 1000.0;
     let points = buckets
         .into_iter()

@@ -3,37 +3,38 @@
 mod agents;
 pub mod auth;
 mod error;
+pub mod extract;
 mod machines;
 mod openapi;
 mod ops;
 mod page;
 mod reports;
+pub mod server;
 mod settings;
 mod sites;
 mod stats;
 mod tokens;
 mod users;
+mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use greenops_protocol::{MAX_BODY_BYTES, ValidationError};
-use serde::de::DeserializeOwned;
-use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
+pub use extract::{Admin, ApiJson, ApiPath, ApiQuery, Result, Viewer};
 
 use crate::exposition::{HttpLabels, ProcessMetrics};
 use crate::ingest::{CredentialCache, Ingest};
+use crate::operations::{Ctx, OpError};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -52,16 +53,33 @@ pub struct AppState {
     pub sessions: crate::auth::SessionKeys,
 }
 
-/// Longest time any request may take before the server gives up on it.
+impl AppState {
+    /// The context of an operator action taken by `actor` through this collector.
+    pub fn ctx<'a>(&'a self, actor: &'a str) -> Ctx<'a> {
+        Ctx {
+            store: self.store.as_ref(),
+            listing: Some(&self.listing),
+            actor,
+        }
+    }
+}
+
+/// Longest time any request may take before the server gives up on it (503).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most request headers answered; more get 431.
+pub const MAX_REQUEST_HEADERS: usize = 100;
+/// Most bytes of request headers (names and values) answered; more get 431.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
     routes
         .fallback(not_found)
-        .layer(middleware::from_fn(page::security_headers))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limits))
+        .layer(middleware::from_fn(page::security_headers))
         .layer(middleware::from_fn_with_state(
             Observer {
                 metrics: state.metrics.clone(),
@@ -69,11 +87,39 @@ pub fn router(state: AppState) -> Router {
             },
             observe,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
         .with_state(state)
+}
+
+/// Refuses what no handler should see, each with the JSON error envelope: a `Content-Length`
+/// over the body limit (413 at once, before any byte of the body is read), too many or too
+/// large headers (431), and requests that take longer than [`REQUEST_TIMEOUT`] — a slow body
+/// included (503 with `Retry-After`).
+async fn limits(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return extract::too_large().into_response();
+    }
+    let headers = req.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_REQUEST_HEADERS || header_bytes > MAX_REQUEST_HEADER_BYTES {
+        return ApiError::HeadersTooLarge(format!(
+            "requests may carry at most {MAX_REQUEST_HEADERS} headers and \
+             {MAX_REQUEST_HEADER_BYTES} bytes of them"
+        ))
+        .into_response();
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable("the request took too long and was abandoned; retry")
+            .into_response(),
+    }
 }
 
 /// Every documented route, with its OpenAPI description.
@@ -100,6 +146,10 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on this route"))
 }
 
 /// Methods named as themselves in metrics; anything else is `other` (bounded cardinality).
@@ -166,46 +216,22 @@ async fn observe(State(observer): State<Observer>, req: Request, next: Next) -> 
     response
 }
 
-/// The body of a request, with the size limit mapped to our 413.
-pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "request bodies are limited to {MAX_BODY_BYTES} bytes"
-            ))
-        } else {
-            ApiError::Malformed("the request body could not be read".into())
-        }
-    })
-}
-
-/// Parses a JSON body: syntax errors are 400, type errors are 422 naming the field.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = if path == "." { "$".to_string() } else { path };
-                ApiError::Invalid(ValidationError::new(field, inner.to_string()))
-            }
-            _ => ApiError::Malformed(format!("malformed JSON: {inner}")),
-        }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::Malformed(format!("malformed JSON: {e}")))?;
-    Ok(value)
-}
-
 /// The bearer token of a request, if it sent one.
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
+    credentials(headers, "Bearer")
+}
+
+/// The credentials of an `Authorization` header of `scheme` (case-insensitive, RFC 7235).
+pub(crate) fn credentials<'h>(headers: &'h axum::http::HeaderMap, scheme: &str) -> Option<&'h str> {
+    let value = headers
+        .get(header::AUTHORIZATION)?
         .to_str()
         .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .trim_start();
+    let (given, rest) = value.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim())
         .filter(|t| !t.is_empty())
 }
 
@@ -248,40 +274,21 @@ pub(crate) fn number(
     }
 }
 
-/// A store's "no such site / user / …" for a name the request gave, as a 422 naming `field`.
-pub(crate) fn unknown(field: &'static str) -> impl FnOnce(crate::store::StoreError) -> ApiError {
-    move |e| match e {
-        crate::store::StoreError::NotFound(what) => {
-            invalid(field, &format!("{what} does not exist"))
-        }
-        other => other.into(),
-    }
-}
-
 /// A 422 naming `field`.
 pub(crate) fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::Invalid(ValidationError::new(field, message))
 }
 
-/// Appends an operator action to the audit log (before/after in `details`).
-pub(crate) async fn audit(
-    state: &AppState,
-    actor: &str,
-    action: &str,
-    target: &str,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    state
-        .store
-        .audit(&crate::store::AuditEntry {
-            at_ms: crate::clock::now_ms(),
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            details: details.to_string(),
-        })
-        .await?;
-    Ok(())
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Invalid(v) => ApiError::Invalid(v),
+            OpError::NotFound(m) => ApiError::NotFound(m),
+            OpError::Conflict(m) => ApiError::Conflict(m),
+            OpError::Store(s) => s.into(),
+            OpError::Internal(e) => ApiError::Internal(e),
+        }
+    }
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC).
@@ -309,7 +316,8 @@ pub(crate) fn timestamp_param(field: &str, value: Option<&str>) -> Result<Option
     }
 }
 
-/// A decimal given as a JSON string (`"0.12"`, exact) or number.
+/// A decimal given as a JSON string (`"0.12"`, exact) or number, written plainly: no
+/// exponent, no `_` separators, no surrounding spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DecimalInput(pub rust_decimal::Decimal);
 
@@ -321,10 +329,10 @@ impl<'de> serde::Deserialize<'de> for DecimalInput {
             serde_json::Value::Number(n) => n.to_string(),
             _ => return Err(D::Error::custom("must be a decimal number, e.g. \"0.12\"")),
         };
-        text.trim()
-            .parse::<rust_decimal::Decimal>()
-            .or_else(|_| rust_decimal::Decimal::from_scientific(text.trim()))
+        crate::operations::catalog::plain_decimal(&text)
             .map(DecimalInput)
-            .map_err(|_| D::Error::custom("must be a decimal number, e.g. \"0.12\""))
+            .ok_or_else(|| {
+                D::Error::custom("must be a plain decimal number such as \"0.12\" or \"65\"")
+            })
     }
 }

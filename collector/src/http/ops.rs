@@ -35,10 +35,7 @@ fn scrape_allowed(settings: &crate::settings::MetricsSettings, headers: &HeaderM
         bearer(headers).map(TokenHash::of) == Some(TokenHash::of(expected))
     });
     let basic_ok = basic.is_some_and(|(user, password)| {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
+        let given = super::credentials(headers, "Basic")
             .and_then(|b64| {
                 use base64::Engine;
                 base64::engine::general_purpose::STANDARD

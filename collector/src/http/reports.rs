@@ -3,9 +3,7 @@
 //! in `[from, to)`. Live machines only, grouped by their current site and department, like
 //! `/metrics`; one row per group and currency.
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
@@ -14,9 +12,9 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Operator;
-use super::{ApiError, AppState, invalid, timestamp_param};
-use crate::store::admin::{Grouping, ReportQuery};
+use super::{ApiQuery, AppState, Result, Viewer, invalid, timestamp_param};
+use crate::operations::reports;
+use crate::store::admin::Grouping;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -73,16 +71,18 @@ fn seconds(ms: i64) -> String {
 }
 
 /// Energy, cost and CO₂ over a period as CSV.
-#[utoipa::path(get, path = "/api/v1/reports/energy.csv", tag = "reports", params(ReportParams),
+#[utoipa::path(get, path = "/api/v1/reports/energy.csv", tag = "reports", operation_id = "energy_csv",
+    params(ReportParams),
     responses((status = 200, content_type = "text/csv", body = String,
         description = "header row, then one row per group and currency"),
+        (status = 401, description = "not signed in"),
         (status = 422, description = "invalid parameter")),
     security(("session" = []), ("bearer" = [])))]
 async fn energy_csv(
     State(state): State<AppState>,
-    _operator: Operator,
-    Query(params): Query<ReportParams>,
-) -> Result<Response, ApiError> {
+    _viewer: Viewer,
+    ApiQuery(params): ApiQuery<ReportParams>,
+) -> Result<Response> {
     let to = timestamp_param("to", params.to.as_deref())?.unwrap_or_else(crate::clock::now_ms);
     let from = timestamp_param("from", params.from.as_deref())?.unwrap_or(to - 30 * DAY_MS);
     if from >= to {
@@ -94,28 +94,7 @@ async fn energy_csv(
         Some("department") => (Grouping::Department, "department"),
         Some(_) => return Err(invalid("group_by", "must be machine, site or department")),
     };
-    let rows = state
-        .store
-        .energy_report(&ReportQuery {
-            from_ms: from,
-            to_ms: to,
-            group,
-            machine_id: None,
-        })
-        .await?;
-    // Machine rows are labelled with the machine's descriptive fields.
-    let machines: HashMap<String, (String, String, String)> = if group == Grouping::Machine {
-        state
-            .store
-            .fleet_snapshot()
-            .await?
-            .machines
-            .into_iter()
-            .map(|m| (m.id, (m.hostname, m.site, m.department)))
-            .collect()
-    } else {
-        HashMap::new()
-    };
+    let report = reports::energy(state.store.as_ref(), from, to, group).await?;
     let mut out = String::new();
     let totals = [
         "currency",
@@ -138,7 +117,7 @@ async fn energy_csv(
     header_row.extend(totals);
     record(&mut out, &header_row);
     let kwh = |j: Decimal| (j / Decimal::from(3_600_000)).round_dp(9).normalize();
-    for row in rows {
+    for row in report.rows {
         let t = &row.totals;
         let numbers = [
             seconds(t.observed_ms),
@@ -155,9 +134,10 @@ async fn energy_csv(
         ];
         let mut fields: Vec<&str> = vec![&row.key];
         if group == Grouping::Machine {
-            let (hostname, site, department) = machines
+            let (hostname, site, department) = report
+                .labels
                 .get(&row.key)
-                .map(|(h, s, d)| (h.as_str(), s.as_str(), d.as_str()))
+                .map(|l| (l.hostname.as_str(), l.site.as_str(), l.department.as_str()))
                 .unwrap_or(("", "", ""));
             fields.extend([hostname, site, department]);
         }

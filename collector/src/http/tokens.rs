@@ -1,25 +1,18 @@
 //! Enrollment tokens (what agents enrol with) and personal API tokens (what scripts use
 //! instead of a session), admins only. Plaintext tokens are answered once, at creation; the
-//! store keeps only their SHA-256.
+//! store keeps only their SHA-256. The actions live in `operations::tokens`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::Operator;
-use super::{ApiError, AppState, Page, audit, body, invalid, parse_json, unknown};
-use crate::secrets::{self, TokenHash};
-use crate::store::NewEnrollmentToken;
-use crate::store::admin::{ApiTokenInfo, EnrollmentTokenInfo};
-
-/// Prefix of personal API tokens.
-pub const API_TOKEN_PREFIX: &str = "gok_api_";
+use super::views::{ApiTokenView, EnrollmentTokenView};
+use super::{Admin, ApiJson, ApiPath, AppState, Page, Result};
+use crate::operations::tokens::{self, EnrollmentTokenSpec};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,12 +27,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewEnrollment {
     /// Site of the machines that enrol with it (default `default`).
+    #[schema(min_length = 1, max_length = 64)]
     site: Option<String>,
     /// Department given to them.
+    #[schema(max_length = 100)]
     department: Option<String>,
-    /// Lifetime in seconds (default: never expires).
+    /// Lifetime in seconds, 60 to 316224000 (default: never expires).
+    #[schema(minimum = 60, maximum = 316_224_000)]
     expires_in_seconds: Option<u64>,
     /// How many machines may enrol with it (default: unlimited).
+    #[schema(minimum = 1)]
     max_uses: Option<i64>,
 }
 
@@ -48,118 +45,67 @@ pub struct NewEnrollment {
 pub struct CreatedEnrollment {
     token: String,
     #[serde(flatten)]
-    info: EnrollmentTokenInfo,
+    info: EnrollmentTokenView,
 }
 
 /// Every enrollment token (never their plaintext).
 #[utoipa::path(get, path = "/api/v1/enrollment-tokens", tag = "tokens",
-    responses((status = 200, body = Page<EnrollmentTokenInfo>), (status = 403, description = "admins only")),
+    operation_id = "list_enrollment_tokens",
+    responses((status = 200, description = "every enrollment token", body = Page<EnrollmentTokenView>),
+        (status = 401, description = "not signed in"), (status = 403, description = "admins only")),
     security(("session" = []), ("bearer" = [])))]
 async fn list_enrollment(
     State(state): State<AppState>,
-    operator: Operator,
-) -> Result<Json<Page<EnrollmentTokenInfo>>, ApiError> {
-    operator.require_admin()?;
-    Ok(Json(Page::all(state.store.list_enrollment_tokens().await?)))
+    _admin: Admin,
+) -> Result<Json<Page<EnrollmentTokenView>>> {
+    let items = state.store.list_enrollment_tokens().await?;
+    Ok(Json(Page::all(items.into_iter().map(Into::into).collect())))
 }
 
 /// Creates an enrollment token; the plaintext is in this answer only.
-#[utoipa::path(post, path = "/api/v1/enrollment-tokens", tag = "tokens", request_body = NewEnrollment,
-    responses((status = 201, body = CreatedEnrollment), (status = 403, description = "admins only"),
+#[utoipa::path(post, path = "/api/v1/enrollment-tokens", tag = "tokens",
+    operation_id = "create_enrollment_token", request_body = NewEnrollment,
+    responses((status = 201, description = "the token, with its plaintext", body = CreatedEnrollment),
+        (status = 401, description = "not signed in"), (status = 403, description = "admins only"),
         (status = 422, description = "invalid field or unknown site")),
     security(("session" = []), ("bearer" = [])))]
 async fn create_enrollment(
     State(state): State<AppState>,
-    operator: Operator,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CreatedEnrollment>), ApiError> {
-    operator.require_admin()?;
-    let input: NewEnrollment = parse_json(&body(raw)?)?;
-    let department = input.department.unwrap_or_default();
-    greenops_protocol::check_text("department", &department, 0, 100)?;
-    let site = input.site.unwrap_or_else(|| "default".to_string());
-    if let Some(n) = input.max_uses
-        && n < 1
-    {
-        return Err(invalid("max_uses", "must be at least 1"));
-    }
-    let now = crate::clock::now_ms();
-    let expires_at_ms = match input.expires_in_seconds {
-        None => None,
-        Some(s) if (60..=10 * 366 * 86_400).contains(&s) => {
-            Some(now + crate::settings::secs_to_ms(s))
-        }
-        Some(_) => {
-            return Err(invalid(
-                "expires_in_seconds",
-                "must be from 60 seconds to 10 years",
-            ));
-        }
-    };
-    let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
-    let info = state
-        .store
-        .create_enrollment_token(&NewEnrollmentToken {
-            token_hash: TokenHash::of(&token),
-            site,
-            department,
-            expires_at_ms,
+    Admin(admin): Admin,
+    ApiJson(input): ApiJson<NewEnrollment>,
+) -> Result<(StatusCode, Json<CreatedEnrollment>)> {
+    let (token, info) = tokens::create_enrollment_token(
+        state.ctx(&admin.username),
+        EnrollmentTokenSpec {
+            site: input.site,
+            department: input.department,
+            expires_in_seconds: input.expires_in_seconds,
             max_uses: input.max_uses,
-            created_at_ms: now,
-        })
-        .await
-        .map_err(unknown("site"))?;
-    audit(
-        &state,
-        &operator.username,
-        "enrollment_token_created",
-        &info.id.to_string(),
-        serde_json::json!({"after": info}),
+        },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(CreatedEnrollment { token, info })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEnrollment {
+            token,
+            info: info.into(),
+        }),
+    ))
 }
 
 /// Revokes an enrollment token; machines already enrolled keep their credentials.
 #[utoipa::path(delete, path = "/api/v1/enrollment-tokens/{id}", tag = "tokens",
-    params(("id" = i64, Path, description = "token id")),
-    responses((status = 204, description = "revoked"), (status = 403, description = "admins only"),
+    operation_id = "revoke_enrollment_token", params(("id" = i64, Path, description = "token id")),
+    responses((status = 204, description = "revoked"), (status = 401, description = "not signed in"),
+        (status = 403, description = "admins only"),
         (status = 404, description = "no such unrevoked token")),
     security(("session" = []), ("bearer" = [])))]
 async fn revoke_enrollment(
     State(state): State<AppState>,
-    operator: Operator,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
-    operator.require_admin()?;
-    let revoked = state
-        .store
-        .revoke_enrollment_token(id, crate::clock::now_ms())
-        .await?;
-    revoked_or_404(&state, &operator, "enrollment token", id, revoked).await
-}
-
-/// 204 and an audit entry for a revocation, or 404 when there was nothing to revoke.
-async fn revoked_or_404(
-    state: &AppState,
-    operator: &Operator,
-    kind: &str,
-    id: i64,
-    revoked: bool,
-) -> Result<StatusCode, ApiError> {
-    if !revoked {
-        return Err(ApiError::NotFound(format!(
-            "{kind} {id} not found or already revoked"
-        )));
-    }
-    audit(
-        state,
-        &operator.username,
-        &format!("{}_revoked", kind.replace(' ', "_").to_lowercase()),
-        &id.to_string(),
-        serde_json::json!({}),
-    )
-    .await?;
+    Admin(admin): Admin,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    tokens::revoke_enrollment_token(state.ctx(&admin.username), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,9 +113,11 @@ async fn revoked_or_404(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiToken {
-    /// What the token is for, e.g. `inventory sync`.
+    /// What the token is for, e.g. `inventory sync` (1 to 100 characters).
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     /// Whose role the token carries (default: the caller).
+    #[schema(min_length = 1, max_length = 64)]
     username: Option<String>,
 }
 
@@ -178,72 +126,58 @@ pub struct NewApiToken {
 pub struct CreatedApiToken {
     token: String,
     #[serde(flatten)]
-    info: ApiTokenInfo,
+    info: ApiTokenView,
 }
 
 /// Every API token (never their plaintext).
-#[utoipa::path(get, path = "/api/v1/api-tokens", tag = "tokens",
-    responses((status = 200, body = Page<ApiTokenInfo>), (status = 403, description = "admins only")),
+#[utoipa::path(get, path = "/api/v1/api-tokens", tag = "tokens", operation_id = "list_api_tokens",
+    responses((status = 200, description = "every API token", body = Page<ApiTokenView>),
+        (status = 401, description = "not signed in"), (status = 403, description = "admins only")),
     security(("session" = []), ("bearer" = [])))]
 async fn list_api(
     State(state): State<AppState>,
-    operator: Operator,
-) -> Result<Json<Page<ApiTokenInfo>>, ApiError> {
-    operator.require_admin()?;
-    Ok(Json(Page::all(state.store.list_api_tokens().await?)))
+    _admin: Admin,
+) -> Result<Json<Page<ApiTokenView>>> {
+    let items = state.store.list_api_tokens().await?;
+    Ok(Json(Page::all(items.into_iter().map(Into::into).collect())))
 }
 
 /// Creates a personal API token, used as `Authorization: Bearer <token>`.
-#[utoipa::path(post, path = "/api/v1/api-tokens", tag = "tokens", request_body = NewApiToken,
-    responses((status = 201, body = CreatedApiToken), (status = 403, description = "admins only"),
+#[utoipa::path(post, path = "/api/v1/api-tokens", tag = "tokens", operation_id = "create_api_token",
+    request_body = NewApiToken,
+    responses((status = 201, description = "the token, with its plaintext", body = CreatedApiToken),
+        (status = 401, description = "not signed in"), (status = 403, description = "admins only"),
         (status = 422, description = "invalid field or unknown user")),
     security(("session" = []), ("bearer" = [])))]
 async fn create_api(
     State(state): State<AppState>,
-    operator: Operator,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
-    operator.require_admin()?;
-    let input: NewApiToken = parse_json(&body(raw)?)?;
-    greenops_protocol::check_text("name", &input.name, 1, 100)?;
-    let username = input.username.unwrap_or_else(|| operator.username.clone());
-    let token = secrets::generate_token(API_TOKEN_PREFIX);
-    let info = state
-        .store
-        .create_api_token(
-            &username,
-            &input.name,
-            &TokenHash::of(&token),
-            crate::clock::now_ms(),
-        )
-        .await
-        .map_err(unknown("username"))?;
-    audit(
-        &state,
-        &operator.username,
-        "api_token_created",
-        &info.id.to_string(),
-        serde_json::json!({"after": info}),
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(CreatedApiToken { token, info })))
+    Admin(admin): Admin,
+    ApiJson(input): ApiJson<NewApiToken>,
+) -> Result<(StatusCode, Json<CreatedApiToken>)> {
+    let username = input.username.unwrap_or_else(|| admin.username.clone());
+    let (token, info) =
+        tokens::create_api_token(state.ctx(&admin.username), &input.name, &username).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiToken {
+            token,
+            info: info.into(),
+        }),
+    ))
 }
 
 /// Revokes an API token at once (on every collector sharing the database).
-#[utoipa::path(delete, path = "/api/v1/api-tokens/{id}", tag = "tokens",
+#[utoipa::path(delete, path = "/api/v1/api-tokens/{id}", tag = "tokens", operation_id = "revoke_api_token",
     params(("id" = i64, Path, description = "token id")),
-    responses((status = 204, description = "revoked"), (status = 403, description = "admins only"),
+    responses((status = 204, description = "revoked"), (status = 401, description = "not signed in"),
+        (status = 403, description = "admins only"),
         (status = 404, description = "no such unrevoked token")),
     security(("session" = []), ("bearer" = [])))]
 async fn revoke_api(
     State(state): State<AppState>,
-    operator: Operator,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
-    operator.require_admin()?;
-    let revoked = state
-        .store
-        .revoke_api_token(id, crate::clock::now_ms())
-        .await?;
-    revoked_or_404(&state, &operator, "API token", id, revoked).await
+    Admin(admin): Admin,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    tokens::revoke_api_token(state.ctx(&admin.username), id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
