@@ -10,14 +10,59 @@ use crate::error::{ValidationError, check_text};
 pub struct EnrollRequest {
     /// Absent only when the operator has turned on open enrolment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable, max_length = 256))]
     pub enrollment_token: Option<String>,
-    /// The agent's stable identity, generated once and kept beside its token.
+    /// The agent's stable identity, generated once and kept beside its token: 16 to 128 ASCII
+    /// letters, digits, `-` and `_`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 16, max_length = 128, pattern = "^[A-Za-z0-9_-]{16,128}$")
+    )]
     pub machine_key: String,
+    /// 1 to 253 characters, no control characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 253,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub hostname: String,
+    /// 1 to 64 characters, e.g. `linux`, `windows`, `macos`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub os: String,
+    /// 0 to 128 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 0,
+            max_length = 128,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub os_version: String,
+    /// 1 to 64 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+        )
+    )]
     pub agent_version: String,
+    /// Up to 32 MAC-48 addresses, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (stored in the
+    /// first form, lower case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = mac_list_schema))]
     pub mac_addresses: Option<Vec<String>>,
 }
 
@@ -37,6 +82,48 @@ impl std::fmt::Debug for EnrollRequest {
             .field("mac_addresses", &self.mac_addresses)
             .finish()
     }
+}
+
+/// The schema of `mac_addresses`: up to 32 MAC-48 addresses, or `null`.
+#[cfg(feature = "openapi")]
+fn mac_list_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .max_items(Some(MAX_MAC_ADDRESSES))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")),
+        )
+        .build()
+        .into()
+}
+
+/// `aa:bb:cc:dd:ee:ff` in lower case, from that form or `AA-BB-CC-DD-EE-FF`.
+pub fn normalize_mac(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 17 {
+        return None;
+    }
+    let separator = bytes[2];
+    if separator != b':' && separator != b'-' {
+        return None;
+    }
+    let mut out = String::with_capacity(17);
+    for (i, &b) in bytes.iter().enumerate() {
+        if i % 3 == 2 {
+            if b != separator {
+                return None;
+            }
+            out.push(':');
+        } else if b.is_ascii_hexdigit() {
+            out.push(char::from(b.to_ascii_lowercase()));
+        } else {
+            return None;
+        }
+    }
+    Some(out)
 }
 
 /// An enrolment request whose descriptive fields passed validation.
@@ -79,9 +166,18 @@ impl EnrollRequest {
                 format!("at most {MAX_MAC_ADDRESSES} addresses"),
             ));
         }
-        for (i, mac) in macs.iter().enumerate() {
-            check_text(&format!("mac_addresses[{i}]"), mac, 1, 64)?;
-        }
+        let macs = macs
+            .iter()
+            .enumerate()
+            .map(|(i, mac)| {
+                normalize_mac(mac).ok_or_else(|| {
+                    ValidationError::new(
+                        format!("mac_addresses[{i}]"),
+                        "must be a MAC address such as aa:bb:cc:dd:ee:ff",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ValidEnrollment {
             machine_key: self.machine_key.clone(),
             hostname: self.hostname.clone(),

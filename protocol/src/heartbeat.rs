@@ -50,6 +50,10 @@ impl Session {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     /// Strictly increasing per agent credential, persisted by the agent; starts at 1.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)
+    )]
     pub seq: u64,
     /// Agent wall clock when the sample was taken.
     #[serde(with = "time::serde::rfc3339")]
@@ -57,14 +61,24 @@ pub struct Heartbeat {
     pub sent_at: OffsetDateTime,
     /// Seconds since the last keyboard/mouse input at `sent_at`; `None` (JSON `null`) when the
     /// agent could not determine it. The field itself is required.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required, minimum = 0, maximum = 316_224_000)
+    )]
     pub idle_seconds: Option<f64>,
     #[serde(default)]
     pub session: Session,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub cpu_usage_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub memory_usage_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)
+    )]
     pub uptime_seconds: Option<u64>,
 }
 
@@ -72,6 +86,7 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatBatch {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub heartbeats: Vec<Heartbeat>,
 }
 

@@ -8,7 +8,7 @@ mod enroll;
 mod error;
 mod heartbeat;
 
-pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment};
+pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment, normalize_mac};
 pub use error::{ErrorBody, ErrorDetail, ValidationError, check_text};
 pub use heartbeat::{
     BodyError, Heartbeat, HeartbeatBatch, HeartbeatResponse, HeartbeatResult, HeartbeatStatus,

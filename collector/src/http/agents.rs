@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Enrols a machine (or rotates the credential of a known `machine_key`).
-#[utoipa::path(post, path = "/api/v1/agents/enroll", tag = "agents", request_body = EnrollRequest,
+#[utoipa::path(post, path = "/api/v1/agents/enroll", tag = "agents", operation_id = "enroll_agent", request_body = EnrollRequest,
     responses((status = 201, body = EnrollResponse), (status = 401, description = "missing or invalid enrollment token"),
         (status = 403, description = "machine retired"), (status = 422, description = "invalid field")))]
 async fn enroll(
@@ -78,7 +78,7 @@ async fn enroll(
 
 /// Delivers one heartbeat or a batch (`{"heartbeats": [...]}`, ≤ 1000, in `seq` order).
 /// A 200 means every heartbeat in it is committed.
-#[utoipa::path(post, path = "/api/v1/heartbeats", tag = "agents",
+#[utoipa::path(post, path = "/api/v1/heartbeats", tag = "agents", operation_id = "send_heartbeats",
     request_body(content = HeartbeatBatch, description = "a batch, or a single heartbeat object"),
     responses((status = 200, body = HeartbeatResponse), (status = 401, description = "unknown or revoked agent token"),
         (status = 413, description = "body over 1 MiB"), (status = 422, description = "invalid heartbeat"),

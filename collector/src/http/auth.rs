@@ -20,7 +20,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::views::RoleView;
 use super::{ApiError, ApiJson, AppState, Result, bearer};
-use crate::auth::{COOKIE, SESSION_SECONDS};
+use crate::auth::{self, COOKIE, SESSION_SECONDS};
 use crate::store::Role;
 use crate::telemetry::untrusted;
 
@@ -35,8 +35,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct LoginRequest {
+    #[schema(schema_with = super::schema::field::username)]
     username: String,
+    #[schema(schema_with = super::schema::field::password)]
     password: String,
 }
 
@@ -171,7 +174,7 @@ async fn audit(
 
 /// Signs in: answers a session token and sets the session cookie. Rate limited per username
 /// and per client IP across every collector on the database.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, description = "wrong username or password"),
         (status = 429, description = "too many failures; see Retry-After")))]
 async fn login(
@@ -180,6 +183,16 @@ async fn login(
     headers: HeaderMap,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Response> {
+    // Names that cannot exist never reach the rate limiter or the password check (a 1 MB
+    // "username" would otherwise be a 1 MB rate-limit key).
+    auth::check_username(&request.username).map_err(|m| super::invalid("username", &m))?;
+    let password_chars = request.password.chars().count();
+    if !(1..=1024).contains(&password_chars) {
+        return Err(super::invalid(
+            "password",
+            "must be 1 to 1024 characters long",
+        ));
+    }
     let limits = &state.settings.auth;
     let ip = client_ip(peer.ip(), &headers, &limits.trusted_proxies);
     let keys = [format!("user:{}", request.username), format!("ip:{ip}")];
@@ -262,7 +275,7 @@ fn busy_message(_: crate::auth::PoolBusy) -> &'static str {
 }
 
 /// The signed-in operator.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", operation_id = "me",
     responses((status = 200, body = UserView), (status = 401, description = "not signed in")),
     security(("session" = []), ("bearer" = [])))]
 async fn me(operator: Operator) -> Json<UserView> {
@@ -273,7 +286,7 @@ async fn me(operator: Operator) -> Json<UserView> {
 }
 
 /// Ends every session of the operator (this one included).
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
     responses((status = 204, description = "signed out everywhere"), (status = 401, description = "not signed in")),
     security(("session" = []), ("bearer" = [])))]
 async fn logout(

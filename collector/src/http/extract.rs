@@ -25,8 +25,8 @@ use super::error::ApiError;
 /// The result type of every handler and helper at the HTTP boundary.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
-/// Longest query-string value accepted (bytes after decoding).
-pub const MAX_QUERY_VALUE_BYTES: usize = 1024;
+/// Longest query-string name or value accepted (characters after decoding).
+pub const MAX_QUERY_VALUE_CHARS: usize = 256;
 /// Longest path parameter accepted (bytes after decoding).
 pub const MAX_PATH_PARAM_BYTES: usize = 128;
 
@@ -142,13 +142,13 @@ where
 pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T> {
     let mut map = serde_json::Map::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if name.len() > MAX_QUERY_VALUE_BYTES || name.chars().any(char::is_control) {
+        if name.chars().count() > MAX_QUERY_VALUE_CHARS || name.chars().any(char::is_control) {
             return Err(ValidationError::new("query", "holds an unreadable parameter name").into());
         }
-        if value.len() > MAX_QUERY_VALUE_BYTES {
+        if value.chars().count() > MAX_QUERY_VALUE_CHARS {
             return Err(ValidationError::new(
                 name.as_ref(),
-                format!("must be at most {MAX_QUERY_VALUE_BYTES} bytes long"),
+                format!("must be at most {MAX_QUERY_VALUE_CHARS} characters long"),
             )
             .into());
         }
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(field_of(parse_query::<Q>("a=1&a=2").unwrap_err()), "a");
         assert_eq!(field_of(parse_query::<Q>("b=%00").unwrap_err()), "b");
         assert_eq!(field_of(parse_query::<Q>("b=x%1B%5B31m").unwrap_err()), "b");
-        let long = format!("a={}", "x".repeat(MAX_QUERY_VALUE_BYTES + 1));
+        let long = format!("a={}", "x".repeat(MAX_QUERY_VALUE_CHARS + 1));
         assert_eq!(field_of(parse_query::<Q>(&long).unwrap_err()), "a");
     }
 

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use super::views::MachineView;
 use super::{
     Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, Page, Result, Viewer, invalid, number,
-    rfc3339, timestamp_param,
+    rfc3339, schema, timestamp_param,
 };
 use crate::accounting::Status;
 use crate::operations::{self, reports};
@@ -37,19 +37,27 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct ListParams {
     /// `active`, `idle`, `offline` or `unknown`.
+    #[param(schema_with = schema::param::status)]
     status: Option<String>,
     /// Site name.
+    #[param(schema_with = schema::param::text)]
     site: Option<String>,
+    #[param(schema_with = schema::param::text)]
     department: Option<String>,
-    /// Case-insensitive part of the hostname.
+    /// Case-insensitive part of the hostname (the first 100 characters count).
+    #[param(schema_with = schema::param::text)]
     q: Option<String>,
     /// hostname, site, department, status, last_seen, input_idle, idle_time or idle_energy.
+    #[param(schema_with = schema::param::sort)]
     sort: Option<String>,
     /// `asc` (default) or `desc`.
+    #[param(schema_with = schema::param::order)]
     order: Option<String>,
     /// From 1.
+    #[param(schema_with = schema::param::page)]
     page: Option<String>,
     /// 1 to 500, default 50.
+    #[param(schema_with = schema::param::per_page)]
     per_page: Option<String>,
 }
 
@@ -68,7 +76,7 @@ pub(super) fn base_query(state: &AppState) -> MachineQuery {
 }
 
 /// Lists live machines.
-#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", params(ListParams),
+#[utoipa::path(get, path = "/api/v1/machines", tag = "machines", operation_id = "list_machines", params(ListParams),
     responses((status = 200, body = Page<MachineView>), (status = 422, description = "invalid parameter")),
     security(("session" = []), ("bearer" = [])))]
 async fn list(
@@ -150,7 +158,7 @@ async fn live_machine(state: &AppState, id: &str) -> Result<MachineRow> {
 }
 
 /// One live machine.
-#[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "machines",
+#[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "machines", operation_id = "machine_detail",
     params(("id" = String, Path, description = "machine id")),
     responses((status = 200, body = MachineDetail), (status = 404, description = "no such live machine")),
     security(("session" = []), ("bearer" = [])))]
@@ -186,15 +194,18 @@ async fn machine_detail(state: &AppState, id: &str) -> Result<Json<MachineDetail
 #[serde(deny_unknown_fields)]
 pub struct MachinePatch {
     /// Site name.
+    #[schema(schema_with = schema::field::name_ref_patch)]
     site: Option<String>,
+    #[schema(schema_with = schema::field::department_patch)]
     department: Option<String>,
     /// Power profile name.
+    #[schema(schema_with = schema::field::name_ref_patch)]
     power_profile: Option<String>,
 }
 
 /// Moves a machine to another site, department or power profile (admins only). Only time
 /// accounted afterwards uses the new site's prices and the new profile's watts.
-#[utoipa::path(patch, path = "/api/v1/machines/{id}", tag = "machines",
+#[utoipa::path(patch, path = "/api/v1/machines/{id}", tag = "machines", operation_id = "update_machine",
     params(("id" = String, Path, description = "machine id")),
     request_body = MachinePatch,
     responses((status = 200, body = MachineDetail), (status = 403, description = "viewers cannot change anything"),
@@ -217,7 +228,7 @@ async fn update(
 
 /// Retires a machine (admins only): revokes its credential and hides it from lists and
 /// `/metrics`, keeping its history.
-#[utoipa::path(delete, path = "/api/v1/machines/{id}", tag = "machines",
+#[utoipa::path(delete, path = "/api/v1/machines/{id}", tag = "machines", operation_id = "retire_machine",
     params(("id" = String, Path, description = "machine id")),
     responses((status = 204, description = "retired"), (status = 403, description = "viewers cannot change anything"),
         (status = 404, description = "no such live machine")),
@@ -235,10 +246,13 @@ async fn retire(
 #[into_params(parameter_in = Query)]
 struct HistoryParams {
     /// RFC 3339; default `to` minus 24 hours.
+    #[param(schema_with = schema::param::timestamp)]
     from: Option<String>,
     /// RFC 3339; default now.
+    #[param(schema_with = schema::param::timestamp)]
     to: Option<String>,
     /// Seconds per point, at least 60; default chosen for about 96 points.
+    #[param(schema_with = schema::param::step)]
     step: Option<String>,
 }
 
@@ -269,7 +283,7 @@ pub struct History {
 
 /// Idle, active and unobserved time and energy of one machine per step, from its raw
 /// heartbeats (each interval is counted in the step where it ends).
-#[utoipa::path(get, path = "/api/v1/machines/{id}/history", tag = "machines",
+#[utoipa::path(get, path = "/api/v1/machines/{id}/history", tag = "machines", operation_id = "machine_history",
     params(("id" = String, Path, description = "machine id"), HistoryParams),
     responses((status = 200, body = History), (status = 404, description = "no such live machine"),
         (status = 422, description = "invalid range or step")),

@@ -4,11 +4,12 @@ mod agents;
 pub mod auth;
 mod error;
 pub mod extract;
-mod machines;
+pub(crate) mod machines;
 mod openapi;
 mod ops;
 mod page;
 mod reports;
+pub mod schema;
 pub mod server;
 mod settings;
 mod sites;
@@ -316,23 +317,26 @@ pub(crate) fn timestamp_param(field: &str, value: Option<&str>) -> Result<Option
     }
 }
 
-/// A decimal given as a JSON string (`"0.12"`, exact) or number, written plainly: no
-/// exponent, no `_` separators, no surrounding spaces.
+/// A decimal given as a JSON string written plainly (`"0.12"`, exact; no exponent, sign,
+/// `_` separators or surrounding spaces) or as a whole JSON number (`65`). Fractions must be
+/// strings: a JSON number with a fraction is a binary floating-point value, not the decimal
+/// the client wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DecimalInput(pub rust_decimal::Decimal);
 
 impl<'de> serde::Deserialize<'de> for DecimalInput {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let text = match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => return Err(D::Error::custom("must be a decimal number, e.g. \"0.12\"")),
-        };
-        crate::operations::catalog::plain_decimal(&text)
-            .map(DecimalInput)
-            .ok_or_else(|| {
-                D::Error::custom("must be a plain decimal number such as \"0.12\" or \"65\"")
-            })
+        const WHAT: &str = "must be a decimal string such as \"0.12\" or a whole number";
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => crate::operations::catalog::plain_decimal(&s)
+                .map(DecimalInput)
+                .ok_or_else(|| D::Error::custom(WHAT)),
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map(|w| DecimalInput(rust_decimal::Decimal::from(w)))
+                .ok_or_else(|| D::Error::custom(WHAT)),
+            _ => Err(D::Error::custom(WHAT)),
+        }
     }
 }

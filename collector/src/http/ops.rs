@@ -49,13 +49,13 @@ fn scrape_allowed(settings: &crate::settings::MetricsSettings, headers: &HeaderM
 }
 
 /// The process is up and serving.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "{\"status\": \"ok\"}")))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", operation_id = "healthz", responses((status = 200, description = "{\"status\": \"ok\"}")))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// The store answers and every migration is applied.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "{\"status\": \"ready\"}"), (status = 503, description = "database unreachable or not migrated")))]
+#[utoipa::path(get, path = "/readyz", tag = "ops", operation_id = "readyz", responses((status = 200, description = "{\"status\": \"ready\"}"), (status = 503, description = "database unreachable or not migrated")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.readiness().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
@@ -65,7 +65,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 /// Per-machine idle time, energy, cost and CO₂ and collector health, in OpenMetrics text.
-#[utoipa::path(get, path = "/metrics", tag = "ops",
+#[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics",
     responses((status = 200, content_type = "application/openmetrics-text", body = String),
         (status = 401, description = "metrics credentials are configured and the request lacks them")),
     security((), ("bearer" = []), ("basic" = [])))]

@@ -41,28 +41,28 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// The admin page.
-#[utoipa::path(get, path = "/", tag = "admin page",
+#[utoipa::path(get, path = "/", tag = "admin page", operation_id = "admin_page",
     responses((status = 200, content_type = "text/html", body = String)))]
 async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
 /// The admin page's script.
-#[utoipa::path(get, path = "/assets/app.js", tag = "admin page",
+#[utoipa::path(get, path = "/assets/app.js", tag = "admin page", operation_id = "admin_page_script",
     responses((status = 200, content_type = "text/javascript", body = String)))]
 async fn app_js() -> Response {
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
 /// The admin page's style sheet.
-#[utoipa::path(get, path = "/assets/app.css", tag = "admin page",
+#[utoipa::path(get, path = "/assets/app.css", tag = "admin page", operation_id = "admin_page_style",
     responses((status = 200, content_type = "text/css", body = String)))]
 async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
 /// The admin page's icon.
-#[utoipa::path(get, path = "/assets/icon.svg", tag = "admin page",
+#[utoipa::path(get, path = "/assets/icon.svg", tag = "admin page", operation_id = "admin_page_icon",
     responses((status = 200, content_type = "image/svg+xml", body = String)))]
 async fn icon() -> Response {
     asset("image/svg+xml", ICON_SVG)

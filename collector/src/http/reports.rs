@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ApiQuery, AppState, Result, Viewer, invalid, timestamp_param};
+use super::{ApiQuery, AppState, Result, Viewer, invalid, schema, timestamp_param};
 use crate::operations::reports;
 use crate::store::admin::Grouping;
 
@@ -26,10 +26,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct ReportParams {
     /// RFC 3339, inclusive; default `to` minus 30 days.
+    #[param(schema_with = schema::param::timestamp)]
     from: Option<String>,
     /// RFC 3339, exclusive; default now.
+    #[param(schema_with = schema::param::timestamp)]
     to: Option<String>,
     /// `machine` (default), `site` or `department`.
+    #[param(schema_with = schema::param::group_by)]
     group_by: Option<String>,
 }
 

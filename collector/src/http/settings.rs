@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Admin, ApiJson, AppState, Result, Viewer};
+use super::{Admin, ApiJson, AppState, Result, Viewer, schema};
 use crate::operations::settings as ops;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -37,10 +37,17 @@ pub struct SettingsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
+    #[schema(schema_with = schema::field::seconds_patch)]
     idle_threshold_seconds: Option<u64>,
+    /// At least `heartbeat_interval_seconds`.
+    #[schema(schema_with = schema::field::positive_seconds_patch)]
     max_gap_seconds: Option<u64>,
+    #[schema(schema_with = schema::field::seconds_patch)]
     max_clock_skew_seconds: Option<u64>,
+    #[schema(schema_with = schema::field::positive_seconds_patch)]
     offline_after_seconds: Option<u64>,
+    /// At most `max_gap_seconds`.
+    #[schema(schema_with = schema::field::positive_seconds_patch)]
     heartbeat_interval_seconds: Option<u64>,
 }
 

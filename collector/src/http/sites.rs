@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::{PowerProfileView, SiteView};
-use super::{Admin, ApiJson, ApiPath, AppState, DecimalInput, Page, Result, Viewer};
+use super::{Admin, ApiJson, ApiPath, AppState, DecimalInput, Page, Result, Viewer, schema};
 use crate::operations::catalog::{self, Kind, PowerProfilePatch, PowerProfiles, SitePatch, Sites};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -26,29 +26,57 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_profile, delete_profile))
 }
 
-/// Site fields; on PATCH every field is optional.
+/// A new site.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SiteInput {
-    /// 1 to 64 characters.
-    #[schema(min_length = 1, max_length = 64)]
-    name: Option<String>,
-    /// Active ISO 4217 code in capitals (default `USD`).
-    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
+pub struct NewSite {
+    /// 1 to 64 characters, no surrounding spaces; unique.
+    #[schema(schema_with = schema::name)]
+    name: String,
+    /// Active ISO 4217 code (default `USD`).
+    #[schema(schema_with = schema::currency_patch)]
     currency: Option<String>,
-    /// Plain decimal string or number, 0 to 1000, at most 12 decimal places.
-    #[schema(value_type = Option<String>, example = "0.12")]
-    price_per_kwh: Option<DecimalInput>,
+    /// Price per kWh, 0 to 1000: a decimal string (at most 12 decimal places) or a whole number.
+    #[schema(schema_with = schema::price)]
+    price_per_kwh: DecimalInput,
     /// Grams CO₂e per kWh, 0 to 5000.
-    #[schema(value_type = Option<String>, example = "420")]
-    carbon_intensity_g_per_kwh: Option<DecimalInput>,
+    #[schema(schema_with = schema::carbon)]
+    carbon_intensity_g_per_kwh: DecimalInput,
     /// IANA time zone name, e.g. `Europe/Paris` (default `UTC`).
-    #[schema(max_length = 64, example = "Europe/Paris")]
+    #[schema(schema_with = schema::timezone_patch)]
     timezone: Option<String>,
 }
 
-impl From<SiteInput> for SitePatch {
-    fn from(i: SiteInput) -> Self {
+/// Changes to a site; absent (or `null`) fields keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteChange {
+    #[schema(schema_with = schema::name_patch)]
+    name: Option<String>,
+    #[schema(schema_with = schema::currency_patch)]
+    currency: Option<String>,
+    #[schema(schema_with = schema::price_patch)]
+    price_per_kwh: Option<DecimalInput>,
+    #[schema(schema_with = schema::carbon_patch)]
+    carbon_intensity_g_per_kwh: Option<DecimalInput>,
+    #[schema(schema_with = schema::timezone_patch)]
+    timezone: Option<String>,
+}
+
+impl From<NewSite> for SitePatch {
+    fn from(i: NewSite) -> Self {
+        Self {
+            name: Some(i.name),
+            currency: i.currency,
+            price_per_kwh: Some(i.price_per_kwh.0),
+            carbon_intensity_g_per_kwh: Some(i.carbon_intensity_g_per_kwh.0),
+            timezone: i.timezone,
+        }
+    }
+}
+
+impl From<SiteChange> for SitePatch {
+    fn from(i: SiteChange) -> Self {
         Self {
             name: i.name,
             currency: i.currency,
@@ -59,23 +87,45 @@ impl From<SiteInput> for SitePatch {
     }
 }
 
-/// Power profile fields; on PATCH every field is optional.
+/// A new power profile.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PowerProfileInput {
-    /// 1 to 64 characters.
-    #[schema(min_length = 1, max_length = 64)]
-    name: Option<String>,
+pub struct NewPowerProfile {
+    /// 1 to 64 characters, no surrounding spaces; unique.
+    #[schema(schema_with = schema::name)]
+    name: String,
     /// Watts while idle, 0 to 10000.
-    #[schema(value_type = Option<String>, example = "65")]
-    idle_watts: Option<DecimalInput>,
+    #[schema(schema_with = schema::watts)]
+    idle_watts: DecimalInput,
     /// Watts while in use, 0 to 10000.
-    #[schema(value_type = Option<String>, example = "120")]
+    #[schema(schema_with = schema::watts)]
+    active_watts: DecimalInput,
+}
+
+/// Changes to a power profile; absent (or `null`) fields keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerProfileChange {
+    #[schema(schema_with = schema::name_patch)]
+    name: Option<String>,
+    #[schema(schema_with = schema::watts_patch)]
+    idle_watts: Option<DecimalInput>,
+    #[schema(schema_with = schema::watts_patch)]
     active_watts: Option<DecimalInput>,
 }
 
-impl From<PowerProfileInput> for PowerProfilePatch {
-    fn from(i: PowerProfileInput) -> Self {
+impl From<NewPowerProfile> for PowerProfilePatch {
+    fn from(i: NewPowerProfile) -> Self {
+        Self {
+            name: Some(i.name),
+            idle_watts: Some(i.idle_watts.0),
+            active_watts: Some(i.active_watts.0),
+        }
+    }
+}
+
+impl From<PowerProfileChange> for PowerProfilePatch {
+    fn from(i: PowerProfileChange) -> Self {
         Self {
             name: i.name,
             idle_watts: i.idle_watts.map(|d| d.0),
@@ -128,7 +178,7 @@ async fn list_sites(
 
 /// Creates a site (admins only).
 #[utoipa::path(post, path = "/api/v1/sites", tag = "sites", operation_id = "create_site",
-    request_body = SiteInput,
+    request_body = NewSite,
     responses((status = 201, description = "the created site", body = SiteView),
         (status = 401, description = "not signed in"),
         (status = 403, description = "viewers cannot change anything"),
@@ -137,14 +187,14 @@ async fn list_sites(
 async fn create_site(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    ApiJson(input): ApiJson<SiteInput>,
+    ApiJson(input): ApiJson<NewSite>,
 ) -> Result<(StatusCode, Json<SiteView>)> {
     create::<Sites, SiteView>(&state, &admin.username, input.into()).await
 }
 
 /// Changes a site (admins only); only time accounted afterwards uses the new values.
 #[utoipa::path(patch, path = "/api/v1/sites/{id}", tag = "sites", operation_id = "update_site",
-    request_body = SiteInput, params(("id" = i64, Path, description = "site id")),
+    request_body = SiteChange, params(("id" = i64, Path, description = "site id")),
     responses((status = 200, description = "the site after the change", body = SiteView),
         (status = 401, description = "not signed in"),
         (status = 403, description = "viewers cannot change anything"),
@@ -155,7 +205,7 @@ async fn update_site(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(input): ApiJson<SiteInput>,
+    ApiJson(input): ApiJson<SiteChange>,
 ) -> Result<Json<SiteView>> {
     update::<Sites, SiteView>(&state, &admin.username, id, input.into()).await
 }
@@ -190,7 +240,7 @@ async fn list_profiles(
 
 /// Creates a power profile (admins only).
 #[utoipa::path(post, path = "/api/v1/power-profiles", tag = "power profiles",
-    operation_id = "create_power_profile", request_body = PowerProfileInput,
+    operation_id = "create_power_profile", request_body = NewPowerProfile,
     responses((status = 201, description = "the created profile", body = PowerProfileView),
         (status = 401, description = "not signed in"),
         (status = 403, description = "viewers cannot change anything"),
@@ -199,14 +249,14 @@ async fn list_profiles(
 async fn create_profile(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    ApiJson(input): ApiJson<PowerProfileInput>,
+    ApiJson(input): ApiJson<NewPowerProfile>,
 ) -> Result<(StatusCode, Json<PowerProfileView>)> {
     create::<PowerProfiles, PowerProfileView>(&state, &admin.username, input.into()).await
 }
 
 /// Changes a power profile (admins only); only time accounted afterwards uses the new watts.
 #[utoipa::path(patch, path = "/api/v1/power-profiles/{id}", tag = "power profiles",
-    operation_id = "update_power_profile", request_body = PowerProfileInput,
+    operation_id = "update_power_profile", request_body = PowerProfileChange,
     params(("id" = i64, Path, description = "power profile id")),
     responses((status = 200, description = "the profile after the change", body = PowerProfileView),
         (status = 401, description = "not signed in"),
@@ -218,7 +268,7 @@ async fn update_profile(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(input): ApiJson<PowerProfileInput>,
+    ApiJson(input): ApiJson<PowerProfileChange>,
 ) -> Result<Json<PowerProfileView>> {
     update::<PowerProfiles, PowerProfileView>(&state, &admin.username, id, input.into()).await
 }

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::{ApiTokenView, EnrollmentTokenView};
-use super::{Admin, ApiJson, ApiPath, AppState, Page, Result};
+use super::{Admin, ApiJson, ApiPath, AppState, Page, Result, schema};
 use crate::operations::tokens::{self, EnrollmentTokenSpec};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,16 +27,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewEnrollment {
     /// Site of the machines that enrol with it (default `default`).
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(schema_with = schema::field::name_ref_patch)]
     site: Option<String>,
     /// Department given to them.
-    #[schema(max_length = 100)]
+    #[schema(schema_with = schema::field::department_patch)]
     department: Option<String>,
     /// Lifetime in seconds, 60 to 316224000 (default: never expires).
-    #[schema(minimum = 60, maximum = 316_224_000)]
+    #[schema(schema_with = schema::field::expires_in_seconds)]
     expires_in_seconds: Option<u64>,
     /// How many machines may enrol with it (default: unlimited).
-    #[schema(minimum = 1)]
+    #[schema(schema_with = schema::field::max_uses)]
     max_uses: Option<i64>,
 }
 
@@ -114,10 +114,10 @@ async fn revoke_enrollment(
 #[serde(deny_unknown_fields)]
 pub struct NewApiToken {
     /// What the token is for, e.g. `inventory sync` (1 to 100 characters).
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(schema_with = schema::field::token_name)]
     name: String,
     /// Whose role the token carries (default: the caller).
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(schema_with = schema::field::username_patch)]
     username: Option<String>,
 }
 

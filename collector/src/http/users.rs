@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::auth::UserView;
 use super::views::{AuditEntryView, RoleView};
-use super::{Admin, ApiJson, ApiPath, ApiQuery, AppState, Page, Result, number};
+use super::{Admin, ApiJson, ApiPath, ApiQuery, AppState, Page, Result, number, schema};
 use crate::operations::users;
 use crate::store::User;
 
@@ -54,10 +54,10 @@ async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<Page<
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// 1 to 64 characters: letters, digits, `.`, `_`, `-`, `@`; unique ignoring case.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]{1,64}$")]
+    #[schema(schema_with = schema::field::username)]
     username: String,
     /// 12 to 1024 characters.
-    #[schema(min_length = 12, max_length = 1024)]
+    #[schema(schema_with = schema::field::new_password)]
     password: String,
     role: RoleView,
 }
@@ -94,10 +94,12 @@ async fn create(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    #[schema(nullable)]
     role: Option<RoleView>,
+    #[schema(schema_with = schema::field::bool_patch)]
     disabled: Option<bool>,
     /// A new password (12 to 1024 characters); ends the user's sessions.
-    #[schema(min_length = 12, max_length = 1024)]
+    #[schema(schema_with = schema::field::new_password_patch)]
     password: Option<String>,
 }
 
@@ -150,6 +152,7 @@ async fn disable(
 #[into_params(parameter_in = Query)]
 struct AuditParams {
     /// Newest entries to return, 1 to 1000 (default 100).
+    #[param(schema_with = schema::param::limit)]
     limit: Option<String>,
 }
 

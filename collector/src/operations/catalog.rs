@@ -353,16 +353,17 @@ pub fn check_range(field: &str, value: Decimal, max: i64) -> Result<Decimal, OpE
     Ok(value.normalize())
 }
 
-/// A decimal written plainly — an optional `-`, digits, optionally `.` and digits — and
-/// representable exactly; anything else (`1_000`, ` 0.1 `, `1e3`, `.5`) is `None`.
+/// A non-negative decimal written plainly — digits without a leading zero, optionally `.` and
+/// digits — and representable exactly; anything else (`-1`, `1_000`, ` 0.1 `, `1e3`, `.5`,
+/// `007`) is `None`. Every decimal the API takes (prices, watts, intensities) is non-negative.
 pub fn plain_decimal(text: &str) -> Option<Decimal> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (whole, fraction) = match digits.split_once('.') {
+    let (whole, fraction) = match text.split_once('.') {
         Some((w, f)) => (w, Some(f)),
-        None => (digits, None),
+        None => (text, None),
     };
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(whole) || fraction.is_some_and(|f| !all_digits(f)) {
+    let leading_zero = whole.len() > 1 && whole.starts_with('0');
+    if !all_digits(whole) || leading_zero || fraction.is_some_and(|f| !all_digits(f)) {
         return None;
     }
     Decimal::from_str_exact(text).ok()
@@ -376,9 +377,8 @@ mod tests {
     fn decimals_must_be_written_plainly() {
         assert_eq!(plain_decimal("0.12"), Some(Decimal::new(12, 2)));
         assert_eq!(plain_decimal("65"), Some(Decimal::from(65)));
-        assert_eq!(plain_decimal("-1.5"), Some(Decimal::new(-15, 1)));
         for bad in [
-            "1_000", " 0.1 ", "1e3", ".5", "5.", "", "-", "0x10", "1.2.3", "NaN",
+            "-1.5", "-0", "1_000", " 0.1 ", "1e3", ".5", "5.", "", "-", "0x10", "1.2.3", "NaN",
         ] {
             assert_eq!(plain_decimal(bad), None, "{bad:?}");
         }
