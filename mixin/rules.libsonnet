@@ -50,7 +50,7 @@ local p = import 'lib/promql.libsonnet';
   recordedName(level, record, window='rate')::
     local entry = std.filter(function(e) e.record == record, $.greenopsRecordedRates)[0];
     local w = if window == 'rate' then $._config.rateWindow else window;
-    '%s:%s:%srate%s' % [level, record, if std.objectHas(entry, 'ratio') then 'ratio_' else '', w],
+    p.fmt('%s:%s:%srate%s', [level, record, if std.objectHas(entry, 'ratio') then 'ratio_' else '', w]),
 
   prometheusRules+:: {
     local cfg = $._config,
@@ -58,7 +58,7 @@ local p = import 'lib/promql.libsonnet';
     local labels = p.labels(cfg),
 
     local rate(metric, window, extra) =
-      p.perMachine(cfg, 'rate(%s{%s}[%s])' % [metric, sel, window], extra),
+      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, sel, window]), extra),
 
     local rule(entry, level, window) =
       local w = if window == 'rate' then cfg.rateWindow else window;
@@ -68,18 +68,18 @@ local p = import 'lib/promql.libsonnet';
         record: $.recordedName(level, entry.record, window),
         expr:
           if std.objectHas(entry, 'ratio') then
-            'sum %s (%s)\n/\nsum %s (%s)\n' % [
+            p.fmt('sum %s (%s)\n/\nsum %s (%s)\n', [
               by,
               rate(entry.ratio[0], w, extra),
               by,
               rate(entry.ratio[1], w, extra),
-            ]
+            ])
           else
-            'sum %s (\n  %s\n)%s\n' % [
+            p.fmt('sum %s (\n  %s\n)%s\n', [
               by,
               rate(entry.metric, w, extra),
-              if std.get(entry, 'factor', 1) == 1 then '' else ' * %s' % p.num(entry.factor),
-            ],
+              if std.get(entry, 'factor', 1) == 1 then '' else p.fmt(' * %s', p.num(entry.factor)),
+            ]),
       },
 
     groups+: [

@@ -11,9 +11,9 @@ local common = import 'common.libsonnet';
     local c = common.new(cfg),
     local labels = p.labels(cfg),
 
-    local rate(metric) = 'rate(%s{%s}[$__rate_interval])' % [metric, c.raw],
+    local rate(metric) = p.fmt('rate(%s{%s}[$__rate_interval])', [metric, c.raw]),
     local quantile(q, metric, by=[]) =
-      'histogram_quantile(%s, sum %s (%s))' % [p.num(q), p.by(by + ['le']), rate(metric)],
+      p.fmt('histogram_quantile(%s, sum %s (%s))', [p.num(q), p.by(by + ['le']), rate(metric)]),
 
     'greenops-collector.json': g.dashboard(
       cfg,
@@ -27,14 +27,14 @@ local common = import 'common.libsonnet';
             'Collectors up',
             'Collector targets Prometheus can scrape.',
             'short',
-            [g.target('sum(up{%s})' % c.raw, instant=true)],
+            [g.target(p.fmt('sum(up{%s})', c.raw), instant=true)],
             h=8,
           ),
           g.timeseries(
             'Heartbeats by outcome',
             'Heartbeats received per second: accepted, duplicate (already counted) and rejected.',
             'reqps',
-            [g.target('sum by (result) (%s)' % rate('greenops_heartbeats_total'), '{{result}}')],
+            [g.target(p.fmt('sum by (result) (%s)', rate('greenops_heartbeats_total')), '{{result}}')],
             w=18,
           ),
         ],
@@ -50,10 +50,10 @@ local common = import 'common.libsonnet';
           ),
           g.timeseries(
             'Commit latency',
-            'Duration of group-commit transactions, per collector. GreenOpsIngestCommitSlow fires when the p99 stays above %s s while there are more than %s commits per second.' % [
+            p.fmt('Duration of group-commit transactions, per collector. GreenOpsIngestCommitSlow fires when the p99 stays above %s s while there are more than %s commits per second.', [
               p.num(cfg.commitSlowP99Seconds),
               p.num(cfg.commitSlowMinRatePerSecond),
-            ],
+            ]),
             's',
             [
               g.target(quantile(0.5, 'greenops_ingest_commit_duration_seconds_bucket', ['instance']), 'p50 {{instance}}'),
@@ -66,13 +66,13 @@ local common = import 'common.libsonnet';
             'Commits per second',
             'Group-commit transactions per second, per collector.',
             'ops',
-            [g.target('sum by (instance) (%s)' % rate('greenops_ingest_commit_duration_seconds_count'), '{{instance}}')],
+            [g.target(p.fmt('sum by (instance) (%s)', rate('greenops_ingest_commit_duration_seconds_count')), '{{instance}}')],
           ),
           g.timeseries(
             'Scrape duration',
             'How long Prometheus takes to scrape /metrics.',
             's',
-            [g.target('scrape_duration_seconds{%s}' % c.raw, '{{instance}}')],
+            [g.target(p.fmt('scrape_duration_seconds{%s}', c.raw), '{{instance}}')],
           ),
         ],
         [
@@ -87,7 +87,7 @@ local common = import 'common.libsonnet';
             'Requests per second per matched route and status code.',
             'reqps',
             [g.target(
-              'sum by (route, status) (%s)' % rate('greenops_http_request_duration_seconds_count'),
+              p.fmt('sum by (route, status) (%s)', rate('greenops_http_request_duration_seconds_count')),
               '{{route}} {{status}}',
             )],
           ),
@@ -98,7 +98,7 @@ local common = import 'common.libsonnet';
             'Number of machines by current status. Every replica serves the same counts: collapsed with max, not summed.',
             'short',
             [g.target(
-              'sum by (status) (max %s (greenops_machines{%s}))' % [p.by(labels.site + ['status']), c.raw],
+              p.fmt('sum by (status) (max %s (greenops_machines{%s}))', [p.by(labels.site + ['status']), c.raw]),
               '{{status}}',
             )],
           ),
@@ -107,7 +107,7 @@ local common = import 'common.libsonnet';
             'Collector versions',
             'Version and source revision of each collector process.',
             'none',
-            [g.target('max by (instance, version, revision) (greenops_build_info{%s})' % c.raw, instant=true, format='table')],
+            [g.target(p.fmt('max by (instance, version, revision) (greenops_build_info{%s})', c.raw), instant=true, format='table')],
           ) + {
             transformations: [{
               id: 'organize',

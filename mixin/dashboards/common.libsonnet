@@ -5,8 +5,8 @@ local p = import '../lib/promql.libsonnet';
 
 {
   new(cfg):: {
-    local buildInfo(extra) = 'greenops_build_info{%s}' % p.matchers([cfg.greenopsSelector] + extra),
-    local cluster = if cfg.clusterLabel == '' then '' else '%s=~"$cluster"' % cfg.clusterLabel,
+    local buildInfo(extra) = p.fmt('greenops_build_info{%s}', p.matchers([cfg.greenopsSelector] + extra)),
+    local cluster = if cfg.clusterLabel == '' then '' else p.fmt('%s=~"$cluster"', cfg.clusterLabel),
 
     // Raw series of the picked collectors.
     raw: p.matchers([cfg.greenopsSelector, cluster, 'job=~"$job"', 'instance=~"$instance"']),
@@ -22,20 +22,20 @@ local p = import '../lib/promql.libsonnet';
 
     variables:
       (if cfg.clusterLabel == '' then [] else [
-         g.queryVariable('cluster', 'Cluster', 'label_values(%s, %s)' % [buildInfo([]), cfg.clusterLabel], multi=false, includeAll=false),
+         g.queryVariable('cluster', 'Cluster', p.fmt('label_values(%s, %s)', [buildInfo([]), cfg.clusterLabel]), multi=false, includeAll=false),
        ])
       + [
-        g.queryVariable('job', 'Job', 'label_values(%s, job)' % buildInfo([cluster])),
-        g.queryVariable('instance', 'Instance', 'label_values(%s, instance)' % buildInfo([cluster, 'job=~"$job"'])),
+        g.queryVariable('job', 'Job', p.fmt('label_values(%s, job)', buildInfo([cluster]))),
+        g.queryVariable('instance', 'Instance', p.fmt('label_values(%s, instance)', buildInfo([cluster, 'job=~"$job"']))),
       ],
 
-    site: g.queryVariable('site', 'Site', 'label_values(greenops_machine_info{%s}, site)' % self.raw),
+    site: g.queryVariable('site', 'Site', p.fmt('label_values(greenops_machine_info{%s}, site)', self.raw)),
     department: g.queryVariable(
-      'department', 'Department', 'label_values(greenops_machine_info{%s, site=~"$site"}, department)' % self.raw
+      'department', 'Department', p.fmt('label_values(greenops_machine_info{%s, site=~"$site"}, department)', self.raw)
     ),
   },
 
   // `sum(x)`, or `sum by (a, b) (x)`.
   sum(labels, expr)::
-    if labels == [] then 'sum(%s)' % expr else 'sum %s (%s)' % [p.by(labels), expr],
+    if labels == [] then p.fmt('sum(%s)', expr) else p.fmt('sum %s (%s)', [p.by(labels), expr]),
 }

@@ -12,12 +12,12 @@ local common = import 'common.libsonnet';
 
     // Per machine over the picked time range (replicas collapsed).
     local increase(metric, extra=[]) =
-      p.perMachine(cfg, 'increase(%s{%s}[$__range])' % [metric, c.machines], extra),
+      p.perMachine(cfg, p.fmt('increase(%s{%s}[$__range])', [metric, c.machines]), extra),
     // Per machine over the configured rate window (at least 4 heartbeats).
     local rate(metric) =
-      p.perMachine(cfg, 'rate(%s{%s}[%s])' % [metric, c.machines, cfg.rateWindow]),
+      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, c.machines, cfg.rateWindow])),
     local recorded(record) =
-      '%s{%s}' % [$.recordedName('department', record), c.recorded],
+      p.fmt('%s{%s}', [$.recordedName('department', record), c.recorded]),
 
     local money = {
       overrides: g.moneyOverrides(cfg.currencies),
@@ -40,10 +40,10 @@ local common = import 'common.libsonnet';
             'Share of observed powered-on time spent idle beyond the threshold, over the selected time range.',
             'percentunit',
             [g.target(
-              '%s / %s' % [
+              p.fmt('%s / %s', [
                 sum([], increase('greenops_machine_idle_seconds_total')),
                 sum([], increase('greenops_machine_observed_seconds_total')),
-              ],
+              ]),
               instant=true,
             )],
           ) + { decimals: 1 },
@@ -51,7 +51,7 @@ local common = import 'common.libsonnet';
             'Wasted energy',
             'Energy consumed by machines idle beyond the threshold, over the selected time range.',
             'kwatth',
-            [g.target('%s / 3.6e6' % sum([], increase('greenops_machine_idle_energy_joules_total')), instant=true)],
+            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_machine_idle_energy_joules_total'))), instant=true)],
           ) + { decimals: 2 },
           g.stat(
             'Wasted money',
@@ -67,28 +67,28 @@ local common = import 'common.libsonnet';
             'Wasted CO₂e',
             'CO₂-equivalent emitted for the wasted energy, over the selected time range.',
             'masskg',
-            [g.target('%s / 1000' % sum([], increase('greenops_machine_idle_co2_grams_total')), instant=true)],
+            [g.target(p.fmt('%s / 1000', sum([], increase('greenops_machine_idle_co2_grams_total'))), instant=true)],
           ) + { decimals: 2 },
         ],
         [
           g.timeseries(
             'Idle power by site',
-            'Power drawn by machines idle beyond the threshold, from the %s recording rule (a %s window: at least four heartbeats).' % [
+            p.fmt('Power drawn by machines idle beyond the threshold, from the %s recording rule (a %s window: at least four heartbeats).', [
               $.recordedName('department', 'greenops_machine_idle_power_watts'),
               cfg.rateWindow,
-            ],
+            ]),
             'watt',
             [g.target(sum(['site'], recorded('greenops_machine_idle_power_watts')), '{{site}}')],
           ),
           g.timeseries(
             'Idle ratio by site',
-            'Share of observed time spent idle, per site, over a %s window.' % cfg.rateWindow,
+            p.fmt('Share of observed time spent idle, per site, over a %s window.', cfg.rateWindow),
             'percentunit',
             [g.target(
-              '%s / %s' % [
+              p.fmt('%s / %s', [
                 sum(['site'], rate('greenops_machine_idle_seconds_total')),
                 sum(['site'], rate('greenops_machine_observed_seconds_total')),
-              ],
+              ]),
               '{{site}}',
             )],
           ) + { min: 0, max: 1 },
@@ -99,7 +99,7 @@ local common = import 'common.libsonnet';
             'Idle energy per day.',
             'kwatth',
             [g.target(
-              '%s / 3.6e6' % sum([], p.perMachine(cfg, 'increase(greenops_machine_idle_energy_joules_total{%s}[1d])' % c.machines)),
+              p.fmt('%s / 3.6e6', sum([], p.perMachine(cfg, p.fmt('increase(greenops_machine_idle_energy_joules_total{%s}[1d])', c.machines)))),
               'wasted kWh',
               interval='1d',
             )],
@@ -110,7 +110,7 @@ local common = import 'common.libsonnet';
             'Current status of every machine: active, idle, offline or unknown.',
             'short',
             [g.target(
-              sum(['status'], p.perMachine(cfg, 'greenops_machine_status{%s}' % c.machines, ['status'])),
+              sum(['status'], p.perMachine(cfg, p.fmt('greenops_machine_status{%s}', c.machines), ['status'])),
               '{{status}}',
               instant=true,
             )],
@@ -122,10 +122,10 @@ local common = import 'common.libsonnet';
             'Share of observed time spent idle, per department, over the selected time range.',
             'percentunit',
             [g.target(
-              '%s / %s' % [
+              p.fmt('%s / %s', [
                 sum(['department'], increase('greenops_machine_idle_seconds_total')),
                 sum(['department'], increase('greenops_machine_observed_seconds_total')),
-              ],
+              ]),
               '{{department}}',
               instant=true,
             )],
@@ -149,7 +149,7 @@ local common = import 'common.libsonnet';
             [g.target(
               p.withInfo(
                 cfg,
-                'topk(10, %s / 3.6e6)' % sum(labels.machineKey, increase('greenops_machine_idle_energy_joules_total')),
+                p.fmt('topk(10, %s / 3.6e6)', sum(labels.machineKey, increase('greenops_machine_idle_energy_joules_total'))),
                 c.raw,
                 ['hostname', 'site', 'department'],
               ),
@@ -175,7 +175,7 @@ local common = import 'common.libsonnet';
         [
           g.timeseries(
             'Wasted cost per hour by site',
-            'Cost of idle energy per hour, from the %s recording rule.' % $.recordedName('department', 'greenops_machine_idle_energy_cost_per_hour'),
+            p.fmt('Cost of idle energy per hour, from the %s recording rule.', $.recordedName('department', 'greenops_machine_idle_energy_cost_per_hour')),
             g.currencyUnit(cfg.defaultCurrency),
             [g.target(
               sum(['site', 'currency'], recorded('greenops_machine_idle_energy_cost_per_hour')),
@@ -184,7 +184,7 @@ local common = import 'common.libsonnet';
           ) + money + { decimals: 3 },
           g.timeseries(
             'Wasted CO₂e per hour by site',
-            'CO₂-equivalent of idle energy in grams per hour, from the %s recording rule.' % $.recordedName('department', 'greenops_machine_idle_co2_grams_per_hour'),
+            p.fmt('CO₂-equivalent of idle energy in grams per hour, from the %s recording rule.', $.recordedName('department', 'greenops_machine_idle_co2_grams_per_hour')),
             'si:g/h',
             [g.target(sum(['site'], recorded('greenops_machine_idle_co2_grams_per_hour')), '{{site}}')],
           ),

@@ -10,14 +10,14 @@ local common = import 'common.libsonnet';
     local sum = common.sum,
     local machine = p.matchers([c.raw, 'machine_id="$machine_id"']),
 
-    local series(metric, extra=[]) = p.perMachine(cfg, '%s{%s}' % [metric, machine], extra),
+    local series(metric, extra=[]) = p.perMachine(cfg, p.fmt('%s{%s}', [metric, machine]), extra),
     local increase(metric, extra=[]) =
-      p.perMachine(cfg, 'increase(%s{%s}[$__range])' % [metric, machine], extra),
+      p.perMachine(cfg, p.fmt('increase(%s{%s}[$__range])', [metric, machine]), extra),
     local rate(metric, extra=[]) =
-      p.perMachine(cfg, 'rate(%s{%s}[%s])' % [metric, machine, cfg.rateWindow], extra),
+      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, machine, cfg.rateWindow]), extra),
     local withHostname(expr) = p.withInfo(cfg, expr, c.raw),
     local money = { overrides: g.moneyOverrides(cfg.currencies) },
-    local window = 'over a %s window (at least four heartbeats)' % cfg.rateWindow,
+    local window = p.fmt('over a %s window (at least four heartbeats)', cfg.rateWindow),
 
     'greenops-machine.json': g.dashboard(
       cfg,
@@ -30,7 +30,7 @@ local common = import 'common.libsonnet';
         g.queryVariable(
           'machine_id',
           'Machine',
-          'query_result(max by (hostname, machine_id) (greenops_machine_info{%s, site=~"$site"}))' % c.raw,
+          p.fmt('query_result(max by (hostname, machine_id) (greenops_machine_info{%s, site=~"$site"}))', c.raw),
           multi=false,
           includeAll=false,
           regex='/hostname="(?<text>[^"]*)".*machine_id="(?<value>[^"]*)"/',
@@ -44,7 +44,7 @@ local common = import 'common.libsonnet';
             'What the collector knows about the machine (greenops_machine_info).',
             'none',
             [g.target(
-              'max by (hostname, site, department, os, os_version, agent_version, power_profile) (greenops_machine_info{%s})' % machine,
+              p.fmt('max by (hostname, site, department, os, os_version, agent_version, power_profile) (greenops_machine_info{%s})', machine),
               instant=true,
               format='table',
             )],
@@ -63,14 +63,14 @@ local common = import 'common.libsonnet';
             'Last heartbeat',
             'When the collector last received a heartbeat from this machine.',
             'dateTimeFromNow',
-            [g.target('%s * 1000' % series('greenops_machine_last_heartbeat_timestamp_seconds'), instant=true)],
+            [g.target(p.fmt('%s * 1000', series('greenops_machine_last_heartbeat_timestamp_seconds')), instant=true)],
           ),
           g.stat(
             'Idle ratio',
             'Share of observed powered-on time spent idle beyond the threshold, over the selected time range.',
             'percentunit',
             [g.target(
-              '%s / %s' % [increase('greenops_machine_idle_seconds_total'), increase('greenops_machine_observed_seconds_total')],
+              p.fmt('%s / %s', [increase('greenops_machine_idle_seconds_total'), increase('greenops_machine_observed_seconds_total')]),
               instant=true,
             )],
           ) + { decimals: 1 },
@@ -81,7 +81,7 @@ local common = import 'common.libsonnet';
             'Status',
             "The machine's status over time: active, idle, offline or unknown.",
             'none',
-            [g.target('max by (status) (greenops_machine_status{%s}) == 1' % machine, '{{status}}')],
+            [g.target(p.fmt('max by (status) (greenops_machine_status{%s}) == 1', machine), '{{status}}')],
             w=24,
             h=5,
           ) + { options: { mergeValues: true, showValue: 'never' } },
@@ -106,7 +106,7 @@ local common = import 'common.libsonnet';
         [
           g.timeseries(
             'Power',
-            'Estimated power and the part of it drawn while idle beyond the threshold, %s.' % window,
+            p.fmt('Estimated power and the part of it drawn while idle beyond the threshold, %s.', window),
             'watt',
             [
               g.target(withHostname(rate('greenops_machine_energy_joules_total')), 'estimated power'),
@@ -116,19 +116,19 @@ local common = import 'common.libsonnet';
           ),
           g.timeseries(
             'Wasted cost per hour',
-            'Cost of the idle energy per hour, %s.' % window,
+            p.fmt('Cost of the idle energy per hour, %s.', window),
             g.currencyUnit(cfg.defaultCurrency),
             [g.target(
-              '%s * 3600' % sum(['currency'], rate('greenops_machine_idle_energy_cost_total', ['currency'])),
+              p.fmt('%s * 3600', sum(['currency'], rate('greenops_machine_idle_energy_cost_total', ['currency']))),
               '{{currency}}',
             )],
             w=8,
           ) + money + { decimals: 4 },
           g.timeseries(
             'Wasted CO₂e per hour',
-            'CO₂-equivalent of the idle energy in grams per hour, %s.' % window,
+            p.fmt('CO₂-equivalent of the idle energy in grams per hour, %s.', window),
             'si:g/h',
-            [g.target('%s * 3600' % rate('greenops_machine_idle_co2_grams_total'), 'idle CO₂e')],
+            [g.target(p.fmt('%s * 3600', rate('greenops_machine_idle_co2_grams_total')), 'idle CO₂e')],
             w=8,
           ),
         ],
@@ -137,7 +137,7 @@ local common = import 'common.libsonnet';
             'Wasted energy',
             'Energy consumed while idle beyond the threshold, over the selected time range.',
             'kwatth',
-            [g.target('%s / 3.6e6' % increase('greenops_machine_idle_energy_joules_total'), instant=true)],
+            [g.target(p.fmt('%s / 3.6e6', increase('greenops_machine_idle_energy_joules_total')), instant=true)],
             w=8,
           ) + { decimals: 3 },
           g.stat(

@@ -33,7 +33,7 @@ local grafanaCurrencies = [
   // name must end in the currency code ("USD", "hq (EUR)"): use a legend like "{{currency}}".
   moneyOverrides(currencies):: [
     {
-      matcher: { id: 'byRegexp', options: '(.*[ (])?%s\\)?' % code },
+      matcher: { id: 'byRegexp', options: '(.*[ (])?' + code + '\\)?' },
       properties: [{ id: 'unit', value: $.currencyUnit(code) }],
     }
     for code in currencies
@@ -175,22 +175,4 @@ local grafanaCurrencies = [
     ],
     panels: $.layout(rows),
   },
-
-  // JSON with two-space indentation (and `{}` / `[]` for empty values), for the checked-in
-  // files; std.manifestJsonEx of jsonnet 0.18 spreads empty values over lines.
-  manifest(value, indent='')::
-    local inner = indent + '  ';
-    if std.isObject(value) then
-      if std.length(value) == 0 then '{}'
-      else '{\n%s\n%s}' % [
-        std.join(',\n', [
-          inner + std.escapeStringJson(k) + ': ' + $.manifest(value[k], inner)
-          for k in std.objectFields(value)
-        ]),
-        indent,
-      ]
-    else if std.isArray(value) then
-      if std.length(value) == 0 then '[]'
-      else '[\n%s\n%s]' % [std.join(',\n', [inner + $.manifest(v, inner) for v in value]), indent]
-    else std.manifestJsonEx(value, ''),
 }
