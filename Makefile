@@ -3,7 +3,7 @@ CARGO ?= cargo
 LISTEN ?= 0.0.0.0:9850
 
 .PHONY: help build release run serve simulate run-postgres stop-postgres test lint fmt clean-data \
-	bench-postgres bench-postgres-latency bench-sqlite bench-metrics agent-footprint
+	bench-postgres bench-postgres-latency bench-sqlite bench-metrics agent-footprint mixin
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: ## formatting and clippy, as CI runs them
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+mixin: ## regenerate alerts/*.yml and dashboards/*.json from the jsonnet in mixin/ (commit the result)
+	mixin/build.sh
 
 MACHINES ?= 100000
 DURATION ?= 20

@@ -1,7 +1,7 @@
-//! End to end with the real Prometheus and Alertmanager (Debian builds): a collector on
-//! PostgreSQL fed by agents with known patterns, Prometheus scraping it every second with the
-//! shipped rules (a test copy with shortened `for:` generated from the shipped files),
-//! Alertmanager routing to a webhook receiver in this test.
+//! End to end with the real Prometheus and Alertmanager (Debian builds): two collector
+//! replicas on one PostgreSQL database, fed by agents with known patterns, Prometheus scraping
+//! both every second with the shipped rules (a test copy with shortened `for:` generated from
+//! the shipped files), Alertmanager routing to a webhook receiver in this test.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,24 +47,26 @@ fn test_copy_of_rules(into: &Path) -> Vec<PathBuf> {
         if path.extension().is_none_or(|e| e != "yml") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let shortened: String = text
-            .lines()
-            .map(|line| {
-                let trimmed = line.trim_start();
-                let indent = &line[..line.len() - trimmed.len()];
-                if trimmed.starts_with("for: ") {
-                    format!("{indent}for: 2s")
-                } else if trimmed.starts_with("interval: ") {
-                    format!("{indent}interval: 1s")
-                } else {
-                    line.to_string()
+        let mut doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for group in doc["groups"].as_sequence_mut().unwrap() {
+            let group = group.as_mapping_mut().unwrap();
+            if group.contains_key("interval") {
+                group.insert("interval".into(), "1s".into());
+            }
+            for rule in group
+                .get_mut("rules")
+                .and_then(|r| r.as_sequence_mut())
+                .unwrap()
+            {
+                let rule = rule.as_mapping_mut().unwrap();
+                if rule.contains_key("for") {
+                    rule.insert("for".into(), "2s".into());
                 }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+            }
+        }
         let target = into.join(path.file_name().unwrap());
-        std::fs::write(&target, shortened).unwrap();
+        std::fs::write(&target, serde_yaml::to_string(&doc).unwrap()).unwrap();
         out.push(target);
     }
     out.sort();
@@ -142,7 +144,10 @@ async fn prometheus_and_alertmanager_end_to_end() {
     std::fs::create_dir_all(dir.join("rules")).unwrap();
 
     // The collector, and three agents: one idle for hours, one busy, one without idle detection.
+    // A second collector on the same database (a replica) receives nothing, but serves the same
+    // per-machine series: dashboards and rules must count every machine once.
     let app = spawn_app_with(test_settings(&db)).await;
+    let replica = spawn_app_with(test_settings(&db)).await;
     let token = app.enrollment_token("default", "finance").await;
     let mut agents = Vec::new();
     for name in ["idle-pc", "busy-pc", "unknown-pc"] {
@@ -225,6 +230,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     let rules = test_copy_of_rules(&dir.join("rules"));
     assert_eq!(rules.len(), 2);
     let collector: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let replica_addr: SocketAddr = replica.base.trim_start_matches("http://").parse().unwrap();
     let prom_port = free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
@@ -232,7 +238,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n{}\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: greenops\n    static_configs:\n      - targets: ['{collector}']\n",
+             scrape_configs:\n  - job_name: greenops\n    static_configs:\n      - targets: ['{collector}', '{replica_addr}']\n",
             rules.iter().map(|r| format!("  - {}\n", r.display())).collect::<String>()
         ),
     )
@@ -268,11 +274,11 @@ async fn prometheus_and_alertmanager_end_to_end() {
                 && query(&client, &prom, "up{job=\"greenops\"} == 1")
                     .await
                     .len()
-                    == 1
+                    == 2
         },
     )
     .await;
-    // Enough samples for rates and the 5m recording rules.
+    // Enough samples for rates and the recording rules.
     eventually(
         "idle energy visible to Prometheus",
         Duration::from_secs(60),
@@ -280,7 +286,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
             query(
                 &client,
                 &prom,
-                "fleet:greenops_machine_idle_power_watts:rate5m > 0",
+                "fleet:greenops_machine_idle_power_watts:rate4m > 0",
             )
             .await
             .len()
@@ -293,6 +299,34 @@ async fn prometheus_and_alertmanager_end_to_end() {
                 .await
                 .len()
                     == 1
+        },
+    )
+    .await;
+
+    // Both replicas serve the idle machine's energy; the recorded power counts it once: half of
+    // what a plain sum over the scraped series says.
+    eventually(
+        "the recorded idle power counting each machine once",
+        Duration::from_secs(30),
+        || async {
+            let recorded = query(
+                &client,
+                &prom,
+                "fleet:greenops_machine_idle_power_watts:rate4m",
+            )
+            .await;
+            let doubled = query(
+                &client,
+                &prom,
+                "sum by (job) (rate(greenops_machine_idle_energy_joules_total{job=\"greenops\"}[4m]))",
+            )
+            .await;
+            match (recorded.first(), doubled.first()) {
+                (Some(r), Some(d)) if value_of(d) > 0.0 => {
+                    (0.4..0.6).contains(&(value_of(r) / value_of(d)))
+                }
+                _ => false,
+            }
         },
     )
     .await;
@@ -323,7 +357,9 @@ async fn prometheus_and_alertmanager_end_to_end() {
                 .replace("$site", ".*")
                 .replace("$department", ".*")
                 .replace("$job", "greenops")
-                .replace("$hostname", "idle-pc.example.test");
+                .replace("$instance", ".*")
+                .replace("$cluster", ".*")
+                .replace("$machine_id", &idle_pc_id);
             eventually(
                 &format!("{} / {title}: {expr}", path.display()),
                 Duration::from_secs(20),
@@ -369,9 +405,15 @@ async fn prometheus_and_alertmanager_end_to_end() {
             .all(|a| a["labels"]["hostname"] == "idle-pc.example.test"),
         "only the idle machine alerts"
     );
-    assert_eq!(
-        firing[0]["annotations"]["runbook_url"],
-        "alerts/runbooks.md#greenopsmachineidletoolong"
+    assert!(
+        firing[0]["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/alerts/runbooks.md#greenopsmachineidletoolong")
+    );
+    assert!(
+        firing.iter().all(|a| a["labels"]["instance"].is_null()),
+        "one alert per machine, not one per replica"
     );
 
     // The user comes back: the alert resolves and the webhook hears it.
@@ -432,5 +474,6 @@ async fn prometheus_and_alertmanager_end_to_end() {
     );
 
     app.stop().await;
+    replica.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }

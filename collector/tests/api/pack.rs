@@ -108,10 +108,13 @@ fn alerts_follow_the_house_conventions() {
                 );
             }
             let anchor = name.to_lowercase();
-            assert_eq!(
-                rule["annotations"]["runbook_url"].as_str(),
-                Some(format!("alerts/runbooks.md#{anchor}").as_str())
+            let url = rule["annotations"]["runbook_url"].as_str().unwrap();
+            assert!(
+                url.starts_with("https://")
+                    && url.ends_with(&format!("/alerts/runbooks.md#{anchor}")),
+                "{name}: runbook_url {url}"
             );
+            assert_scoped(name, rule["expr"].as_str().unwrap());
             assert!(
                 runbooks.contains(&format!("\n## {name}\n")),
                 "no runbook section for {name}"
@@ -120,7 +123,7 @@ fn alerts_follow_the_house_conventions() {
             assert!(cases >= 2, "{name} has {cases} test cases");
         }
     }
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     let recording = yaml(&repo().join("alerts/greenops-rules.yml"));
     for group in recording["groups"].as_sequence().unwrap() {
         for rule in group["rules"].as_sequence().unwrap() {
@@ -128,7 +131,144 @@ fn alerts_follow_the_house_conventions() {
             let parts: Vec<&str> = record.split(':').collect();
             assert_eq!(parts.len(), 3, "{record} is not level:metric:operation");
             assert!(parts[1].starts_with("greenops_"), "{record}");
+            let expr = rule["expr"].as_str().unwrap();
+            assert_scoped(record, expr);
+            assert_windows(record, expr);
         }
+    }
+}
+
+/// The heartbeat interval the pack is built for (`heartbeatIntervalSeconds` in
+/// mixin/config.libsonnet). Per-machine counters move once per heartbeat, so a rate over
+/// fewer than four of them aliases.
+const HEARTBEAT_SECONDS: u64 = 60;
+
+/// The selector every rule and alert is scoped by (`selector` in mixin/config.libsonnet).
+const SELECTOR: &str = r#"job="greenops""#;
+
+/// Seconds of a PromQL duration (`4m`, `1h30m`, `1d`); `None` for anything else.
+fn duration_seconds(text: &str) -> Option<u64> {
+    let mut total = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        total += number.parse::<u64>().ok()? * unit;
+        number.clear();
+    }
+    (number.is_empty() && total > 0).then_some(total)
+}
+
+/// The raw (scraped, not recorded) series an expression reads, each with the text of its
+/// label matchers (empty without braces). Quoted strings are skipped.
+fn raw_selectors(expr: &str) -> Vec<(String, String)> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            continue;
+        }
+        if !(c.is_ascii_alphabetic() || c == '_') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len()
+            && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+        {
+            i += 1;
+        }
+        let name: String = chars[start..i].iter().collect();
+        let raw = (name.starts_with("greenops_") && !name.contains(':'))
+            || name == "up"
+            || name == "scrape_duration_seconds";
+        if !raw {
+            continue;
+        }
+        let matchers = if chars.get(i) == Some(&'{') {
+            let end = chars[i..]
+                .iter()
+                .position(|&c| c == '}')
+                .map_or(chars.len(), |e| i + e);
+            chars[i + 1..end].iter().collect()
+        } else {
+            String::new()
+        };
+        out.push((name, matchers));
+    }
+    out
+}
+
+/// Every range selector of an expression: the metric it applies to (empty after a subquery
+/// or a closing parenthesis) and the window.
+fn range_selectors(expr: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (open, _) in expr.match_indices('[') {
+        let close = open + expr[open..].find(']').expect("unclosed [");
+        let mut end = open;
+        if expr[..end].ends_with('}') {
+            end = expr[..end].rfind('{').expect("unopened }");
+        }
+        let start = expr[..end]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |k| k + 1);
+        out.push((
+            expr[start..end].to_string(),
+            expr[open + 1..close].to_string(),
+        ));
+    }
+    out
+}
+
+/// Rules and alerts read only the collector's series: every raw selector carries the job
+/// selector, and per-machine series are collapsed over replicas before anything is counted.
+fn assert_scoped(name: &str, expr: &str) {
+    let raw = raw_selectors(expr);
+    for (metric, matchers) in &raw {
+        assert!(
+            matchers.split(", ").any(|m| m == SELECTOR),
+            "{name}: {metric} is not scoped by {SELECTOR}: {expr}"
+        );
+    }
+    if raw.iter().any(|(m, _)| m.starts_with("greenops_machine")) {
+        assert!(
+            expr.contains("max by ("),
+            "{name}: per-machine series not collapsed over replicas (max by): {expr}"
+        );
+    }
+}
+
+/// Rates and increases over per-machine counters span at least four heartbeats (or the
+/// dashboard's whole range); `$__rate_interval` is only for the process metrics.
+fn assert_windows(name: &str, expr: &str) {
+    for (metric, window) in range_selectors(expr) {
+        if !metric.starts_with("greenops_machine") {
+            continue;
+        }
+        let long_enough = window == "$__range"
+            || duration_seconds(&window).is_some_and(|s| s >= 4 * HEARTBEAT_SECONDS);
+        assert!(
+            long_enough,
+            "{name}: [{window}] over {metric} is shorter than 4 heartbeats ({}s): {expr}",
+            4 * HEARTBEAT_SECONDS
+        );
     }
 }
 
@@ -191,6 +331,13 @@ fn dashboards_pass_the_lint() {
                 v["name"]
             );
         }
+        for var in ["job", "instance"] {
+            assert!(
+                vars.iter()
+                    .any(|v| v["name"] == var && v["type"] == "query"),
+                "{name}: no {var} variable"
+            );
+        }
         let text = serde_json::to_string(d).unwrap();
         assert!(
             !text.contains("\"datasource\":\"Prometheus\""),
@@ -207,29 +354,149 @@ fn dashboards_pass_the_lint() {
                 "{name}: duplicate panel id"
             );
             assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}/{title}");
-            assert!(
-                p["fieldConfig"]["defaults"]["unit"]
-                    .as_str()
-                    .is_some_and(|u| !u.is_empty()),
-                "{name}/{title}: no unit"
-            );
+            let unit = p["fieldConfig"]["defaults"]["unit"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(!unit.is_empty(), "{name}/{title}: no unit");
             let targets = p["targets"].as_array().unwrap();
             assert!(!targets.is_empty(), "{name}/{title}: no query");
             for t in targets {
                 assert_eq!(t["datasource"]["uid"], "${datasource}", "{name}/{title}");
                 let expr = t["expr"].as_str().unwrap_or_default();
                 assert!(!expr.trim().is_empty(), "{name}/{title}: empty query");
-                // Rates over raw counters follow Grafana's interval; fixed windows are only
-                // for per-day bars and recording rules.
-                if expr.contains("rate(") {
+                let what = format!("{name}/{title}");
+                // Per-machine counters: windows of at least four heartbeats (explicit, or
+                // through the :rate<window> recording rules); $__rate_interval only for the
+                // collector's own process metrics.
+                assert_windows(&what, expr);
+                // Every replica of one database serves the same per-machine series: collapse
+                // them (max by) before summing.
+                let raw = raw_selectors(expr);
+                if raw.iter().any(|(m, _)| m.starts_with("greenops_machine")) {
                     assert!(
-                        expr.contains("$__rate_interval") || expr.contains(":rate"),
-                        "{name}/{title}: rate() without $__rate_interval: {expr}"
+                        expr.contains("max by ("),
+                        "{what}: not collapsed over replicas: {expr}"
                     );
+                }
+                for (metric, matchers) in &raw {
+                    assert!(
+                        matchers.split(", ").any(|m| m == r#"job=~"$job""#),
+                        "{what}: {metric} does not follow the job variable: {expr}"
+                    );
+                }
+                // Units say what the numbers are.
+                let rate = expr.contains("rate(") || expr.contains(":rate");
+                if expr.contains("_cost") {
+                    assert!(unit.starts_with("currency"), "{what}: money in {unit}");
+                    assert!(
+                        !p["fieldConfig"]["overrides"].as_array().unwrap().is_empty(),
+                        "{what}: no per-currency units"
+                    );
+                } else if expr.contains("co2") && rate {
+                    assert_eq!(unit, "si:g/h", "{what}: CO₂ per hour");
+                } else if expr.contains("power_watts") || (expr.contains("energy_joules") && rate) {
+                    assert_eq!(unit, "watt", "{what}: power");
                 }
             }
         }
     }
+}
+
+/// The fleet dashboard links each machine to the machine dashboard, which is keyed by a
+/// single machine_id variable.
+#[test]
+fn dashboards_link_fleet_to_machine() {
+    let all = dashboards();
+    let by_uid = |uid: &str| &all.iter().find(|(_, d)| d["uid"] == uid).unwrap().1;
+    let machine = by_uid("greenops-machine");
+    let var = machine["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "machine_id")
+        .expect("greenops-machine: no machine_id variable");
+    assert_eq!(var["multi"], false);
+    assert_eq!(var["includeAll"], false);
+    assert!(
+        var["definition"]
+            .as_str()
+            .unwrap()
+            .contains("greenops_machine_info"),
+        "the picker shows hostnames from greenops_machine_info"
+    );
+    let links: Vec<&str> = by_uid("greenops-fleet")["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["fieldConfig"]["defaults"]["links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .map(|l| l["url"].as_str().unwrap())
+        .collect();
+    assert!(
+        links.iter().any(|u| u.starts_with("/d/greenops-machine/")
+            && u.contains("var-machine_id=${__data.fields.machine_id}")
+            && u.contains("${datasource:queryparam}")),
+        "no fleet → machine data link: {links:?}"
+    );
+}
+
+/// alerts/*.yml and dashboards/*.json are generated from mixin/ (`make mixin`); the checked-in
+/// copies must be what the jsonnet renders today.
+#[test]
+fn generated_files_match_the_mixin() {
+    if Command::new("jsonnet").arg("--version").output().is_err() {
+        missing("jsonnet (Debian package jsonnet)");
+        return;
+    }
+    let out =
+        std::env::temp_dir().join(format!("greenops-mixin-{}", uuid::Uuid::new_v4().simple()));
+    let build = Command::new("bash")
+        .arg(repo().join("mixin/build.sh"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "mixin/build.sh failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    for (dir, suffix) in [("alerts", ".yml"), ("dashboards", ".json")] {
+        let mut rendered: Vec<String> = std::fs::read_dir(out.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        rendered.sort();
+        let checked_in: Vec<String> = files(dir, suffix)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            checked_in, rendered,
+            "{dir}/: files not generated by the mixin"
+        );
+        for file in rendered {
+            let fresh = std::fs::read_to_string(out.join(dir).join(&file)).unwrap();
+            let current = std::fs::read_to_string(repo().join(dir).join(&file)).unwrap();
+            if fresh != current {
+                let (line, (want, have)) = fresh
+                    .lines()
+                    .zip(current.lines())
+                    .enumerate()
+                    .find(|(_, (a, b))| a != b)
+                    .unwrap_or((fresh.lines().count().min(current.lines().count()), ("", "")));
+                panic!(
+                    "{dir}/{file} is stale: run `make mixin` and commit the result \
+                     (first difference at line {}: mixin renders {want:?}, file has {have:?})",
+                    line + 1
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]

@@ -1,0 +1,195 @@
+// GreenOps / Fleet overview: how much energy, money and CO2 idle machines waste, and where.
+local g = import '../lib/grafana.libsonnet';
+local p = import '../lib/promql.libsonnet';
+local common = import 'common.libsonnet';
+
+{
+  grafanaDashboards+:: {
+    local cfg = $._config,
+    local c = common.new(cfg),
+    local sum = common.sum,
+    local labels = p.labels(cfg),
+
+    // Per machine over the picked time range (replicas collapsed).
+    local increase(metric, extra=[]) =
+      p.perMachine(cfg, p.fmt('increase(%s{%s}[$__range])', [metric, c.machines]), extra),
+    // Per machine over the configured rate window (at least 4 heartbeats).
+    local rate(metric) =
+      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, c.machines, cfg.rateWindow])),
+    local recorded(record) =
+      p.fmt('%s{%s}', [$.recordedName('department', record), c.recorded]),
+
+    local money = {
+      overrides: g.moneyOverrides(cfg.currencies),
+    },
+    local machineLink = {
+      title: 'Machine detail',
+      url: '/d/greenops-machine/greenops-machine-detail?var-machine_id=${__data.fields.machine_id}&' + c.queryParams,
+    },
+
+    'greenops-fleet.json': g.dashboard(
+      cfg,
+      'greenops-fleet',
+      'GreenOps / Fleet overview',
+      'How much energy, money and CO₂ idle machines waste, and where.',
+      c.variables + [c.site, c.department],
+      [
+        [
+          g.stat(
+            'Idle ratio',
+            'Share of observed powered-on time spent idle beyond the threshold, over the selected time range.',
+            'percentunit',
+            [g.target(
+              p.fmt('%s / %s', [
+                sum([], increase('greenops_machine_idle_seconds_total')),
+                sum([], increase('greenops_machine_observed_seconds_total')),
+              ]),
+              instant=true,
+            )],
+          ) + { decimals: 1 },
+          g.stat(
+            'Wasted energy',
+            'Energy consumed by machines idle beyond the threshold, over the selected time range.',
+            'kwatth',
+            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_machine_idle_energy_joules_total'))), instant=true)],
+          ) + { decimals: 2 },
+          g.stat(
+            'Wasted money',
+            'Cost of the wasted energy, per currency (amounts in different currencies are never added).',
+            g.currencyUnit(cfg.defaultCurrency),
+            [g.target(
+              sum(['currency'], increase('greenops_machine_idle_energy_cost_total', ['currency'])),
+              '{{currency}}',
+              instant=true,
+            )],
+          ) + money + { decimals: 2 },
+          g.stat(
+            'Wasted CO₂e',
+            'CO₂-equivalent emitted for the wasted energy, over the selected time range.',
+            'masskg',
+            [g.target(p.fmt('%s / 1000', sum([], increase('greenops_machine_idle_co2_grams_total'))), instant=true)],
+          ) + { decimals: 2 },
+        ],
+        [
+          g.timeseries(
+            'Idle power by site',
+            p.fmt('Power drawn by machines idle beyond the threshold, from the %s recording rule (a %s window: at least four heartbeats).', [
+              $.recordedName('department', 'greenops_machine_idle_power_watts'),
+              cfg.rateWindow,
+            ]),
+            'watt',
+            [g.target(sum(['site'], recorded('greenops_machine_idle_power_watts')), '{{site}}')],
+          ),
+          g.timeseries(
+            'Idle ratio by site',
+            p.fmt('Share of observed time spent idle, per site, over a %s window.', cfg.rateWindow),
+            'percentunit',
+            [g.target(
+              p.fmt('%s / %s', [
+                sum(['site'], rate('greenops_machine_idle_seconds_total')),
+                sum(['site'], rate('greenops_machine_observed_seconds_total')),
+              ]),
+              '{{site}}',
+            )],
+          ) + { min: 0, max: 1 },
+        ],
+        [
+          g.timeseries(
+            'Wasted energy per day',
+            'Idle energy per day.',
+            'kwatth',
+            [g.target(
+              p.fmt('%s / 3.6e6', sum([], p.perMachine(cfg, p.fmt('increase(greenops_machine_idle_energy_joules_total{%s}[1d])', c.machines)))),
+              'wasted kWh',
+              interval='1d',
+            )],
+          ) + { custom: { drawStyle: 'bars', fillOpacity: 80 } },
+          g.panel(
+            'piechart',
+            'Machines by status',
+            'Current status of every machine: active, idle, offline or unknown.',
+            'short',
+            [g.target(
+              sum(['status'], p.perMachine(cfg, p.fmt('greenops_machine_status{%s}', c.machines), ['status'])),
+              '{{status}}',
+              instant=true,
+            )],
+            w=6,
+          ) + { options: { reduceOptions: { calcs: ['lastNotNull'], values: false }, pieType: 'donut' } },
+          g.panel(
+            'bargauge',
+            'Idle ratio by department',
+            'Share of observed time spent idle, per department, over the selected time range.',
+            'percentunit',
+            [g.target(
+              p.fmt('%s / %s', [
+                sum(['department'], increase('greenops_machine_idle_seconds_total')),
+                sum(['department'], increase('greenops_machine_observed_seconds_total')),
+              ]),
+              '{{department}}',
+              instant=true,
+            )],
+            w=6,
+          ) + {
+            min: 0,
+            max: 1,
+            options: {
+              orientation: 'horizontal',
+              displayMode: 'gradient',
+              reduceOptions: { calcs: ['lastNotNull'], values: false },
+            },
+          },
+        ],
+        [
+          g.panel(
+            'table',
+            'Top wasters',
+            'The ten machines that wasted the most energy over the selected time range. Click a row for its machine dashboard.',
+            'kwatth',
+            [g.target(
+              p.withInfo(
+                cfg,
+                p.fmt('topk(10, %s / 3.6e6)', sum(labels.machineKey, increase('greenops_machine_idle_energy_joules_total'))),
+                c.raw,
+                ['hostname', 'site', 'department'],
+              ),
+              instant=true,
+              format='table',
+            )],
+            w=24,
+            h=9,
+          ) + {
+            decimals: 3,
+            links: [machineLink],
+            transformations: [{
+              id: 'organize',
+              options: {
+                excludeByName: { Time: true, job: true },
+                indexByName: { hostname: 0, site: 1, department: 2, machine_id: 3, Value: 4 },
+                renameByName: { Value: 'Wasted energy' },
+              },
+            }],
+            options: { showHeader: true, sortBy: [{ displayName: 'Wasted energy', desc: true }] },
+          },
+        ],
+        [
+          g.timeseries(
+            'Wasted cost per hour by site',
+            p.fmt('Cost of idle energy per hour, from the %s recording rule.', $.recordedName('department', 'greenops_machine_idle_energy_cost_per_hour')),
+            g.currencyUnit(cfg.defaultCurrency),
+            [g.target(
+              sum(['site', 'currency'], recorded('greenops_machine_idle_energy_cost_per_hour')),
+              '{{site}} ({{currency}})',
+            )],
+          ) + money + { decimals: 3 },
+          g.timeseries(
+            'Wasted CO₂e per hour by site',
+            p.fmt('CO₂-equivalent of idle energy in grams per hour, from the %s recording rule.', $.recordedName('department', 'greenops_machine_idle_co2_grams_per_hour')),
+            'si:g/h',
+            [g.target(sum(['site'], recorded('greenops_machine_idle_co2_grams_per_hour')), '{{site}}')],
+          ),
+        ],
+      ],
+    ),
+  },
+}

@@ -1,0 +1,98 @@
+// Recording rules: fleet, site and department aggregates of the per-machine counters, named
+// level:metric:operation. Per-machine series are first collapsed over collector replicas
+// (`max by` the machine's labels), then summed, so two scraped replicas never double a total.
+local p = import 'lib/promql.libsonnet';
+
+{
+  // The aggregates, as data: each entry becomes <level>:<record>:<operation><window> for every
+  // level and window. To record a new counter, add an entry here (and a promtool test).
+  //   metric:   a per-machine counter; rate() of it per second
+  //   ratio:    [numerator, denominator] counters instead of `metric`
+  //   factor:   multiplies the per-second rate (3600: per hour)
+  //   extraBy:  labels kept besides the level's (money is never summed across currencies)
+  //   windows:  range windows; `rate` is the configured one (>= 4 heartbeats)
+  greenopsRecordedRates:: [
+    {
+      record: 'greenops_idle_ratio',
+      ratio: ['greenops_machine_idle_seconds_total', 'greenops_machine_observed_seconds_total'],
+      windows: ['rate', '1h'],
+    },
+    {
+      record: 'greenops_machine_power_watts',
+      metric: 'greenops_machine_energy_joules_total',  // joules per second are watts
+      windows: ['rate'],
+    },
+    {
+      record: 'greenops_machine_idle_power_watts',
+      metric: 'greenops_machine_idle_energy_joules_total',
+      windows: ['rate'],
+    },
+    {
+      record: 'greenops_machine_idle_energy_cost_per_hour',
+      metric: 'greenops_machine_idle_energy_cost_total',
+      factor: 3600,
+      extraBy: ['currency'],
+      windows: ['rate', '1h'],
+    },
+    {
+      record: 'greenops_machine_idle_co2_grams_per_hour',
+      metric: 'greenops_machine_idle_co2_grams_total',
+      factor: 3600,
+      windows: ['rate', '1h'],
+    },
+  ],
+
+  // The levels, finest last.
+  greenopsRecordingLevels:: ['fleet', 'site', 'department'],
+
+  // The name of a recorded series: recordedName('site', 'greenops_machine_idle_power_watts')
+  // is "site:greenops_machine_idle_power_watts:rate4m" with the default window.
+  recordedName(level, record, window='rate')::
+    local entry = std.filter(function(e) e.record == record, $.greenopsRecordedRates)[0];
+    local w = if window == 'rate' then $._config.rateWindow else window;
+    p.fmt('%s:%s:%srate%s', [level, record, if std.objectHas(entry, 'ratio') then 'ratio_' else '', w]),
+
+  prometheusRules+:: {
+    local cfg = $._config,
+    local sel = cfg.greenopsSelector,
+    local labels = p.labels(cfg),
+
+    local rate(metric, window, extra) =
+      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, sel, window]), extra),
+
+    local rule(entry, level, window) =
+      local w = if window == 'rate' then cfg.rateWindow else window;
+      local extra = std.get(entry, 'extraBy', []);
+      local by = p.by(labels[level] + extra);
+      {
+        record: $.recordedName(level, entry.record, window),
+        expr:
+          if std.objectHas(entry, 'ratio') then
+            p.fmt('sum %s (%s)\n/\nsum %s (%s)\n', [
+              by,
+              rate(entry.ratio[0], w, extra),
+              by,
+              rate(entry.ratio[1], w, extra),
+            ])
+          else
+            p.fmt('sum %s (\n  %s\n)%s\n', [
+              by,
+              rate(entry.metric, w, extra),
+              if std.get(entry, 'factor', 1) == 1 then '' else p.fmt(' * %s', p.num(entry.factor)),
+            ]),
+      },
+
+    groups+: [
+      {
+        name: 'greenops-recording',
+        interval: '1m',
+        rules: [
+          rule(entry, level, window)
+          for entry in $.greenopsRecordedRates
+          for window in entry.windows
+          for level in $.greenopsRecordingLevels
+        ],
+      },
+    ],
+  },
+}
