@@ -121,6 +121,19 @@ impl IngestStore for PostgresStore {
     }
 }
 
+/// Inserts heartbeats given as one array per column, in this order; a heartbeat already
+/// stored (same machine and `seq`) is skipped. Also used by `migrate-data`.
+pub(crate) const INSERT_HEARTBEATS: &str = "INSERT INTO heartbeats (machine_id, seq, sent_at_ms,
+         received_at_ms, idle_input_ms, session, cpu_ratio, memory_ratio, uptime_seconds,
+         observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, currency, cost, idle_cost,
+         co2_g, idle_co2_g)
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+         $6::text[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
+         $12::int8[], $13::numeric[], $14::numeric[], $15::text[], $16::numeric[],
+         $17::numeric[], $18::numeric[], $19::numeric[])
+     ON CONFLICT (machine_id, seq) DO NOTHING";
+
+/// The accepted heartbeats of a batch, in one statement.
 async fn insert_heartbeats(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: &[AcceptedRow<'_>],
@@ -132,40 +145,33 @@ async fn insert_heartbeats(
     let machine_ids: Vec<&str> = rows.iter().map(|r| r.machine_id).collect();
     let sessions: Vec<&str> = rows.iter().map(|r| r.heartbeat.session.as_str()).collect();
     let currencies: Vec<&str> = rows.iter().map(|r| r.currency).collect();
-    sqlx::query(
-        "INSERT INTO heartbeats (machine_id, seq, sent_at_ms, received_at_ms, idle_input_ms,
-             session, cpu_ratio, memory_ratio, uptime_seconds, observed_ms, idle_ms, unknown_ms,
-             energy_j, idle_energy_j, currency, cost, idle_cost, co2_g, idle_co2_g)
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
-             $6::text[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
-             $12::int8[], $13::numeric[], $14::numeric[], $15::text[], $16::numeric[],
-             $17::numeric[], $18::numeric[], $19::numeric[])
-         ON CONFLICT (machine_id, seq) DO NOTHING",
-    )
-    .bind(&machine_ids)
-    .bind(col_i64(|r| i64_of(r.heartbeat.seq)))
-    .bind(col_i64(|r| r.heartbeat.sent_at_ms))
-    .bind(col_i64(|r| r.received_at_ms))
-    .bind(col_opt(|r| r.heartbeat.idle_ms))
-    .bind(&sessions)
-    .bind(col_f64(|r| r.heartbeat.cpu_usage_ratio))
-    .bind(col_f64(|r| r.heartbeat.memory_usage_ratio))
-    .bind(col_opt(|r| r.heartbeat.uptime_seconds.map(i64_of)))
-    .bind(col_i64(|r| r.increment.observed_ms))
-    .bind(col_i64(|r| r.increment.idle_ms))
-    .bind(col_i64(|r| r.increment.unknown_ms))
-    .bind(col_dec(|r| r.increment.energy_j))
-    .bind(col_dec(|r| r.increment.idle_energy_j))
-    .bind(&currencies)
-    .bind(col_dec(|r| r.increment.cost))
-    .bind(col_dec(|r| r.increment.idle_cost))
-    .bind(col_dec(|r| r.increment.co2_g))
-    .bind(col_dec(|r| r.increment.idle_co2_g))
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(INSERT_HEARTBEATS)
+        .bind(&machine_ids)
+        .bind(col_i64(|r| i64_of(r.heartbeat.seq)))
+        .bind(col_i64(|r| r.heartbeat.sent_at_ms))
+        .bind(col_i64(|r| r.received_at_ms))
+        .bind(col_opt(|r| r.heartbeat.idle_ms))
+        .bind(&sessions)
+        .bind(col_f64(|r| r.heartbeat.cpu_usage_ratio))
+        .bind(col_f64(|r| r.heartbeat.memory_usage_ratio))
+        .bind(col_opt(|r| r.heartbeat.uptime_seconds.map(i64_of)))
+        .bind(col_i64(|r| r.increment.observed_ms))
+        .bind(col_i64(|r| r.increment.idle_ms))
+        .bind(col_i64(|r| r.increment.unknown_ms))
+        .bind(col_dec(|r| r.increment.energy_j))
+        .bind(col_dec(|r| r.increment.idle_energy_j))
+        .bind(&currencies)
+        .bind(col_dec(|r| r.increment.cost))
+        .bind(col_dec(|r| r.increment.idle_cost))
+        .bind(col_dec(|r| r.increment.co2_g))
+        .bind(col_dec(|r| r.increment.idle_co2_g))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
+/// The new cursor, last report and totals of every machine of a batch (added in SQL), and
+/// its money totals per currency, in one statement each.
 async fn update_machines(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     updates: &[MachineUpdate<'_>],

@@ -12,6 +12,8 @@
 mod ingest;
 mod reports;
 
+pub(crate) use ingest::INSERT_HEARTBEATS;
+
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
