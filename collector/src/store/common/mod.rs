@@ -6,8 +6,9 @@
 //! parameters by their number, see the test below), so the shared SQL numbers them freely.
 //!
 //! A generic query needs the driver to encode and decode the Rust types it uses; those bounds
-//! are spelt out on each generic `impl` or function (Rust does not let a trait carry them).
-//! The rest of what a query needs to know about a backend is its [`Dialect`].
+//! are spelt out on each generic `impl` or function (a trait's `where` clauses are not implied
+//! for its users, so no trait can carry them). The rest of what a query needs to know about a
+//! backend is its [`Dialect`].
 
 pub(crate) mod admin;
 pub(crate) mod batch;
