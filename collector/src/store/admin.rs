@@ -1,13 +1,10 @@
 //! What the admin API manages besides users: sites, power profiles, machine placement,
-//! enrollment and API tokens, live settings and energy reports. [`AdminStore`] is implemented
-//! once for both backends by the `admin_queries!` macro in `admin_sql.rs`.
+//! enrollment and API tokens, and energy reports (the traits that store them are
+//! `AdminObjectStore` and `ReportStore`, in `traits.rs`).
 
-use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-use super::{StoreError, User};
 use crate::accounting::Increment;
-use crate::secrets::TokenHash;
 
 /// A site: where machines are, what their electricity costs and how clean it is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -132,77 +129,4 @@ pub struct ReportRow {
     pub key: String,
     pub currency: String,
     pub totals: Increment,
-}
-
-/// The admin side of the store.
-#[async_trait]
-pub trait AdminStore: Send + Sync {
-    async fn list_sites(&self) -> Result<Vec<Site>, StoreError>;
-    /// `Conflict` when the name is taken.
-    async fn create_site(&self, site: &SiteFields, now_ms: i64) -> Result<Site, StoreError>;
-    /// The site before and after, or `None` when there is no such site.
-    async fn update_site(
-        &self,
-        id: i64,
-        site: &SiteFields,
-    ) -> Result<Option<(Site, Site)>, StoreError>;
-    /// `Conflict` when machines or tokens still use it; `None` when there is no such site.
-    async fn delete_site(&self, id: i64) -> Result<Option<Site>, StoreError>;
-
-    async fn list_power_profiles(&self) -> Result<Vec<PowerProfile>, StoreError>;
-    async fn create_power_profile(
-        &self,
-        profile: &PowerProfileFields,
-        now_ms: i64,
-    ) -> Result<PowerProfile, StoreError>;
-    async fn update_power_profile(
-        &self,
-        id: i64,
-        profile: &PowerProfileFields,
-    ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError>;
-    async fn delete_power_profile(&self, id: i64) -> Result<Option<PowerProfile>, StoreError>;
-
-    /// Moves a live machine; `NotFound` names an unknown site or profile. `None` when there
-    /// is no such live machine. Returns the placement before and after.
-    async fn place_machine(
-        &self,
-        id: &str,
-        patch: &PlacementPatch,
-    ) -> Result<Option<(Placement, Placement)>, StoreError>;
-
-    /// Money totals of one machine per currency.
-    async fn machine_costs(&self, id: &str) -> Result<Vec<super::CostTotal>, StoreError>;
-
-    /// Sums of heartbeat increments (exact), grouped.
-    async fn energy_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError>;
-
-    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenInfo>, StoreError>;
-    /// False when there is no such unrevoked token.
-    async fn revoke_enrollment_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
-
-    /// `NotFound` when the user does not exist.
-    async fn create_api_token(
-        &self,
-        username: &str,
-        name: &str,
-        hash: &TokenHash,
-        now_ms: i64,
-    ) -> Result<ApiTokenInfo, StoreError>;
-    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError>;
-    async fn revoke_api_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
-    /// The enabled user an unrevoked API token belongs to.
-    async fn user_for_api_token(&self, hash: &TokenHash) -> Result<Option<User>, StoreError>;
-
-    async fn set_role(
-        &self,
-        username: &str,
-        role: super::Role,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
-    async fn enable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
-
-    /// A stored setting.
-    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
-    /// Stores a setting, replacing any previous value.
-    async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
 }

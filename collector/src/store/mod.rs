@@ -1,28 +1,32 @@
-//! Persistence behind one trait. Handlers and the ingest writer call [`Store`]; each backend
-//! (one module each) owns its SQL and its migrations. No SQL lives outside this module.
+//! Persistence behind one trait. Handlers and the ingest writer call [`Store`], which is the
+//! union of one trait per domain (`traits.rs`); no SQL lives outside this module.
+//!
+//! Where the SQL is: a query whose text is the same on both backends is written once, in
+//! `common/`, generic over the backend's [`sqlx::Database`]; a query whose text differs is
+//! written out in full in `postgres/` or `sqlite/`. The few things the shared queries need to
+//! know about a backend (how it stores an exact decimal, how it sorts one) are in its
+//! `Dialect` (`common/mod.rs`). Each backend owns its migrations.
 
 pub mod admin;
-mod admin_sql;
-mod batch;
-mod operators_sql;
+mod common;
 mod postgres;
 pub mod retention;
-mod retention_sql;
 mod sqlite;
+mod traits;
 pub mod transfer;
 
 use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use greenops_protocol::{Session, ValidEnrollment, ValidHeartbeat};
+use greenops_protocol::{ValidEnrollment, ValidHeartbeat};
 use rust_decimal::Decimal;
 
-use crate::accounting::{Increment, LastReport, Params};
+use crate::accounting::{Increment, LastReport};
 use crate::secrets::TokenHash;
 
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, path_of as sqlite_path};
+pub use traits::{AdminObjectStore, IngestStore, OperatorStore, ReportStore, Store};
 
 /// Which backend a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,119 +378,6 @@ pub struct AuditEntry {
     pub details: String,
 }
 
-/// The persistence contract shared by every backend.
-#[async_trait]
-pub trait Store: admin::AdminStore + retention::Retention + Send + Sync + fmt::Debug {
-    fn backend(&self) -> Backend;
-
-    /// Applies pending migrations.
-    async fn migrate(&self) -> Result<(), StoreError>;
-
-    /// Ok when the database answers and every migration of this binary is applied.
-    async fn readiness(&self) -> Result<(), StoreError>;
-
-    async fn create_enrollment_token(
-        &self,
-        token: &NewEnrollmentToken,
-    ) -> Result<admin::EnrollmentTokenInfo, StoreError>;
-
-    /// Enrols a new machine or rotates the credential of a known `machine_key`.
-    async fn enroll(
-        &self,
-        cmd: &EnrollCommand,
-    ) -> Result<Result<EnrolledMachine, EnrollRefusal>, StoreError>;
-
-    /// The machine an active agent credential belongs to.
-    async fn machine_for_credential(&self, hash: &TokenHash) -> Result<Option<String>, StoreError>;
-
-    /// Credentials revoked at or after `since_ms` (for evicting cached credentials).
-    async fn revoked_credentials_since(&self, since_ms: i64) -> Result<Vec<TokenHash>, StoreError>;
-
-    /// Accounts and commits a batch of jobs in one transaction; one outcome per job.
-    async fn commit_heartbeats(
-        &self,
-        jobs: &[HeartbeatJob],
-        params: Params,
-    ) -> Result<Vec<JobOutcome>, StoreError>;
-
-    /// Current totals and last reports of every live machine.
-    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError>;
-
-    async fn count_users(&self) -> Result<i64, StoreError>;
-
-    /// Creates an operator; `Conflict` when the name is taken.
-    async fn create_user(
-        &self,
-        username: &str,
-        password_hash: &str,
-        role: Role,
-        now_ms: i64,
-    ) -> Result<User, StoreError>;
-
-    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
-
-    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
-
-    /// Sets a new password hash and revokes every existing session of the user.
-    async fn set_password(
-        &self,
-        username: &str,
-        password_hash: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
-
-    /// Revokes every existing session of the user (logout).
-    async fn revoke_sessions(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
-
-    /// Disables the account and revokes its sessions.
-    async fn disable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
-
-    /// The stored value of `key`, storing `value` first if there is none (so every replica
-    /// ends up with the first value written).
-    async fn setting_or_insert(
-        &self,
-        key: &str,
-        value: &str,
-        now_ms: i64,
-    ) -> Result<String, StoreError>;
-
-    /// Failed logins recorded under `key` since `since_ms`, and the oldest of them.
-    async fn login_failures(
-        &self,
-        key: &str,
-        since_ms: i64,
-    ) -> Result<(i64, Option<i64>), StoreError>;
-
-    /// Records a failed login under each key; forgets failures older than `forget_before_ms`.
-    async fn record_login_failure(
-        &self,
-        keys: &[String],
-        at_ms: i64,
-        forget_before_ms: i64,
-    ) -> Result<(), StoreError>;
-
-    /// Forgets the failures of `key` (after a successful login).
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
-
-    /// Appends to the audit log.
-    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-
-    /// The newest audit entries first.
-    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// A page of machines (not retired) and the total matching the filters.
-    async fn list_machines(
-        &self,
-        query: &MachineQuery,
-    ) -> Result<(Vec<MachineRow>, i64), StoreError>;
-
-    /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
-    async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
-
-    /// Closes connections (used on shutdown).
-    async fn close(&self);
-}
-
 /// Opens the store named by `url` (does not migrate).
 pub async fn open(url: &str, options: &PoolOptions) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -507,14 +398,4 @@ pub struct PoolOptions {
     pub acquire_timeout: std::time::Duration,
     /// SQLite only: how durable each commit is.
     pub sqlite_durability: SqliteDurability,
-}
-
-/// Stored form of a session.
-pub(crate) fn session_from_db(s: Option<&str>) -> Session {
-    s.map(Session::from_stored).unwrap_or_default()
-}
-
-/// A stored SHA-256 token hash (32 bytes), if it has the right length.
-pub(crate) fn hash_from_db(bytes: &[u8]) -> Option<TokenHash> {
-    <[u8; 32]>::try_from(bytes).ok().map(TokenHash)
 }

@@ -2,11 +2,9 @@
 //! into hourly rollups, hourly rollups older than the hourly retention into daily ones. Each
 //! batch adds the rows to the coarser table and deletes them from the finer one in the same
 //! transaction, so every increment is in exactly one table and sums over all three stay exact.
-//! Implemented once for both backends by `retention_queries!` (`retention_sql.rs`).
-
-use async_trait::async_trait;
-
-use super::StoreError;
+//! The move itself is `ReportStore::roll_up`: the bucketing and summing are shared
+//! (`common/reports.rs`), each backend opens the transaction (and, on PostgreSQL, takes the
+//! lock that lets one collector at a time do it).
 
 /// The summed columns of a rollup row, in the order they are inserted.
 pub(crate) const ROLLUP_SUMS: &str = "observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, \
@@ -47,15 +45,4 @@ impl Rollup {
             Rollup::HoursToDays => 86_400_000,
         }
     }
-}
-
-#[async_trait]
-pub trait Retention: Send + Sync {
-    /// Moves up to `limit` rows older than `before_ms` one level coarser.
-    async fn roll_up(
-        &self,
-        rollup: Rollup,
-        before_ms: i64,
-        limit: i64,
-    ) -> Result<RollupBatch, StoreError>;
 }

@@ -2,21 +2,28 @@
 //! outgrow one machine. Idempotent: rows are upserted by their keys, so a re-run (after an
 //! interruption, or to pick up heartbeats that arrived since) converges on the source; the
 //! result is verified by row counts and totals.
+//!
+//! Each table is read from SQLite into a row type (decimals as their TEXT, [`Text<Decimal>`])
+//! and written to PostgreSQL (decimals as `NUMERIC`) in the same transaction on each side.
 
 use std::collections::HashSet;
 
 use anyhow::{Context, bail};
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::types::Text;
-use sqlx::{PgPool, Postgres, Row, SqlitePool, Transaction};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+use super::postgres::INSERT_HEARTBEATS;
 use super::retention::{ROLLUP_REPLACE, ROLLUP_SUMS};
 use super::sqlite::path_of;
 
 /// Rows copied per statement for the heartbeat table.
 const CHUNK: i64 = 5000;
+
+/// A decimal as SQLite stores it.
+type Dec = Text<Decimal>;
 
 /// What was copied, and the totals both sides agreed on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,8 +39,163 @@ pub struct TransferReport {
     pub cost: Decimal,
 }
 
-fn d(row: &SqliteRow, column: &str) -> Result<Decimal, sqlx::Error> {
-    Ok(row.try_get::<Text<Decimal>, _>(column)?.0)
+#[derive(Debug, sqlx::FromRow)]
+struct SiteRow {
+    id: i64,
+    name: String,
+    currency: String,
+    price_per_kwh: Dec,
+    carbon_intensity_g_per_kwh: Dec,
+    timezone: String,
+    created_at_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct PowerProfileRow {
+    id: i64,
+    name: String,
+    idle_watts: Dec,
+    active_watts: Dec,
+    created_at_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct EnrollmentTokenRow {
+    id: i64,
+    token_hash: Vec<u8>,
+    site_id: i64,
+    department: String,
+    expires_at_ms: Option<i64>,
+    max_uses: Option<i64>,
+    uses: i64,
+    revoked_at_ms: Option<i64>,
+    created_at_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct MachineRow {
+    id: String,
+    machine_key: String,
+    hostname: String,
+    os: String,
+    os_version: String,
+    agent_version: String,
+    mac_addresses: String,
+    site_id: i64,
+    department: String,
+    power_profile_id: i64,
+    enrolled_at_ms: i64,
+    retired_at_ms: Option<i64>,
+    last_seq: i64,
+    last_sent_at_ms: Option<i64>,
+    last_received_at_ms: Option<i64>,
+    last_idle_ms: Option<i64>,
+    last_session: Option<String>,
+    last_cpu_ratio: Option<f64>,
+    last_memory_ratio: Option<f64>,
+    last_uptime_seconds: Option<i64>,
+    observed_ms: i64,
+    idle_ms: i64,
+    unknown_ms: i64,
+    energy_j: Dec,
+    idle_energy_j: Dec,
+    co2_g: Dec,
+    idle_co2_g: Dec,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct CostTotalRow {
+    machine_id: String,
+    currency: String,
+    cost: Dec,
+    idle_cost: Dec,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct CredentialRow {
+    token_hash: Vec<u8>,
+    machine_id: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct HeartbeatRow {
+    machine_id: String,
+    seq: i64,
+    sent_at_ms: i64,
+    received_at_ms: i64,
+    idle_input_ms: Option<i64>,
+    session: String,
+    cpu_ratio: Option<f64>,
+    memory_ratio: Option<f64>,
+    uptime_seconds: Option<i64>,
+    observed_ms: i64,
+    idle_ms: i64,
+    unknown_ms: i64,
+    energy_j: Dec,
+    idle_energy_j: Dec,
+    currency: String,
+    cost: Dec,
+    idle_cost: Dec,
+    co2_g: Dec,
+    idle_co2_g: Dec,
+}
+
+/// An hourly or daily rollup row; `bucket_ms` is its `hour_ms` or `day_ms`.
+#[derive(Debug, sqlx::FromRow)]
+struct RollupRow {
+    machine_id: String,
+    bucket_ms: i64,
+    currency: String,
+    observed_ms: i64,
+    idle_ms: i64,
+    unknown_ms: i64,
+    energy_j: Dec,
+    idle_energy_j: Dec,
+    cost: Dec,
+    idle_cost: Dec,
+    co2_g: Dec,
+    idle_co2_g: Dec,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    role: String,
+    session_version: i64,
+    disabled_at_ms: Option<i64>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ApiTokenRow {
+    id: i64,
+    token_hash: Vec<u8>,
+    user_id: i64,
+    name: String,
+    created_at_ms: i64,
+    revoked_at_ms: Option<i64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct SettingRow {
+    key: String,
+    value: String,
+    updated_at_ms: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at_ms: i64,
+    actor: String,
+    action: String,
+    target: String,
+    details: String,
 }
 
 /// Copies everything from the SQLite database at `from` into the PostgreSQL database at `to`
@@ -74,72 +236,7 @@ pub async fn sqlite_to_postgres(
     let mut dst = target.begin().await?;
     let mut report = TransferReport::default();
 
-    for row in sqlx::query("SELECT * FROM sites ORDER BY id")
-        .fetch_all(&mut *src)
-        .await?
-    {
-        sqlx::query(
-            "INSERT INTO sites (id, name, currency, price_per_kwh, carbon_intensity_g_per_kwh,
-                 timezone, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, currency = EXCLUDED.currency,
-                 price_per_kwh = EXCLUDED.price_per_kwh,
-                 carbon_intensity_g_per_kwh = EXCLUDED.carbon_intensity_g_per_kwh,
-                 timezone = EXCLUDED.timezone",
-        )
-        .bind(row.try_get::<i64, _>("id")?)
-        .bind(row.try_get::<String, _>("name")?)
-        .bind(row.try_get::<String, _>("currency")?)
-        .bind(d(&row, "price_per_kwh")?)
-        .bind(d(&row, "carbon_intensity_g_per_kwh")?)
-        .bind(row.try_get::<String, _>("timezone")?)
-        .bind(row.try_get::<i64, _>("created_at_ms")?)
-        .execute(&mut *dst)
-        .await?;
-        report.sites += 1;
-    }
-    for row in sqlx::query("SELECT * FROM power_profiles ORDER BY id")
-        .fetch_all(&mut *src)
-        .await?
-    {
-        sqlx::query(
-            "INSERT INTO power_profiles (id, name, idle_watts, active_watts, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
-                 idle_watts = EXCLUDED.idle_watts, active_watts = EXCLUDED.active_watts",
-        )
-        .bind(row.try_get::<i64, _>("id")?)
-        .bind(row.try_get::<String, _>("name")?)
-        .bind(d(&row, "idle_watts")?)
-        .bind(d(&row, "active_watts")?)
-        .bind(row.try_get::<i64, _>("created_at_ms")?)
-        .execute(&mut *dst)
-        .await?;
-        report.power_profiles += 1;
-    }
-    for row in sqlx::query("SELECT * FROM enrollment_tokens ORDER BY id")
-        .fetch_all(&mut *src)
-        .await?
-    {
-        sqlx::query(
-            "INSERT INTO enrollment_tokens (id, token_hash, site_id, department, expires_at_ms,
-                 max_uses, uses, revoked_at_ms, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (id) DO UPDATE SET uses = EXCLUDED.uses,
-                 revoked_at_ms = EXCLUDED.revoked_at_ms, expires_at_ms = EXCLUDED.expires_at_ms",
-        )
-        .bind(row.try_get::<i64, _>("id")?)
-        .bind(row.try_get::<Vec<u8>, _>("token_hash")?)
-        .bind(row.try_get::<i64, _>("site_id")?)
-        .bind(row.try_get::<String, _>("department")?)
-        .bind(row.try_get::<Option<i64>, _>("expires_at_ms")?)
-        .bind(row.try_get::<Option<i64>, _>("max_uses")?)
-        .bind(row.try_get::<i64, _>("uses")?)
-        .bind(row.try_get::<Option<i64>, _>("revoked_at_ms")?)
-        .bind(row.try_get::<i64, _>("created_at_ms")?)
-        .execute(&mut *dst)
-        .await?;
-        report.enrollment_tokens += 1;
-    }
+    copy_sites_and_profiles(&mut src, &mut dst, &mut report).await?;
     copy_operators(&mut src, &mut dst).await?;
     for table in [
         "sites",
@@ -162,47 +259,7 @@ pub async fn sqlite_to_postgres(
         report.sites, report.power_profiles, report.enrollment_tokens
     ));
 
-    for row in sqlx::query("SELECT * FROM machines ORDER BY id")
-        .fetch_all(&mut *src)
-        .await?
-    {
-        copy_machine(&mut dst, &row).await?;
-        report.machines += 1;
-    }
-    for row in sqlx::query("SELECT * FROM machine_cost_totals")
-        .fetch_all(&mut *src)
-        .await?
-    {
-        sqlx::query(
-            "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (machine_id, currency) DO UPDATE
-             SET cost = EXCLUDED.cost, idle_cost = EXCLUDED.idle_cost",
-        )
-        .bind(row.try_get::<String, _>("machine_id")?)
-        .bind(row.try_get::<String, _>("currency")?)
-        .bind(d(&row, "cost")?)
-        .bind(d(&row, "idle_cost")?)
-        .execute(&mut *dst)
-        .await?;
-    }
-    for row in sqlx::query("SELECT * FROM agent_credentials")
-        .fetch_all(&mut *src)
-        .await?
-    {
-        sqlx::query(
-            "INSERT INTO agent_credentials (token_hash, machine_id, created_at_ms, revoked_at_ms)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (token_hash) DO UPDATE SET revoked_at_ms = EXCLUDED.revoked_at_ms",
-        )
-        .bind(row.try_get::<Vec<u8>, _>("token_hash")?)
-        .bind(row.try_get::<String, _>("machine_id")?)
-        .bind(row.try_get::<i64, _>("created_at_ms")?)
-        .bind(row.try_get::<Option<i64>, _>("revoked_at_ms")?)
-        .execute(&mut *dst)
-        .await?;
-        report.credentials += 1;
-    }
+    copy_machines(&mut src, &mut dst, &mut report).await?;
     progress(&format!(
         "copied {} machines with their totals and {} credentials",
         report.machines, report.credentials
@@ -213,8 +270,8 @@ pub async fn sqlite_to_postgres(
         .await?;
     let mut offset = 0;
     while offset < total {
-        let rows =
-            sqlx::query("SELECT * FROM heartbeats ORDER BY machine_id, seq LIMIT ?1 OFFSET ?2")
+        let rows: Vec<HeartbeatRow> =
+            sqlx::query_as("SELECT * FROM heartbeats ORDER BY machine_id, seq LIMIT ?1 OFFSET ?2")
                 .bind(CHUNK)
                 .bind(offset)
                 .fetch_all(&mut *src)
@@ -258,7 +315,134 @@ async fn refuse_foreign_machines(source: &SqlitePool, target: &PgPool) -> anyhow
     Ok(())
 }
 
-async fn copy_machine(dst: &mut Transaction<'_, Postgres>, row: &SqliteRow) -> anyhow::Result<()> {
+/// Sites, power profiles and enrollment tokens, with their ids.
+async fn copy_sites_and_profiles(
+    src: &mut Transaction<'_, Sqlite>,
+    dst: &mut Transaction<'_, Postgres>,
+    report: &mut TransferReport,
+) -> anyhow::Result<()> {
+    let sites: Vec<SiteRow> = sqlx::query_as("SELECT * FROM sites ORDER BY id")
+        .fetch_all(&mut **src)
+        .await?;
+    for site in sites {
+        sqlx::query(
+            "INSERT INTO sites (id, name, currency, price_per_kwh, carbon_intensity_g_per_kwh,
+                 timezone, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, currency = EXCLUDED.currency,
+                 price_per_kwh = EXCLUDED.price_per_kwh,
+                 carbon_intensity_g_per_kwh = EXCLUDED.carbon_intensity_g_per_kwh,
+                 timezone = EXCLUDED.timezone",
+        )
+        .bind(site.id)
+        .bind(site.name)
+        .bind(site.currency)
+        .bind(site.price_per_kwh.0)
+        .bind(site.carbon_intensity_g_per_kwh.0)
+        .bind(site.timezone)
+        .bind(site.created_at_ms)
+        .execute(&mut **dst)
+        .await?;
+        report.sites += 1;
+    }
+    let profiles: Vec<PowerProfileRow> = sqlx::query_as("SELECT * FROM power_profiles ORDER BY id")
+        .fetch_all(&mut **src)
+        .await?;
+    for profile in profiles {
+        sqlx::query(
+            "INSERT INTO power_profiles (id, name, idle_watts, active_watts, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name,
+                 idle_watts = EXCLUDED.idle_watts, active_watts = EXCLUDED.active_watts",
+        )
+        .bind(profile.id)
+        .bind(profile.name)
+        .bind(profile.idle_watts.0)
+        .bind(profile.active_watts.0)
+        .bind(profile.created_at_ms)
+        .execute(&mut **dst)
+        .await?;
+        report.power_profiles += 1;
+    }
+    let tokens: Vec<EnrollmentTokenRow> =
+        sqlx::query_as("SELECT * FROM enrollment_tokens ORDER BY id")
+            .fetch_all(&mut **src)
+            .await?;
+    for token in tokens {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (id, token_hash, site_id, department, expires_at_ms,
+                 max_uses, uses, revoked_at_ms, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET uses = EXCLUDED.uses,
+                 revoked_at_ms = EXCLUDED.revoked_at_ms, expires_at_ms = EXCLUDED.expires_at_ms",
+        )
+        .bind(token.id)
+        .bind(token.token_hash)
+        .bind(token.site_id)
+        .bind(token.department)
+        .bind(token.expires_at_ms)
+        .bind(token.max_uses)
+        .bind(token.uses)
+        .bind(token.revoked_at_ms)
+        .bind(token.created_at_ms)
+        .execute(&mut **dst)
+        .await?;
+        report.enrollment_tokens += 1;
+    }
+    Ok(())
+}
+
+/// Machines with their totals, their money totals and their agent credentials.
+async fn copy_machines(
+    src: &mut Transaction<'_, Sqlite>,
+    dst: &mut Transaction<'_, Postgres>,
+    report: &mut TransferReport,
+) -> anyhow::Result<()> {
+    let machines: Vec<MachineRow> = sqlx::query_as("SELECT * FROM machines ORDER BY id")
+        .fetch_all(&mut **src)
+        .await?;
+    for machine in machines {
+        copy_machine(dst, machine).await?;
+        report.machines += 1;
+    }
+    let costs: Vec<CostTotalRow> = sqlx::query_as("SELECT * FROM machine_cost_totals")
+        .fetch_all(&mut **src)
+        .await?;
+    for cost in costs {
+        sqlx::query(
+            "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (machine_id, currency) DO UPDATE
+             SET cost = EXCLUDED.cost, idle_cost = EXCLUDED.idle_cost",
+        )
+        .bind(cost.machine_id)
+        .bind(cost.currency)
+        .bind(cost.cost.0)
+        .bind(cost.idle_cost.0)
+        .execute(&mut **dst)
+        .await?;
+    }
+    let credentials: Vec<CredentialRow> = sqlx::query_as("SELECT * FROM agent_credentials")
+        .fetch_all(&mut **src)
+        .await?;
+    for credential in credentials {
+        sqlx::query(
+            "INSERT INTO agent_credentials (token_hash, machine_id, created_at_ms, revoked_at_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (token_hash) DO UPDATE SET revoked_at_ms = EXCLUDED.revoked_at_ms",
+        )
+        .bind(credential.token_hash)
+        .bind(credential.machine_id)
+        .bind(credential.created_at_ms)
+        .bind(credential.revoked_at_ms)
+        .execute(&mut **dst)
+        .await?;
+        report.credentials += 1;
+    }
+    Ok(())
+}
+
+async fn copy_machine(dst: &mut Transaction<'_, Postgres>, m: MachineRow) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO machines (id, machine_key, hostname, os, os_version, agent_version,
              mac_addresses, site_id, department, power_profile_id, enrolled_at_ms, retired_at_ms,
@@ -283,115 +467,102 @@ async fn copy_machine(dst: &mut Transaction<'_, Postgres>, row: &SqliteRow) -> a
              idle_energy_j = EXCLUDED.idle_energy_j, co2_g = EXCLUDED.co2_g,
              idle_co2_g = EXCLUDED.idle_co2_g",
     )
-    .bind(row.try_get::<String, _>("id")?)
-    .bind(row.try_get::<String, _>("machine_key")?)
-    .bind(row.try_get::<String, _>("hostname")?)
-    .bind(row.try_get::<String, _>("os")?)
-    .bind(row.try_get::<String, _>("os_version")?)
-    .bind(row.try_get::<String, _>("agent_version")?)
-    .bind(row.try_get::<String, _>("mac_addresses")?)
-    .bind(row.try_get::<i64, _>("site_id")?)
-    .bind(row.try_get::<String, _>("department")?)
-    .bind(row.try_get::<i64, _>("power_profile_id")?)
-    .bind(row.try_get::<i64, _>("enrolled_at_ms")?)
-    .bind(row.try_get::<Option<i64>, _>("retired_at_ms")?)
-    .bind(row.try_get::<i64, _>("last_seq")?)
-    .bind(row.try_get::<Option<i64>, _>("last_sent_at_ms")?)
-    .bind(row.try_get::<Option<i64>, _>("last_received_at_ms")?)
-    .bind(row.try_get::<Option<i64>, _>("last_idle_ms")?)
-    .bind(row.try_get::<Option<String>, _>("last_session")?)
-    .bind(row.try_get::<Option<f64>, _>("last_cpu_ratio")?)
-    .bind(row.try_get::<Option<f64>, _>("last_memory_ratio")?)
-    .bind(row.try_get::<Option<i64>, _>("last_uptime_seconds")?)
-    .bind(row.try_get::<i64, _>("observed_ms")?)
-    .bind(row.try_get::<i64, _>("idle_ms")?)
-    .bind(row.try_get::<i64, _>("unknown_ms")?)
-    .bind(d(row, "energy_j")?)
-    .bind(d(row, "idle_energy_j")?)
-    .bind(d(row, "co2_g")?)
-    .bind(d(row, "idle_co2_g")?)
+    .bind(m.id)
+    .bind(m.machine_key)
+    .bind(m.hostname)
+    .bind(m.os)
+    .bind(m.os_version)
+    .bind(m.agent_version)
+    .bind(m.mac_addresses)
+    .bind(m.site_id)
+    .bind(m.department)
+    .bind(m.power_profile_id)
+    .bind(m.enrolled_at_ms)
+    .bind(m.retired_at_ms)
+    .bind(m.last_seq)
+    .bind(m.last_sent_at_ms)
+    .bind(m.last_received_at_ms)
+    .bind(m.last_idle_ms)
+    .bind(m.last_session)
+    .bind(m.last_cpu_ratio)
+    .bind(m.last_memory_ratio)
+    .bind(m.last_uptime_seconds)
+    .bind(m.observed_ms)
+    .bind(m.idle_ms)
+    .bind(m.unknown_ms)
+    .bind(m.energy_j.0)
+    .bind(m.idle_energy_j.0)
+    .bind(m.co2_g.0)
+    .bind(m.idle_co2_g.0)
     .execute(&mut **dst)
     .await?;
     Ok(())
 }
 
+/// One column of a chunk of rows, as an array parameter.
+fn column<R, T>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
 async fn copy_heartbeats(
     dst: &mut Transaction<'_, Postgres>,
-    rows: &[SqliteRow],
+    rows: &[HeartbeatRow],
 ) -> anyhow::Result<()> {
-    macro_rules! col {
-        ($ty:ty, $name:literal) => {
-            rows.iter()
-                .map(|r| r.try_get::<$ty, _>($name))
-                .collect::<Result<Vec<$ty>, _>>()?
-        };
-    }
-    let dec = |name: &str| {
-        rows.iter()
-            .map(|r| d(r, name))
-            .collect::<Result<Vec<Decimal>, _>>()
-    };
-    sqlx::query(
-        "INSERT INTO heartbeats (machine_id, seq, sent_at_ms, received_at_ms, idle_input_ms,
-             session, cpu_ratio, memory_ratio, uptime_seconds, observed_ms, idle_ms, unknown_ms,
-             energy_j, idle_energy_j, currency, cost, idle_cost, co2_g, idle_co2_g)
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
-             $6::text[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
-             $12::int8[], $13::numeric[], $14::numeric[], $15::text[], $16::numeric[],
-             $17::numeric[], $18::numeric[], $19::numeric[])
-         ON CONFLICT (machine_id, seq) DO NOTHING",
-    )
-    .bind(col!(String, "machine_id"))
-    .bind(col!(i64, "seq"))
-    .bind(col!(i64, "sent_at_ms"))
-    .bind(col!(i64, "received_at_ms"))
-    .bind(col!(Option<i64>, "idle_input_ms"))
-    .bind(col!(String, "session"))
-    .bind(col!(Option<f64>, "cpu_ratio"))
-    .bind(col!(Option<f64>, "memory_ratio"))
-    .bind(col!(Option<i64>, "uptime_seconds"))
-    .bind(col!(i64, "observed_ms"))
-    .bind(col!(i64, "idle_ms"))
-    .bind(col!(i64, "unknown_ms"))
-    .bind(dec("energy_j")?)
-    .bind(dec("idle_energy_j")?)
-    .bind(col!(String, "currency"))
-    .bind(dec("cost")?)
-    .bind(dec("idle_cost")?)
-    .bind(dec("co2_g")?)
-    .bind(dec("idle_co2_g")?)
-    .execute(&mut **dst)
-    .await?;
+    sqlx::query(INSERT_HEARTBEATS)
+        .bind(column(rows, |r| r.machine_id.clone()))
+        .bind(column(rows, |r| r.seq))
+        .bind(column(rows, |r| r.sent_at_ms))
+        .bind(column(rows, |r| r.received_at_ms))
+        .bind(column(rows, |r| r.idle_input_ms))
+        .bind(column(rows, |r| r.session.clone()))
+        .bind(column(rows, |r| r.cpu_ratio))
+        .bind(column(rows, |r| r.memory_ratio))
+        .bind(column(rows, |r| r.uptime_seconds))
+        .bind(column(rows, |r| r.observed_ms))
+        .bind(column(rows, |r| r.idle_ms))
+        .bind(column(rows, |r| r.unknown_ms))
+        .bind(column(rows, |r| r.energy_j.0))
+        .bind(column(rows, |r| r.idle_energy_j.0))
+        .bind(column(rows, |r| r.currency.clone()))
+        .bind(column(rows, |r| r.cost.0))
+        .bind(column(rows, |r| r.idle_cost.0))
+        .bind(column(rows, |r| r.co2_g.0))
+        .bind(column(rows, |r| r.idle_co2_g.0))
+        .execute(&mut **dst)
+        .await?;
     Ok(())
 }
 
 /// The hourly and daily rollups of old heartbeats (see `retention.rs`).
 async fn copy_rollups(
-    src: &mut Transaction<'_, sqlx::Sqlite>,
+    src: &mut Transaction<'_, Sqlite>,
     dst: &mut Transaction<'_, Postgres>,
 ) -> anyhow::Result<()> {
+    // Table and column names are constants.
     for (table, bucket) in [("heartbeat_hours", "hour_ms"), ("heartbeat_days", "day_ms")] {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
-            .fetch_all(&mut **src)
-            .await?;
+        let rows: Vec<RollupRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT machine_id, {bucket} AS bucket_ms, currency, {ROLLUP_SUMS} FROM {table}"
+        )))
+        .fetch_all(&mut **src)
+        .await?;
         for row in rows {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO {table} (machine_id, {bucket}, currency, {ROLLUP_SUMS})
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (machine_id, {bucket}, currency) DO UPDATE SET {ROLLUP_REPLACE}"
             )))
-            .bind(row.try_get::<String, _>("machine_id")?)
-            .bind(row.try_get::<i64, _>(bucket)?)
-            .bind(row.try_get::<String, _>("currency")?)
-            .bind(row.try_get::<i64, _>("observed_ms")?)
-            .bind(row.try_get::<i64, _>("idle_ms")?)
-            .bind(row.try_get::<i64, _>("unknown_ms")?)
-            .bind(d(&row, "energy_j")?)
-            .bind(d(&row, "idle_energy_j")?)
-            .bind(d(&row, "cost")?)
-            .bind(d(&row, "idle_cost")?)
-            .bind(d(&row, "co2_g")?)
-            .bind(d(&row, "idle_co2_g")?)
+            .bind(row.machine_id)
+            .bind(row.bucket_ms)
+            .bind(row.currency)
+            .bind(row.observed_ms)
+            .bind(row.idle_ms)
+            .bind(row.unknown_ms)
+            .bind(row.energy_j.0)
+            .bind(row.idle_energy_j.0)
+            .bind(row.cost.0)
+            .bind(row.idle_cost.0)
+            .bind(row.co2_g.0)
+            .bind(row.idle_co2_g.0)
             .execute(&mut **dst)
             .await?;
         }
@@ -402,13 +573,13 @@ async fn copy_rollups(
 /// Operators, their API tokens, the shared settings (the session signing key among them, so
 /// sessions survive the move) and the audit log.
 async fn copy_operators(
-    src: &mut Transaction<'_, sqlx::Sqlite>,
+    src: &mut Transaction<'_, Sqlite>,
     dst: &mut Transaction<'_, Postgres>,
 ) -> anyhow::Result<()> {
-    for row in sqlx::query("SELECT * FROM users ORDER BY id")
+    let users: Vec<UserRow> = sqlx::query_as("SELECT * FROM users ORDER BY id")
         .fetch_all(&mut **src)
-        .await?
-    {
+        .await?;
+    for user in users {
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, session_version,
                  disabled_at_ms, created_at_ms, updated_at_ms)
@@ -418,65 +589,66 @@ async fn copy_operators(
                  session_version = EXCLUDED.session_version,
                  disabled_at_ms = EXCLUDED.disabled_at_ms, updated_at_ms = EXCLUDED.updated_at_ms",
         )
-        .bind(row.try_get::<i64, _>("id")?)
-        .bind(row.try_get::<String, _>("username")?)
-        .bind(row.try_get::<String, _>("password_hash")?)
-        .bind(row.try_get::<String, _>("role")?)
-        .bind(row.try_get::<i64, _>("session_version")?)
-        .bind(row.try_get::<Option<i64>, _>("disabled_at_ms")?)
-        .bind(row.try_get::<i64, _>("created_at_ms")?)
-        .bind(row.try_get::<i64, _>("updated_at_ms")?)
+        .bind(user.id)
+        .bind(user.username)
+        .bind(user.password_hash)
+        .bind(user.role)
+        .bind(user.session_version)
+        .bind(user.disabled_at_ms)
+        .bind(user.created_at_ms)
+        .bind(user.updated_at_ms)
         .execute(&mut **dst)
         .await
         .context("copying operators (does the target already have a user of the same name?)")?;
     }
-    for row in sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+    let tokens: Vec<ApiTokenRow> = sqlx::query_as("SELECT * FROM api_tokens ORDER BY id")
         .fetch_all(&mut **src)
-        .await?
-    {
+        .await?;
+    for token in tokens {
         sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, user_id, name, created_at_ms, revoked_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (id) DO UPDATE SET revoked_at_ms = EXCLUDED.revoked_at_ms",
         )
-        .bind(row.try_get::<i64, _>("id")?)
-        .bind(row.try_get::<Vec<u8>, _>("token_hash")?)
-        .bind(row.try_get::<i64, _>("user_id")?)
-        .bind(row.try_get::<String, _>("name")?)
-        .bind(row.try_get::<i64, _>("created_at_ms")?)
-        .bind(row.try_get::<Option<i64>, _>("revoked_at_ms")?)
+        .bind(token.id)
+        .bind(token.token_hash)
+        .bind(token.user_id)
+        .bind(token.name)
+        .bind(token.created_at_ms)
+        .bind(token.revoked_at_ms)
         .execute(&mut **dst)
         .await?;
     }
-    for row in sqlx::query("SELECT * FROM settings ORDER BY key")
+    let settings: Vec<SettingRow> = sqlx::query_as("SELECT * FROM settings ORDER BY key")
         .fetch_all(&mut **src)
-        .await?
-    {
+        .await?;
+    for setting in settings {
         sqlx::query(
             "INSERT INTO settings (key, value, updated_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value,
                  updated_at_ms = EXCLUDED.updated_at_ms",
         )
-        .bind(row.try_get::<String, _>("key")?)
-        .bind(row.try_get::<String, _>("value")?)
-        .bind(row.try_get::<i64, _>("updated_at_ms")?)
+        .bind(setting.key)
+        .bind(setting.value)
+        .bind(setting.updated_at_ms)
         .execute(&mut **dst)
         .await?;
     }
-    for row in sqlx::query("SELECT * FROM audit_log ORDER BY id")
+    let entries: Vec<AuditRow> = sqlx::query_as("SELECT * FROM audit_log ORDER BY id")
         .fetch_all(&mut **src)
-        .await?
-    {
+        .await?;
+    for entry in entries {
         sqlx::query(
             "INSERT INTO audit_log (id, at_ms, actor, action, target, details)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO NOTHING",
         )
-        .bind(row.try_get::<i64, _>("id")?)
-        .bind(row.try_get::<i64, _>("at_ms")?)
-        .bind(row.try_get::<String, _>("actor")?)
-        .bind(row.try_get::<String, _>("action")?)
-        .bind(row.try_get::<String, _>("target")?)
-        .bind(row.try_get::<String, _>("details")?)
+        .bind(entry.id)
+        .bind(entry.at_ms)
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(entry.details)
         .execute(&mut **dst)
         .await?;
     }
@@ -485,7 +657,7 @@ async fn copy_operators(
 
 /// Compares row counts and totals of both sides; any difference aborts the copy.
 async fn verify(
-    src: &mut Transaction<'_, sqlx::Sqlite>,
+    src: &mut Transaction<'_, Sqlite>,
     dst: &mut Transaction<'_, Postgres>,
     report: &mut TransferReport,
 ) -> anyhow::Result<()> {
@@ -513,37 +685,24 @@ async fn verify(
             bail!("verification failed: {table} has {a} rows in the source but {b} in the target");
         }
     }
-    let rows = sqlx::query("SELECT observed_ms, energy_j FROM machines")
+    // SQLite's decimals are TEXT: summed here, exactly.
+    let machines: Vec<(i64, Dec)> = sqlx::query_as("SELECT observed_ms, energy_j FROM machines")
         .fetch_all(&mut **src)
         .await?;
-    let observed: i64 = rows
-        .iter()
-        .map(|r| r.try_get::<i64, _>("observed_ms"))
-        .sum::<Result<i64, _>>()?;
-    let energy: Decimal = rows
-        .iter()
-        .map(|r| d(r, "energy_j"))
-        .sum::<Result<Decimal, _>>()?;
-    let costs = sqlx::query("SELECT cost FROM machine_cost_totals")
+    let observed: i64 = machines.iter().map(|(ms, _)| ms).sum();
+    let energy: Decimal = machines.iter().map(|(_, j)| j.0).sum();
+    let costs: Vec<Dec> = sqlx::query_scalar("SELECT cost FROM machine_cost_totals")
         .fetch_all(&mut **src)
         .await?;
-    let cost: Decimal = costs
-        .iter()
-        .map(|r| d(r, "cost"))
-        .sum::<Result<Decimal, _>>()?;
-    let row = sqlx::query(
-        "SELECT COALESCE(SUM(observed_ms), 0)::BIGINT AS observed_ms,
-                COALESCE(SUM(energy_j), 0) AS energy_j,
-                (SELECT COALESCE(SUM(cost), 0) FROM machine_cost_totals) AS cost
+    let cost: Decimal = costs.iter().map(|c| c.0).sum();
+    let (t_observed, t_energy, t_cost): (i64, Decimal, Decimal) = sqlx::query_as(
+        "SELECT COALESCE(SUM(observed_ms), 0)::BIGINT,
+                COALESCE(SUM(energy_j), 0),
+                (SELECT COALESCE(SUM(cost), 0) FROM machine_cost_totals)
          FROM machines",
     )
     .fetch_one(&mut **dst)
     .await?;
-    let (t_observed, t_energy, t_cost): (i64, Decimal, Decimal) = (
-        row.try_get("observed_ms")?,
-        row.try_get("energy_j")?,
-        row.try_get("cost")?,
-    );
     if (observed, energy, cost) != (t_observed, t_energy, t_cost) {
         bail!(
             "verification failed: totals differ (source observed {observed} ms, {energy} J, cost {cost}; \

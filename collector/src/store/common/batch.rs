@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use greenops_protocol::ValidHeartbeat;
 
-use super::{HeartbeatJob, JobOutcome};
 use crate::accounting::{self, Cursor, Increment, Outcome, Params, Rates};
+use crate::store::{HeartbeatJob, JobOutcome};
 
 /// A machine row locked for this batch.
 #[derive(Debug, Clone)]

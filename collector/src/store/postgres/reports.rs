@@ -1,0 +1,52 @@
+//! [`ReportStore`] on PostgreSQL: reports are summed in SQL (`NUMERIC` sums are exact), and
+//! one collector at a time rolls old rows up.
+
+use async_trait::async_trait;
+
+use super::PostgresStore;
+use crate::store::admin::{ReportQuery, ReportRow};
+use crate::store::common::reports as shared;
+use crate::store::retention::{Rollup, RollupBatch};
+use crate::store::{CostTotal, ReportStore, StoreError};
+
+/// The increment columns of an energy report, summed per key and currency (`SUM(bigint)` is
+/// `NUMERIC` on PostgreSQL, hence the casts back).
+const REPORT_SUMS: &str = "CAST(SUM(h.observed_ms) AS BIGINT) AS observed_ms,
+    CAST(SUM(h.idle_ms) AS BIGINT) AS idle_ms,
+    CAST(SUM(h.unknown_ms) AS BIGINT) AS unknown_ms,
+    SUM(h.energy_j) AS energy_j, SUM(h.idle_energy_j) AS idle_energy_j,
+    SUM(h.cost) AS cost, SUM(h.idle_cost) AS idle_cost,
+    SUM(h.co2_g) AS co2_g, SUM(h.idle_co2_g) AS idle_co2_g";
+
+/// The transaction-scoped advisory lock that lets one collector at a time move rows.
+const ROLLUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7310452)";
+
+#[async_trait]
+impl ReportStore for PostgresStore {
+    #[tracing::instrument(name = "store.energy_report", skip_all, fields(backend = "postgres"))]
+    async fn energy_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError> {
+        let sql = shared::report_sql(query, REPORT_SUMS, " GROUP BY 1, 2");
+        shared::energy_report(&self.pool, sql, query).await
+    }
+
+    #[tracing::instrument(name = "store.machine_costs", skip_all, fields(backend = "postgres"))]
+    async fn machine_costs(&self, id: &str) -> Result<Vec<CostTotal>, StoreError> {
+        shared::machine_costs(&self.pool, id).await
+    }
+
+    #[tracing::instrument(name = "store.roll_up", skip_all, fields(backend = "postgres"))]
+    async fn roll_up(
+        &self,
+        rollup: Rollup,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<RollupBatch, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Another collector is moving rows: skip this batch.
+        let got: bool = sqlx::query_scalar(ROLLUP_LOCK).fetch_one(&mut *tx).await?;
+        if !got {
+            return Ok(RollupBatch::default());
+        }
+        shared::roll_up(tx, rollup, before_ms, limit).await
+    }
+}

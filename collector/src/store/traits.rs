@@ -1,0 +1,225 @@
+//! The persistence contract, split by domain. [`Store`] is all of them plus the lifecycle of
+//! the connection pool; handlers hold an `Arc<dyn Store>` and call any method on it.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use super::admin::{
+    ApiTokenInfo, EnrollmentTokenInfo, Placement, PlacementPatch, PowerProfile, PowerProfileFields,
+    ReportQuery, ReportRow, Site, SiteFields,
+};
+use super::retention::{Rollup, RollupBatch};
+use super::{
+    AuditEntry, Backend, CostTotal, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot,
+    HeartbeatJob, JobOutcome, MachineQuery, MachineRow, NewEnrollmentToken, Role, StoreError, User,
+};
+use crate::accounting::Params;
+use crate::secrets::TokenHash;
+
+/// The persistence contract shared by every backend.
+#[async_trait]
+pub trait Store:
+    IngestStore + OperatorStore + AdminObjectStore + ReportStore + Send + Sync + fmt::Debug
+{
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Ok when the database answers and every migration of this binary is applied.
+    async fn readiness(&self) -> Result<(), StoreError>;
+
+    /// Closes connections (used on shutdown).
+    async fn close(&self);
+}
+
+/// What the agents drive: enrolment, credentials, heartbeat ingest, and the machines list
+/// and fleet snapshot those feed.
+#[async_trait]
+pub trait IngestStore: Send + Sync {
+    /// Enrols a new machine or rotates the credential of a known `machine_key`.
+    async fn enroll(
+        &self,
+        cmd: &EnrollCommand,
+    ) -> Result<Result<EnrolledMachine, EnrollRefusal>, StoreError>;
+
+    /// The machine an active agent credential belongs to.
+    async fn machine_for_credential(&self, hash: &TokenHash) -> Result<Option<String>, StoreError>;
+
+    /// Credentials revoked at or after `since_ms` (for evicting cached credentials).
+    async fn revoked_credentials_since(&self, since_ms: i64) -> Result<Vec<TokenHash>, StoreError>;
+
+    /// Accounts and commits a batch of jobs in one transaction; one outcome per job.
+    async fn commit_heartbeats(
+        &self,
+        jobs: &[HeartbeatJob],
+        params: Params,
+    ) -> Result<Vec<JobOutcome>, StoreError>;
+
+    /// Current totals and last reports of every live machine.
+    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError>;
+
+    /// A page of machines (not retired) and the total matching the filters.
+    async fn list_machines(
+        &self,
+        query: &MachineQuery,
+    ) -> Result<(Vec<MachineRow>, i64), StoreError>;
+
+    /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
+    async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+}
+
+/// Operators and what they share: accounts, sessions, login limits, settings, the audit log.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    async fn count_users(&self) -> Result<i64, StoreError>;
+
+    /// Creates an operator; `Conflict` when the name is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<User, StoreError>;
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Sets a new password hash and revokes every existing session of the user.
+    async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Revokes every existing session of the user (logout).
+    async fn revoke_sessions(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Disables the account and revokes its sessions.
+    async fn disable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    async fn enable_user(&self, username: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    async fn set_role(&self, username: &str, role: Role, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The stored value of `key`, storing `value` first if there is none (so every replica
+    /// ends up with the first value written).
+    async fn setting_or_insert(
+        &self,
+        key: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError>;
+
+    /// A stored setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Stores a setting, replacing any previous value.
+    async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Failed logins recorded under `key` since `since_ms`, and the oldest of them.
+    async fn login_failures(
+        &self,
+        key: &str,
+        since_ms: i64,
+    ) -> Result<(i64, Option<i64>), StoreError>;
+
+    /// Records a failed login under each key; forgets failures older than `forget_before_ms`.
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        at_ms: i64,
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets the failures of `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Appends to the audit log.
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// The newest audit entries first.
+    async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// The objects the admin API manages besides operators: sites, power profiles, machine
+/// placement, enrollment and API tokens.
+#[async_trait]
+pub trait AdminObjectStore: Send + Sync {
+    async fn list_sites(&self) -> Result<Vec<Site>, StoreError>;
+    /// `Conflict` when the name is taken.
+    async fn create_site(&self, site: &SiteFields, now_ms: i64) -> Result<Site, StoreError>;
+    /// The site before and after, or `None` when there is no such site.
+    async fn update_site(
+        &self,
+        id: i64,
+        site: &SiteFields,
+    ) -> Result<Option<(Site, Site)>, StoreError>;
+    /// `Conflict` when machines or tokens still use it; `None` when there is no such site.
+    async fn delete_site(&self, id: i64) -> Result<Option<Site>, StoreError>;
+
+    async fn list_power_profiles(&self) -> Result<Vec<PowerProfile>, StoreError>;
+    async fn create_power_profile(
+        &self,
+        profile: &PowerProfileFields,
+        now_ms: i64,
+    ) -> Result<PowerProfile, StoreError>;
+    async fn update_power_profile(
+        &self,
+        id: i64,
+        profile: &PowerProfileFields,
+    ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError>;
+    async fn delete_power_profile(&self, id: i64) -> Result<Option<PowerProfile>, StoreError>;
+
+    /// Moves a live machine; `NotFound` names an unknown site or profile. `None` when there
+    /// is no such live machine. Returns the placement before and after.
+    async fn place_machine(
+        &self,
+        id: &str,
+        patch: &PlacementPatch,
+    ) -> Result<Option<(Placement, Placement)>, StoreError>;
+
+    async fn create_enrollment_token(
+        &self,
+        token: &NewEnrollmentToken,
+    ) -> Result<EnrollmentTokenInfo, StoreError>;
+    async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenInfo>, StoreError>;
+    /// False when there is no such unrevoked token.
+    async fn revoke_enrollment_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// `NotFound` when the user does not exist.
+    async fn create_api_token(
+        &self,
+        username: &str,
+        name: &str,
+        hash: &TokenHash,
+        now_ms: i64,
+    ) -> Result<ApiTokenInfo, StoreError>;
+    async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>, StoreError>;
+    async fn revoke_api_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError>;
+    /// The enabled user an unrevoked API token belongs to.
+    async fn user_for_api_token(&self, hash: &TokenHash) -> Result<Option<User>, StoreError>;
+}
+
+/// What the heartbeats add up to: energy reports, money totals, and the rollups that keep
+/// the sums exact while old rows are compacted (see `retention.rs`).
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Sums of heartbeat increments (exact), grouped.
+    async fn energy_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError>;
+
+    /// Money totals of one machine per currency.
+    async fn machine_costs(&self, id: &str) -> Result<Vec<CostTotal>, StoreError>;
+
+    /// Moves up to `limit` rows older than `before_ms` one level coarser.
+    async fn roll_up(
+        &self,
+        rollup: Rollup,
+        before_ms: i64,
+        limit: i64,
+    ) -> Result<RollupBatch, StoreError>;
+}
