@@ -10,7 +10,7 @@
 //! logout, a password change or disabling the account bump it, revoking every older token.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
@@ -118,19 +118,11 @@ pub struct PasswordPool {
     workers: usize,
 }
 
-static POOL: OnceLock<PasswordPool> = OnceLock::new();
-
 impl PasswordPool {
-    /// The process's pool, started on first use with [`PasswordPool::configure`]'s sizes (or
-    /// half the cores, at least one, and a queue of 8 per worker).
-    pub fn get() -> &'static PasswordPool {
-        POOL.get_or_init(|| Self::start(0, 0))
-    }
-
-    /// Sizes the process's pool before its first use (`0` = automatic); later calls keep the
-    /// running pool.
-    pub fn configure(workers: usize, queue: usize) {
-        let _ = POOL.get_or_init(|| Self::start(workers, queue));
+    /// Starts `workers` threads (0: half the cores, at least one) behind a queue of `queue`
+    /// jobs (0: eight per worker). The threads stop when the pool is dropped.
+    pub fn new(workers: usize, queue: usize) -> Arc<Self> {
+        Arc::new(Self::start(workers, queue))
     }
 
     fn start(workers: usize, queue: usize) -> Self {
@@ -216,11 +208,6 @@ impl PasswordPool {
             .await
             .map_err(|_| anyhow::anyhow!("the password pool stopped"))?
     }
-}
-
-/// [`hash_password`] on the bounded pool.
-pub async fn hash_password_async(password: String) -> anyhow::Result<String> {
-    PasswordPool::get().hash(password).await
 }
 
 /// Why a password cannot be used.

@@ -378,8 +378,9 @@ async fn enrollment_token(
     } = command;
     let store = open_migrated(config, db).await?;
     let expires_in_seconds = expires_in.map(|d| d.as_secs());
+    let passwords = crate::auth::PasswordPool::new(1, 0);
     let result = crate::operations::tokens::create_enrollment_token(
-        Ctx::cli(store.as_ref()),
+        Ctx::cli(store.as_ref(), &passwords),
         EnrollmentTokenSpec {
             site: Some(site),
             department: Some(department),
@@ -483,7 +484,8 @@ async fn user(config: Option<&Path>, command: UserCommand) -> anyhow::Result<()>
         | UserCommand::Disable { db, .. } => db.database_url.clone(),
     };
     let store = open_migrated(config, DatabaseArg { database_url: db }).await?;
-    let ctx = Ctx::cli(store.as_ref());
+    let passwords = crate::auth::PasswordPool::new(1, 0);
+    let ctx = Ctx::cli(store.as_ref(), &passwords);
     let result = match command {
         UserCommand::Add {
             username,
@@ -570,6 +572,7 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = App::build(settings.clone()).await?;
     crate::operators::bootstrap(
         app.store().as_ref(),
+        app.passwords(),
         std::env::var("GREENOPS_ADMIN_PASSWORD").ok(),
     )
     .await?;

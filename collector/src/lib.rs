@@ -72,7 +72,7 @@ impl App {
     /// Connects to the store, applies migrations, starts the writer and binds the port
     /// (port 0 picks a free one: see [`App::port`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        crate::auth::PasswordPool::configure(
+        let passwords = crate::auth::PasswordPool::new(
             settings.auth.password_workers,
             settings.auth.password_queue,
         );
@@ -141,6 +141,7 @@ impl App {
                     Duration::from_millis(settings.admin.list_memory_max_age_ms),
                 ),
                 accounting,
+                passwords,
                 store,
                 ingest,
                 credentials,
@@ -154,6 +155,11 @@ impl App {
     /// The store this app uses.
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
+    }
+
+    /// The password pool of this collector.
+    pub fn passwords(&self) -> &crate::auth::PasswordPool {
+        &self.state.passwords
     }
 
     /// The bound port.

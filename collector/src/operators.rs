@@ -8,7 +8,11 @@ use crate::store::{Role, Store};
 
 /// No default credentials (DESIGN §6): when no operator exists, create `admin` with the
 /// password from `GREENOPS_ADMIN_PASSWORD`, or a generated one printed once on stderr.
-pub async fn bootstrap(store: &dyn Store, env_password: Option<String>) -> anyhow::Result<()> {
+pub async fn bootstrap(
+    store: &dyn Store,
+    passwords: &auth::PasswordPool,
+    env_password: Option<String>,
+) -> anyhow::Result<()> {
     if store.count_users().await? > 0 {
         return Ok(());
     }
@@ -19,7 +23,7 @@ pub async fn bootstrap(store: &dyn Store, env_password: Option<String>) -> anyho
         }
         None => (auth::generate_password(), true),
     };
-    let hash = (auth::hash_password_async(password.clone()).await?, password);
+    let hash = (passwords.hash(password.clone()).await?, password);
     match store
         .create_user("admin", &hash.0, Role::Admin, clock::now_ms())
         .await

@@ -40,6 +40,8 @@ pub struct HttpSettings {
     pub header_read_timeout_seconds: u64,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Longest a request may take, its body included, before it is answered 503.
+    pub request_timeout_seconds: u64,
 }
 
 impl Default for HttpSettings {
@@ -47,6 +49,7 @@ impl Default for HttpSettings {
         Self {
             header_read_timeout_seconds: 10,
             max_connections: 4096,
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -498,6 +501,9 @@ impl Settings {
         if !(1..=3600).contains(&self.http.header_read_timeout_seconds) {
             return bad("http.header_read_timeout_seconds", "must be from 1 to 3600");
         }
+        if !(1..=3600).contains(&self.http.request_timeout_seconds) {
+            return bad("http.request_timeout_seconds", "must be from 1 to 3600");
+        }
         if !(1..=1_000_000).contains(&self.http.max_connections) {
             return bad("http.max_connections", "must be from 1 to 1000000");
         }
@@ -661,6 +667,8 @@ password_queue = 0
 header_read_timeout_seconds = {header_timeout}
 # Open connections at most; beyond it new connections wait in the kernel's accept queue.
 max_connections = {max_connections}
+# A request (a slowly sent body included) that takes longer is answered 503 with Retry-After.
+request_timeout_seconds = {request_timeout}
 
 [admin]
 # From this many live machines on, the machines list is served from an in-memory copy of the
@@ -699,6 +707,7 @@ batch_rows = {ret_batch}
         poll = i.revocation_poll_seconds,
         header_timeout = d.http.header_read_timeout_seconds,
         max_connections = d.http.max_connections,
+        request_timeout = d.http.request_timeout_seconds,
         list_min = d.admin.list_memory_min_machines,
         list_age = d.admin.list_memory_max_age_ms,
         raw_days = d.retention.raw_days,

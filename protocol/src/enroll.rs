@@ -259,4 +259,24 @@ mod tests {
         r.enrollment_token = Some("super-secret".into());
         assert!(!format!("{r:?}").contains("super-secret"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_json_never_panics_enrolment(doc in crate::testing::json()) {
+            let valid = serde_json::from_value::<EnrollRequest>(doc)
+                .ok()
+                .and_then(|request| request.validate().ok());
+            if let Some(valid) = valid {
+                proptest::prop_assert!((16..=128).contains(&valid.machine_key.len()));
+                proptest::prop_assert!(valid.mac_addresses.iter().all(|m| normalize_mac(m).as_deref() == Some(m.as_str())));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_enrolment(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Ok(request) = serde_json::from_slice::<EnrollRequest>(&bytes) {
+                let _ = request.validate();
+            }
+        }
+    }
 }

@@ -413,6 +413,19 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_json_never_panics_and_valid_answers_are_in_range(doc in crate::testing::json()) {
+            let body = serde_json::to_vec(&doc).unwrap_or_default();
+            if let Ok(heartbeats) = parse_heartbeat_body(&body) {
+                for hb in heartbeats {
+                    proptest::prop_assert!(hb.seq >= 1);
+                    proptest::prop_assert!(hb.idle_ms.is_none_or(|ms| ms >= 0));
+                }
+            }
+            let batch = serde_json::json!({"heartbeats": [doc]});
+            let _ = parse_heartbeat_body(&serde_json::to_vec(&batch).unwrap_or_default());
+        }
+
+        #[test]
         fn valid_idle_values_convert_to_rounded_milliseconds(ms in 0i64..315_000_000_000) {
             let body = format!(
                 r#"{{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": {}}}"#,

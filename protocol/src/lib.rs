@@ -7,6 +7,8 @@
 mod enroll;
 mod error;
 mod heartbeat;
+#[cfg(test)]
+mod testing;
 
 pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment, normalize_mac};
 pub use error::{ErrorBody, ErrorDetail, ValidationError, check_text};

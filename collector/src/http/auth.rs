@@ -195,16 +195,21 @@ async fn login(
     }
     let limits = &state.settings.auth;
     let ip = client_ip(peer.ip(), &headers, &limits.trusted_proxies);
-    let keys = [format!("user:{}", request.username), format!("ip:{ip}")];
+    let user_key = format!("user:{}", request.username.to_lowercase());
+    let ip_key = format!("ip:{ip}");
+    let keys = [user_key.clone(), ip_key.clone()];
     let now_ms = crate::clock::now_ms();
     let window_ms = crate::settings::secs_to_ms(limits.login_window_seconds);
-    for key in &keys {
-        let (failures, oldest) = state.store.login_failures(key, now_ms - window_ms).await?;
-        if failures >= limits.login_max_failures {
-            let retry_ms = oldest.map_or(window_ms, |o| o + window_ms - now_ms);
-            let retry_s = u64::try_from(retry_ms.div_euclid(1000) + 1).unwrap_or(1);
-            return Err(ApiError::TooManyRequests(retry_s));
-        }
+    // The attempt is counted before the password is checked, in one statement per key that
+    // also checks the limit: however many arrive at once, at most `login_max_failures` per
+    // window are ever verified. A sign-in that succeeds (or is never checked) gives it back.
+    if let Err(retry_ms) = state
+        .store
+        .reserve_login_attempt(&keys, now_ms, window_ms, limits.login_max_failures)
+        .await?
+    {
+        let retry_s = u64::try_from(retry_ms.div_euclid(1000) + 1).unwrap_or(1);
+        return Err(ApiError::TooManyRequests(retry_s));
     }
     let user = state.store.user_by_name(&request.username).await?;
     let hash = user
@@ -213,16 +218,15 @@ async fn login(
         .to_string();
     // Argon2 is deliberately slow: it runs on the bounded password pool, never on the async
     // workers, and a full pool refuses at once (503, Retry-After) instead of queueing.
-    let matches = crate::auth::PasswordPool::get()
-        .verify(hash, request.password)
-        .await
-        .map_err(|busy| ApiError::Busy(busy_message(busy)))?;
+    let matches = match state.passwords.verify(hash, request.password).await {
+        Ok(matches) => matches,
+        Err(busy) => {
+            state.store.release_login_attempt(&[], &keys).await?;
+            return Err(ApiError::Busy(busy_message(busy)));
+        }
+    };
     let Some(user) = user.filter(|u| matches && !u.disabled) else {
         tracing::warn!(username = %untrusted(&request.username), %ip, "failed login");
-        state
-            .store
-            .record_login_failure(&keys, now_ms, now_ms - window_ms)
-            .await?;
         audit(
             &state,
             &request.username,
@@ -233,7 +237,13 @@ async fn login(
         .await;
         return Err(ApiError::Unauthorized("wrong username or password"));
     };
-    state.store.clear_login_failures(&keys[0]).await?;
+    state
+        .store
+        .release_login_attempt(&[user_key], &[ip_key])
+        .await?;
+    if let Err(e) = state.store.forget_login_attempts(now_ms - window_ms).await {
+        tracing::debug!(error = %e, "could not forget old login counters");
+    }
     audit(
         &state,
         &user.username,

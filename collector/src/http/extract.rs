@@ -92,8 +92,23 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "$".to_string() } else { path };
-        ApiError::Invalid(ValidationError::new(field, e.into_inner().to_string()))
+        let message = e.into_inner().to_string();
+        // A missing field is reported at its parent: name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_string(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (".", None) => "$".to_string(),
+            _ => path,
+        };
+        let message = if missing.is_some() {
+            "is required".to_string()
+        } else {
+            message
+        };
+        ApiError::Invalid(ValidationError::new(field, message))
     })
 }
 
@@ -289,6 +304,7 @@ mod tests {
             field_of(parse_json::<Body>(br#"{"name": "x", "role": 3}"#).unwrap_err()),
             "role"
         );
+        assert_eq!(field_of(parse_json::<Body>(br#"{}"#).unwrap_err()), "name");
         assert_eq!(
             parse_json::<Body>(br#"{"name": "x", "role": null}"#).unwrap(),
             Body {

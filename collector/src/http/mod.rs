@@ -52,6 +52,8 @@ pub struct AppState {
     /// The machines list for large fleets (in memory).
     pub listing: Arc<crate::listing::Listing>,
     pub sessions: crate::auth::SessionKeys,
+    /// The bounded pool every password hash and check of this collector runs on.
+    pub passwords: Arc<crate::auth::PasswordPool>,
 }
 
 impl AppState {
@@ -60,13 +62,12 @@ impl AppState {
         Ctx {
             store: self.store.as_ref(),
             listing: Some(&self.listing),
+            passwords: &self.passwords,
             actor,
         }
     }
 }
 
-/// Longest time any request may take before the server gives up on it (503).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most request headers answered; more get 431.
 pub const MAX_REQUEST_HEADERS: usize = 100;
 /// Most bytes of request headers (names and values) answered; more get 431.
@@ -79,7 +80,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(limits))
+        .layer(middleware::from_fn_with_state(
+            Duration::from_secs(state.settings.http.request_timeout_seconds),
+            limits,
+        ))
         .layer(middleware::from_fn(page::security_headers))
         .layer(middleware::from_fn_with_state(
             Observer {
@@ -93,9 +97,9 @@ pub fn router(state: AppState) -> Router {
 
 /// Refuses what no handler should see, each with the JSON error envelope: a `Content-Length`
 /// over the body limit (413 at once, before any byte of the body is read), too many or too
-/// large headers (431), and requests that take longer than [`REQUEST_TIMEOUT`] — a slow body
-/// included (503 with `Retry-After`).
-async fn limits(req: Request, next: Next) -> Response {
+/// large headers (431), and requests that take longer than `http.request_timeout_seconds` — a
+/// slow body included (503 with `Retry-After`).
+async fn limits(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -116,10 +120,19 @@ async fn limits(req: Request, next: Next) -> Response {
         ))
         .into_response();
     }
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+    match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Unavailable("the request took too long and was abandoned; retry")
-            .into_response(),
+        Err(_) => {
+            let mut response =
+                ApiError::Unavailable("the request took too long and was abandoned; retry")
+                    .into_response();
+            // Part of the body may still be on its way: this connection is done.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod users;
 
 use greenops_protocol::ValidationError;
 
+use crate::auth::PasswordPool;
 use crate::listing::Listing;
 use crate::store::{AuditEntry, Store, StoreError};
 
@@ -19,6 +20,8 @@ pub struct Ctx<'a> {
     pub store: &'a dyn Store,
     /// The machines list of a running collector (none in the CLI).
     pub listing: Option<&'a Listing>,
+    /// Where passwords are hashed.
+    pub passwords: &'a PasswordPool,
     /// The operator's name, or `cli` for the command line.
     pub actor: &'a str,
 }
@@ -31,10 +34,11 @@ impl std::fmt::Debug for Ctx<'_> {
 
 impl<'a> Ctx<'a> {
     /// A context for the command line (no running collector's caches to drop).
-    pub fn cli(store: &'a dyn Store) -> Self {
+    pub fn cli(store: &'a dyn Store, passwords: &'a PasswordPool) -> Self {
         Self {
             store,
             listing: None,
+            passwords,
             actor: "cli",
         }
     }

@@ -13,7 +13,7 @@ pub async fn create(
     role: Role,
 ) -> Result<User, OpError> {
     auth::check_username(username).map_err(|m| invalid("username", m))?;
-    let hash = hash(password).await?;
+    let hash = hash(ctx, password).await?;
     let user = ctx
         .store
         .create_user(username, &hash, role, crate::clock::now_ms())
@@ -49,12 +49,14 @@ pub async fn update(
     patch: UserPatch,
 ) -> Result<(User, User), OpError> {
     let before = existing(ctx, username).await?;
+    // Names match regardless of case; act on the stored one.
+    let username = before.username.as_str();
     let demoted = patch.role == Some(Role::Viewer) && before.role == Role::Admin;
     if demoted || patch.disabled == Some(true) {
         keep_an_admin(ctx, username).await?;
     }
     let password_hash = match patch.password {
-        Some(p) => Some(hash(p).await?),
+        Some(p) => Some(hash(ctx, p).await?),
         None => None,
     };
     let now = crate::clock::now_ms();
@@ -103,7 +105,8 @@ pub async fn set_password(ctx: Ctx<'_>, username: &str, password: String) -> Res
 
 /// Disables an account (history keeps its name; it can be enabled again).
 pub async fn disable(ctx: Ctx<'_>, username: &str) -> Result<(), OpError> {
-    existing(ctx, username).await?;
+    let user = existing(ctx, username).await?;
+    let username = user.username.as_str();
     keep_an_admin(ctx, username).await?;
     ctx.store
         .disable_user(username, crate::clock::now_ms())
@@ -141,7 +144,7 @@ async fn keep_an_admin(ctx: Ctx<'_>, username: &str) -> Result<(), OpError> {
 }
 
 /// Checks a new password and hashes it on the bounded password pool.
-async fn hash(password: String) -> Result<String, OpError> {
+async fn hash(ctx: Ctx<'_>, password: String) -> Result<String, OpError> {
     auth::check_password(&password).map_err(|m| invalid("password", m))?;
-    Ok(auth::hash_password_async(password).await?)
+    Ok(ctx.passwords.hash(password).await?)
 }

@@ -7,15 +7,13 @@ use rust_decimal::Decimal;
 use crate::accounting::Increment;
 
 /// A site: where machines are, what their electricity costs and how clean it is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Site {
     pub id: i64,
     pub name: String,
     /// ISO 4217 code, e.g. `EUR`.
     pub currency: String,
-    #[schema(value_type = String, example = "0.12")]
     pub price_per_kwh: Decimal,
-    #[schema(value_type = String, example = "420")]
     pub carbon_intensity_g_per_kwh: Decimal,
     /// IANA time zone name, e.g. `Europe/Berlin`.
     pub timezone: String,
@@ -34,13 +32,11 @@ pub struct SiteFields {
 }
 
 /// A power profile: the watts a kind of machine draws when idle and when in use.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PowerProfile {
     pub id: i64,
     pub name: String,
-    #[schema(value_type = String, example = "65")]
     pub idle_watts: Decimal,
-    #[schema(value_type = String, example = "120")]
     pub active_watts: Decimal,
     /// Live machines using this profile.
     pub machines: i64,
@@ -71,7 +67,7 @@ pub struct PlacementPatch {
 }
 
 /// An enrollment token as listed (never its hash or plaintext).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EnrollmentTokenInfo {
     pub id: i64,
     pub site: String,
@@ -84,7 +80,7 @@ pub struct EnrollmentTokenInfo {
 }
 
 /// A personal API token as listed (never its hash or plaintext).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApiTokenInfo {
     pub id: i64,
     pub name: String,

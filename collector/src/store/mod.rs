@@ -198,17 +198,7 @@ pub struct FleetSnapshot {
 }
 
 /// An operator's role: admins change things, viewers only look.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -347,7 +337,7 @@ pub(crate) const STATUS_SQL: &str = "CASE
     ELSE 'active' END";
 
 /// One row of the machines list.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MachineRow {
     pub id: String,
     pub hostname: String,
@@ -362,14 +352,12 @@ pub struct MachineRow {
     pub input_idle_seconds: Option<f64>,
     pub observed_seconds: f64,
     pub idle_seconds: f64,
-    #[schema(value_type = String)]
     pub energy_j: Decimal,
-    #[schema(value_type = String)]
     pub idle_energy_j: Decimal,
 }
 
 /// One operator action: who, what, to what, when, with before/after details (JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     pub at_ms: i64,
     pub actor: String,

@@ -121,23 +121,28 @@ pub trait OperatorStore: Send + Sync {
     /// Stores a setting, replacing any previous value.
     async fn put_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError>;
 
-    /// Failed logins recorded under `key` since `since_ms`, and the oldest of them.
-    async fn login_failures(
-        &self,
-        key: &str,
-        since_ms: i64,
-    ) -> Result<(i64, Option<i64>), StoreError>;
-
-    /// Records a failed login under each key; forgets failures older than `forget_before_ms`.
-    async fn record_login_failure(
+    /// Reserves one sign-in attempt under every key at once (usernames and client IPs), in a
+    /// fixed window of `window_ms` per key: when a key already holds `max` attempts in its
+    /// window nothing is reserved and the answer is `Err(ms until that window ends)`. Atomic
+    /// across replicas, so concurrent attempts never exceed the limit.
+    async fn reserve_login_attempt(
         &self,
         keys: &[String],
-        at_ms: i64,
-        forget_before_ms: i64,
+        now_ms: i64,
+        window_ms: i64,
+        max: i64,
+    ) -> Result<Result<(), i64>, StoreError>;
+
+    /// Settles reserved attempts that were not failures: forgets `clear` keys (the user who
+    /// signed in) and gives one attempt back to each `give_back` key.
+    async fn release_login_attempt(
+        &self,
+        clear: &[String],
+        give_back: &[String],
     ) -> Result<(), StoreError>;
 
-    /// Forgets the failures of `key` (after a successful login).
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Forgets login counters whose window started before `before_ms`.
+    async fn forget_login_attempts(&self, before_ms: i64) -> Result<(), StoreError>;
 
     /// Appends to the audit log.
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;

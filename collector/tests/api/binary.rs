@@ -134,6 +134,17 @@ async fn serve_exports_traces_and_stops_gracefully_on_sigterm() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let token = stdout.lines().last().unwrap().trim().to_string();
     assert!(token.starts_with("gok_enroll_"), "{stdout}");
+    // The CLI obeys the API's bounds: no token that expires within a minute.
+    let short = greenops()
+        .args(["enrollment-token", "create", "--expires-in", "30s"])
+        .args(["--database-url", &db])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        !short.status.success() && err.contains("--expires-in must be from 60 seconds"),
+        "{err}"
+    );
 
     let port = free_port();
     let mut child = greenops()

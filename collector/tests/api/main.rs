@@ -26,6 +26,8 @@ mod cluster;
 mod conformance;
 mod ecosystem;
 mod enrolment;
+mod fuzz;
+mod hardening;
 mod heartbeats;
 mod helpers;
 mod machines;

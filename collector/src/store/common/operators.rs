@@ -54,19 +54,24 @@ where
         role: Role,
         now_ms: i64,
     ) -> Result<User, StoreError> {
+        // Names are unique regardless of case (a unique index on LOWER(username)).
         let row: UserRow = sqlx::query_as(
             "INSERT INTO users (username, password_hash, role, created_at_ms, updated_at_ms)
              VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (username) DO NOTHING
              RETURNING id, username, role, password_hash, session_version, disabled_at_ms",
         )
         .bind(username)
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now_ms)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| StoreError::Conflict(format!("user '{username}'")))?;
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("user '{username}'"))
+            }
+            _ => StoreError::from(e),
+        })?;
         Ok(row.into())
     }
 
@@ -74,7 +79,7 @@ where
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = sqlx::query_as(
             "SELECT id, username, role, password_hash, session_version, disabled_at_ms
-             FROM users WHERE username = $1",
+             FROM users WHERE LOWER(username) = LOWER($1)",
         )
         .bind(username)
         .fetch_optional(self.pool())
@@ -213,56 +218,86 @@ where
         Ok(())
     }
 
-    #[tracing::instrument(name = "store.login_failures", skip_all, fields(backend = DB::LABEL))]
-    async fn login_failures(
-        &self,
-        key: &str,
-        since_ms: i64,
-    ) -> Result<(i64, Option<i64>), StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT COUNT(*), MIN(at_ms) FROM login_failures WHERE key = $1 AND at_ms >= $2",
-        )
-        .bind(key)
-        .bind(since_ms)
-        .fetch_one(self.pool())
-        .await?)
-    }
-
     #[tracing::instrument(
-        name = "store.record_login_failure",
+        name = "store.reserve_login_attempt",
         skip_all,
         fields(backend = DB::LABEL)
     )]
-    async fn record_login_failure(
+    async fn reserve_login_attempt(
         &self,
         keys: &[String],
-        at_ms: i64,
-        forget_before_ms: i64,
-    ) -> Result<(), StoreError> {
+        now_ms: i64,
+        window_ms: i64,
+        max: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let mut keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // One lock order for every transaction: no deadlock between two sign-ins.
+        keys.sort_unstable();
+        keys.dedup();
         let mut tx = self.pool().begin().await?;
         for key in keys {
-            sqlx::query("INSERT INTO login_failures (key, at_ms) VALUES ($1, $2)")
+            // A window that has ended starts again with this attempt.
+            let (attempts, started): (i64, i64) = sqlx::query_as(
+                "INSERT INTO login_attempts (key, window_start_ms, attempts) VALUES ($1, $2, 1)
+                 ON CONFLICT (key) DO UPDATE SET
+                     attempts = CASE WHEN login_attempts.window_start_ms <= $3 THEN 1
+                                     ELSE login_attempts.attempts + 1 END,
+                     window_start_ms = CASE WHEN login_attempts.window_start_ms <= $3 THEN $2
+                                            ELSE login_attempts.window_start_ms END
+                 RETURNING attempts, window_start_ms",
+            )
+            .bind(key)
+            .bind(now_ms)
+            .bind(now_ms - window_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            if attempts > max {
+                tx.rollback().await?;
+                return Ok(Err((started + window_ms - now_ms).max(1)));
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    #[tracing::instrument(
+        name = "store.release_login_attempt",
+        skip_all,
+        fields(backend = DB::LABEL)
+    )]
+    async fn release_login_attempt(
+        &self,
+        clear: &[String],
+        give_back: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for key in clear {
+            sqlx::query("DELETE FROM login_attempts WHERE key = $1")
                 .bind(key.as_str())
-                .bind(at_ms)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("DELETE FROM login_failures WHERE at_ms < $1")
-            .bind(forget_before_ms)
+        for key in give_back {
+            sqlx::query(
+                "UPDATE login_attempts SET attempts = attempts - 1
+                 WHERE key = $1 AND attempts > 0",
+            )
+            .bind(key.as_str())
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(
-        name = "store.clear_login_failures",
+        name = "store.forget_login_attempts",
         skip_all,
         fields(backend = DB::LABEL)
     )]
-    async fn clear_login_failures(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1")
-            .bind(key)
+    async fn forget_login_attempts(&self, before_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM login_attempts WHERE window_start_ms < $1")
+            .bind(before_ms)
             .execute(self.pool())
             .await?;
         Ok(())
