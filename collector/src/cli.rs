@@ -356,7 +356,8 @@ async fn retention(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<()>
         crate::retention::run_once(store.as_ref(), &settings.retention, clock::now_ms()).await?;
     store.close().await;
     println!(
-        "rolled up {} raw heartbeats older than {} days and {} hourly rows older than {} days",
+        "deleted {} raw heartbeats older than {} days (their figures stay in the hourly usage) \
+         and rolled {} hourly usage rows older than {} days into days",
         report.heartbeats_rolled,
         settings.retention.raw_days,
         report.hours_rolled,

@@ -1,19 +1,14 @@
-//! The machines list for large fleets, answered from memory.
+//! The machines list and the fleet statistics, answered from a fleet snapshot in memory.
 //!
-//! On PostgreSQL a filtered, sorted page of 100k machines costs two scans of the machines table
-//! (the count and the page, 60–110 ms on two cores) because status is derived at read time and
-//! the sort keys change with every heartbeat (indexing them would cost every heartbeat an index
-//! update). Above `admin.list_memory_min_machines` live machines the collector instead keeps a
-//! copy of the fleet (the same snapshot `/metrics` reads) and filters, sorts and pages it in
-//! memory: a few milliseconds. The copy is refreshed in the background while the list is in use
-//! and is at most `admin.list_memory_max_age_ms` (plus one refresh) old; an admin change made
-//! through this collector (retire, move, site or profile edits) drops it at once. Smaller
-//! fleets are always answered by SQL, exactly and immediately.
-//!
-//! Semantics match the SQL path (tested side by side): status derived at request time, `q` a
-//! case-insensitive substring of the hostname, `NULLS LAST` in both directions, ties broken by
-//! machine id ascending. Text sorts are by byte order here (the SQL path uses the database's
-//! collation), which differs only for non-ASCII or mixed-case names.
+//! Every list request filters, sorts and pages the fleet snapshot (the same one `/metrics`
+//! reads): status is derived at request time, `q` is a case-insensitive substring of the
+//! hostname, absent sort keys sort last in both directions, ties are broken by machine id, and
+//! text sorts by byte order. Below `admin.list_memory_min_machines` live machines the snapshot
+//! is read fresh for every request (exact and immediate); above it a copy is kept — by SQL a
+//! sorted page of 100k machines costs two scans of the machines table, from memory a few
+//! milliseconds — refreshed in the background while the list is in use, at most
+//! `admin.list_memory_max_age_ms` (plus one refresh) old; an admin change made through this
+//! collector (retire, move, site or profile edits) drops it at once.
 
 use std::cmp::Ordering;
 use std::sync::{Arc, Mutex};
@@ -73,57 +68,34 @@ impl Listing {
         state.generation += 1;
     }
 
-    /// A page of machines and the number matching, from memory or SQL (see the module docs).
+    /// A page of live machines and the number matching (see the module docs).
     pub async fn list(
         self: &Arc<Self>,
         store: &Arc<dyn Store>,
         query: &MachineQuery,
     ) -> Result<(Vec<MachineRow>, i64), StoreError> {
-        if query.id.is_some() || !self.large(store, query).await? {
-            return store.list_machines(query).await;
-        }
-        let copy = self.copy(store).await?;
-        Ok(page(&copy.machines, query))
+        let fleet = self.fleet(store).await?;
+        Ok(page(&fleet, query))
     }
 
-    /// Every live machine: the in-memory copy for large fleets, a fresh snapshot otherwise.
+    /// Every machine, retired ones included: the in-memory copy for large fleets, a fresh
+    /// snapshot otherwise.
     pub async fn fleet(
         self: &Arc<Self>,
         store: &Arc<dyn Store>,
-        query: &MachineQuery,
     ) -> Result<Arc<[MachineSnapshot]>, StoreError> {
-        if self.large(store, query).await? {
-            Ok(self.copy(store).await?.machines.clone())
-        } else {
-            Ok(store.fleet_snapshot().await?.machines.into())
-        }
-    }
-
-    /// Whether the fleet is large enough for the in-memory path.
-    async fn large(
-        &self,
-        store: &Arc<dyn Store>,
-        query: &MachineQuery,
-    ) -> Result<bool, StoreError> {
-        if self.min_machines == 0 {
-            return Ok(true);
-        }
         let known = self.lock().fleet_size;
-        let size = match known {
-            Some((n, at)) if at.elapsed() < FLEET_SIZE_TTL => n,
-            _ => {
-                let (_, n) = store
-                    .list_machines(&MachineQuery::all(
-                        query.now_ms,
-                        query.offline_after_ms,
-                        query.idle_threshold_ms,
-                    ))
-                    .await?;
-                self.lock().fleet_size = Some((n, Instant::now()));
-                n
-            }
+        let large = match known {
+            Some((n, at)) if at.elapsed() < FLEET_SIZE_TTL => n >= self.min_machines,
+            _ => self.min_machines == 0,
         };
-        Ok(size >= self.min_machines)
+        if large {
+            return Ok(self.copy(store).await?.machines.clone());
+        }
+        let snapshot: Arc<[MachineSnapshot]> = store.fleet_snapshot().await?.machines.into();
+        let live = snapshot.iter().filter(|m| !m.retired).count() as i64;
+        self.lock().fleet_size = Some((live, Instant::now()));
+        Ok(snapshot)
     }
 
     /// The current copy: fresh enough is served as is (a background refresh starts when it is
@@ -178,7 +150,8 @@ impl Listing {
             machines: snapshot.machines.into(),
         });
         let mut state = self.lock();
-        state.fleet_size = Some((copy.machines.len() as i64, taken));
+        let live = copy.machines.iter().filter(|m| !m.retired).count() as i64;
+        state.fleet_size = Some((live, taken));
         if state.generation == generation {
             state.copy = Some(copy.clone());
         }
@@ -197,7 +170,9 @@ fn status_of(m: &MachineSnapshot, query: &MachineQuery) -> Status {
 }
 
 fn matches(m: &MachineSnapshot, query: &MachineQuery, needle: Option<&str>) -> bool {
-    query.status.is_none_or(|s| status_of(m, query) == s)
+    !m.retired
+        && query.id.as_deref().is_none_or(|id| m.id == id)
+        && query.status.is_none_or(|s| status_of(m, query) == s)
         && query.site.as_deref().is_none_or(|s| m.site == s)
         && query
             .department
@@ -271,6 +246,10 @@ fn row_of(m: &MachineSnapshot, query: &MachineQuery) -> MachineRow {
 }
 
 /// Filters, sorts and pages a fleet copy: only the rows up to the requested page are sorted.
+pub fn page_of(machines: &[MachineSnapshot], query: &MachineQuery) -> (Vec<MachineRow>, i64) {
+    page(machines, query)
+}
+
 fn page(machines: &[MachineSnapshot], query: &MachineQuery) -> (Vec<MachineRow>, i64) {
     let needle = query.q.as_ref().map(|q| q.to_lowercase());
     let mut hits: Vec<&MachineSnapshot> = machines

@@ -1,9 +1,10 @@
-//! The retention job (DESIGN §5): raw heartbeats are kept `retention.raw_days`, then summed
-//! into hourly rollups; hourly rollups are kept `retention.hourly_days`, then summed into daily
-//! rollups kept forever. Every collector runs the job every `retention.interval_seconds`;
-//! on PostgreSQL an advisory lock lets one of them move a batch at a time. History, reports
-//! and stats read raw and rolled-up rows together, so totals never change — only the time
-//! resolution of old data does (hours, then days). `greenops retention run` does a pass now.
+//! The retention job (DESIGN §5): raw heartbeats are kept `retention.raw_days`, then deleted
+//! (what they added is in the hourly usage rows already); hourly usage rows are kept
+//! `retention.hourly_days`, then summed into daily rows kept forever. Every collector runs the
+//! job every `retention.interval_seconds`; on PostgreSQL an advisory lock lets one of them move
+//! a batch at a time. Reports, history and stats read hourly and daily rows together, so totals
+//! never change — only the time resolution of old data does. `greenops retention` runs a pass
+//! now.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ pub struct Report {
 /// The cutoff of `rollup` at `now_ms`: older rows move, aligned to the coarser bucket.
 pub fn cutoff(rollup: Rollup, settings: &RetentionSettings, now_ms: i64) -> i64 {
     let days = match rollup {
-        Rollup::RawToHours => settings.raw_days,
+        Rollup::ForgetRaw => settings.raw_days,
         Rollup::HoursToDays => settings.hourly_days,
     };
     let at = now_ms.saturating_sub(
@@ -45,12 +46,12 @@ pub async fn run_once(
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
     let limit = i64::try_from(settings.batch_rows).unwrap_or(i64::MAX);
-    for rollup in [Rollup::RawToHours, Rollup::HoursToDays] {
+    for rollup in [Rollup::ForgetRaw, Rollup::HoursToDays] {
         let before = cutoff(rollup, settings, now_ms);
         loop {
             let batch = store.roll_up(rollup, before, limit).await?;
             match rollup {
-                Rollup::RawToHours => report.heartbeats_rolled += batch.moved,
+                Rollup::ForgetRaw => report.heartbeats_rolled += batch.moved,
                 Rollup::HoursToDays => report.hours_rolled += batch.moved,
             }
             if !batch.ran || batch.moved < settings.batch_rows as u64 {
@@ -72,7 +73,7 @@ pub fn spawn(store: Arc<dyn Store>, settings: RetentionSettings) -> JoinHandle<(
                 Ok(r) if r.heartbeats_rolled + r.hours_rolled > 0 => tracing::info!(
                     heartbeats = r.heartbeats_rolled,
                     hours = r.hours_rolled,
-                    "retention: old rows rolled up"
+                    "retention: old raw heartbeats deleted and old hours rolled up into days"
                 ),
                 Ok(_) => {}
                 Err(e) => {
@@ -92,7 +93,7 @@ mod tests {
     fn cutoffs_align_to_the_coarser_bucket() {
         let s = RetentionSettings::default();
         let now = 1_800_000_123_456;
-        let raw = cutoff(Rollup::RawToHours, &s, now);
+        let raw = cutoff(Rollup::ForgetRaw, &s, now);
         assert_eq!(raw.rem_euclid(3_600_000), 0);
         assert!(raw <= now - 30 * DAY_MS && raw > now - 30 * DAY_MS - 3_600_000);
         let hours = cutoff(Rollup::HoursToDays, &s, now);

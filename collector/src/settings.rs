@@ -8,7 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::accounting::Params;
+use crate::accounting::rates::SettingsVersion;
 use crate::store::SqliteDurability;
 
 /// Every setting of the collector.
@@ -384,8 +384,10 @@ impl AccountingSettings {
         Ok(())
     }
 
-    pub fn params(&self) -> Params {
-        Params {
+    /// The threshold and maximum gap as an accounting version from `effective_from_ms` on.
+    pub fn version(&self, effective_from_ms: i64) -> SettingsVersion {
+        SettingsVersion {
+            effective_from_ms,
             idle_threshold_ms: secs_to_ms(self.idle_threshold_seconds),
             max_gap_ms: secs_to_ms(self.max_gap_seconds),
         }

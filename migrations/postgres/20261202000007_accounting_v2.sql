@@ -169,3 +169,6 @@ CREATE TABLE machine_totals (
 ) WITH (fillfactor = 50);
 ALTER TABLE machines DROP COLUMN observed_ms, DROP COLUMN idle_ms, DROP COLUMN unknown_ms,
     DROP COLUMN energy_j, DROP COLUMN idle_energy_j, DROP COLUMN co2_g, DROP COLUMN idle_co2_g;
+
+-- The collector carries the v1 rows forward at start while this is set (store/common/upgrade.rs).
+INSERT INTO settings (key, value, updated_at_ms) VALUES ('v1_data_pending', 'yes', 0);

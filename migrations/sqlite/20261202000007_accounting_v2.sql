@@ -179,3 +179,6 @@ ALTER TABLE machines DROP COLUMN energy_j;
 ALTER TABLE machines DROP COLUMN idle_energy_j;
 ALTER TABLE machines DROP COLUMN co2_g;
 ALTER TABLE machines DROP COLUMN idle_co2_g;
+
+-- The collector carries the v1 rows forward at start while this is set (store/common/upgrade.rs).
+INSERT INTO settings (key, value, updated_at_ms) VALUES ('v1_data_pending', 'yes', 0);

@@ -172,50 +172,65 @@ pub enum BodyError {
     TooMany(usize),
 }
 
-/// Parses and validates a heartbeat request body: one heartbeat or `{"heartbeats": [...]}`
-/// with strictly increasing `seq`. Errors name the offending field.
-pub fn parse_heartbeat_body(body: &[u8]) -> Result<Vec<ValidHeartbeat>, BodyError> {
+/// One heartbeat of a request body: its position, its `seq` when it could be read, and either
+/// its validated values or what is wrong with them (the field named relative to the body,
+/// e.g. `heartbeats[3].idle_seconds`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedHeartbeat {
+    pub index: usize,
+    /// Whether it came in a batch (fields are then named `heartbeats[i].…`).
+    pub in_batch: bool,
+    pub seq: Option<u64>,
+    pub heartbeat: Result<ValidHeartbeat, ValidationError>,
+}
+
+/// Parses a heartbeat request body: one heartbeat or `{"heartbeats": [...]}` (1 to
+/// [`MAX_BATCH_HEARTBEATS`]). The body as a whole is refused only when it is not JSON, not an
+/// object, or not a list of the right size; every heartbeat in it is then validated on its own,
+/// so one bad heartbeat never refuses its neighbours (DESIGN §3).
+pub fn parse_heartbeat_body(body: &[u8]) -> Result<Vec<ParsedHeartbeat>, BodyError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
-    let serde_json::Value::Object(map) = &value else {
+    let serde_json::Value::Object(map) = value else {
         return Err(ValidationError::new("$", "the body must be a JSON object").into());
     };
-    if let Some(items) = map.get("heartbeats") {
-        let Some(list) = items.as_array() else {
-            return Err(ValidationError::new("heartbeats", "must be an array").into());
-        };
-        if list.len() > MAX_BATCH_HEARTBEATS {
-            return Err(BodyError::TooMany(list.len()));
-        }
-        if list.is_empty() {
-            return Err(ValidationError::new("heartbeats", "must not be empty").into());
-        }
-        for (i, item) in list.iter().enumerate() {
-            require_idle_field(item).map_err(|e| e.within(&format!("heartbeats[{i}]")))?;
-        }
-        let batch: HeartbeatBatch = typed(value)?;
-        let mut out = Vec::with_capacity(batch.heartbeats.len());
-        for (i, hb) in batch.heartbeats.iter().enumerate() {
-            let valid = hb
-                .validate()
-                .map_err(|e| e.within(&format!("heartbeats[{i}]")))?;
-            if out
-                .last()
-                .is_some_and(|prev: &ValidHeartbeat| prev.seq >= valid.seq)
-            {
-                return Err(ValidationError::new(
-                    format!("heartbeats[{i}].seq"),
-                    "heartbeats in a batch must be in strictly increasing seq order",
-                )
-                .into());
-            }
-            out.push(valid);
-        }
-        Ok(out)
-    } else {
-        require_idle_field(&value)?;
-        let hb: Heartbeat = typed(value)?;
-        Ok(vec![hb.validate()?])
+    let Some(items) = map.get("heartbeats") else {
+        return Ok(vec![parse_one(0, serde_json::Value::Object(map), None)]);
+    };
+    let Some(list) = items.as_array() else {
+        return Err(ValidationError::new("heartbeats", "must be an array").into());
+    };
+    if list.len() > MAX_BATCH_HEARTBEATS {
+        return Err(BodyError::TooMany(list.len()));
+    }
+    if list.is_empty() {
+        return Err(ValidationError::new("heartbeats", "must not be empty").into());
+    }
+    Ok(list
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_one(i, item.clone(), Some(&format!("heartbeats[{i}]"))))
+        .collect())
+}
+
+fn parse_one(index: usize, item: serde_json::Value, prefix: Option<&str>) -> ParsedHeartbeat {
+    let within = |e: ValidationError| match prefix {
+        Some(p) => e.within(p),
+        None => e,
+    };
+    let seq = item
+        .get("seq")
+        .and_then(serde_json::Value::as_u64)
+        .filter(|s| (1..=i64::MAX as u64).contains(s));
+    let heartbeat = require_idle_field(&item)
+        .and_then(|()| typed::<Heartbeat>(item))
+        .and_then(|hb| hb.validate())
+        .map_err(within);
+    ParsedHeartbeat {
+        index,
+        in_batch: prefix.is_some(),
+        seq,
+        heartbeat,
     }
 }
 
@@ -241,35 +256,57 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum HeartbeatStatus {
+    /// Committed: it counts.
     Accepted,
+    /// Already received (its `seq` is not above the last accepted one): nothing changed.
     Duplicate,
+    /// Refused for good — it can never be accepted; `error` says why.
+    Rejected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a heartbeat was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatError {
+    /// `invalid_field` or `clock_ahead`.
+    pub code: String,
+    /// The field, relative to the body (e.g. `heartbeats[3].sent_at`).
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResult {
-    pub seq: u64,
+    /// Position in the request (0 for a single heartbeat).
+    #[serde(default)]
+    pub index: usize,
+    /// The heartbeat's `seq`, when it could be read.
+    pub seq: Option<u64>,
     pub status: HeartbeatStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<HeartbeatError>,
 }
 
-/// Answer to a heartbeat request (200): everything listed here is committed.
+/// Answer to a heartbeat request (200): every accepted and duplicate heartbeat listed is
+/// committed; rejected ones never will be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     pub accepted: usize,
     pub duplicates: usize,
+    #[serde(default)]
+    pub rejected: usize,
     pub results: Vec<HeartbeatResult>,
 }
 
 impl HeartbeatResponse {
     pub fn from_results(results: Vec<HeartbeatResult>) -> Self {
-        let duplicates = results
-            .iter()
-            .filter(|r| r.status == HeartbeatStatus::Duplicate)
-            .count();
+        let count = |s: HeartbeatStatus| results.iter().filter(|r| r.status == s).count();
         Self {
-            accepted: results.len() - duplicates,
-            duplicates,
+            accepted: count(HeartbeatStatus::Accepted),
+            duplicates: count(HeartbeatStatus::Duplicate),
+            rejected: count(HeartbeatStatus::Rejected),
             results,
         }
     }
@@ -279,19 +316,31 @@ impl HeartbeatResponse {
 mod tests {
     use super::*;
 
+    /// The field named by the first refusal: of the body, or of a heartbeat in it.
     fn field_of(body: &str) -> String {
         match parse_heartbeat_body(body.as_bytes()) {
             Err(BodyError::Invalid(e)) => e.field,
+            Ok(parsed) => match parsed.into_iter().find_map(|p| p.heartbeat.err()) {
+                Some(e) => e.field,
+                None => panic!("expected a validation error for {body}"),
+            },
             other => panic!("expected a validation error, got {other:?}"),
         }
     }
 
+    fn valid(body: &str) -> Vec<ValidHeartbeat> {
+        parse_heartbeat_body(body.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|p| p.heartbeat.unwrap())
+            .collect()
+    }
+
     #[test]
     fn parses_a_single_heartbeat_with_only_required_fields() {
-        let hbs = parse_heartbeat_body(
-            br#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": null, "extra": 1}"#,
-        )
-        .unwrap();
+        let hbs = valid(
+            r#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": null, "extra": 1}"#,
+        );
         assert_eq!(hbs.len(), 1);
         assert_eq!(hbs[0].idle_ms, None);
         assert_eq!(hbs[0].session, Session::Unknown);
@@ -300,12 +349,11 @@ mod tests {
 
     #[test]
     fn parses_a_full_heartbeat() {
-        let hbs = parse_heartbeat_body(
-            br#"{"seq": 42, "sent_at": "2026-11-27T09:15:00.250+01:00", "idle_seconds": 412.5,
+        let hbs = valid(
+            r#"{"seq": 42, "sent_at": "2026-11-27T09:15:00.250+01:00", "idle_seconds": 412.5,
                 "session": "locked", "cpu_usage_ratio": 0.07, "memory_usage_ratio": 0.41,
                 "uptime_seconds": 86400}"#,
-        )
-        .unwrap();
+        );
         let hb = hbs[0];
         assert_eq!(hb.seq, 42);
         assert_eq!(hb.sent_at_ms, 1_795_770_900_000 - 3_600_000 + 250);
@@ -362,19 +410,30 @@ mod tests {
     }
 
     #[test]
-    fn batch_errors_carry_the_index() {
+    fn one_bad_heartbeat_never_refuses_its_neighbours() {
         let body = r#"{"heartbeats": [
             {"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1},
-            {"seq": 2, "sent_at": "2026-11-27T09:16:00Z", "idle_seconds": -1}]}"#;
-        assert_eq!(field_of(body), "heartbeats[1].idle_seconds");
-        let body = r#"{"heartbeats": [
-            {"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1},
-            {"seq": 2, "sent_at": 5, "idle_seconds": 1}]}"#;
-        assert_eq!(field_of(body), "heartbeats[1].sent_at");
-        let body = r#"{"heartbeats": [
-            {"seq": 2, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1},
-            {"seq": 2, "sent_at": "2026-11-27T09:16:00Z", "idle_seconds": 1}]}"#;
-        assert_eq!(field_of(body), "heartbeats[1].seq");
+            {"seq": 2, "sent_at": "2026-11-27T09:16:00Z", "idle_seconds": -1},
+            {"seq": 3, "sent_at": 5, "idle_seconds": 1},
+            {"seq": "x", "sent_at": "2026-11-27T09:17:00Z", "idle_seconds": 1},
+            {"seq": 5, "sent_at": "2026-11-27T09:18:00Z", "idle_seconds": 1}]}"#;
+        let parsed = parse_heartbeat_body(body.as_bytes()).unwrap();
+        let seqs: Vec<Option<u64>> = parsed.iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, vec![Some(1), Some(2), Some(3), None, Some(5)]);
+        let errors: Vec<Option<String>> = parsed
+            .iter()
+            .map(|p| p.heartbeat.as_ref().err().map(|e| e.field.clone()))
+            .collect();
+        assert_eq!(
+            errors,
+            vec![
+                None,
+                Some("heartbeats[1].idle_seconds".into()),
+                Some("heartbeats[2].sent_at".into()),
+                Some("heartbeats[3].seq".into()),
+                None
+            ]
+        );
         assert_eq!(field_of(r#"{"heartbeats": []}"#), "heartbeats");
     }
 
@@ -401,7 +460,7 @@ mod tests {
         };
         let json = serde_json::to_vec(&hb).unwrap();
         assert!(String::from_utf8_lossy(&json).contains("\"idle_seconds\":null"));
-        let parsed = parse_heartbeat_body(&json).unwrap();
+        let parsed = valid(std::str::from_utf8(&json).unwrap());
         assert_eq!(parsed[0].seq, 9);
         assert_eq!(parsed[0].idle_ms, None);
     }
@@ -415,10 +474,13 @@ mod tests {
         #[test]
         fn arbitrary_json_never_panics_and_valid_answers_are_in_range(doc in crate::testing::json()) {
             let body = serde_json::to_vec(&doc).unwrap_or_default();
-            if let Ok(heartbeats) = parse_heartbeat_body(&body) {
-                for hb in heartbeats {
-                    proptest::prop_assert!(hb.seq >= 1);
-                    proptest::prop_assert!(hb.idle_ms.is_none_or(|ms| ms >= 0));
+            if let Ok(parsed) = parse_heartbeat_body(&body) {
+                for p in parsed {
+                    if let Ok(hb) = p.heartbeat {
+                        proptest::prop_assert!(hb.seq >= 1);
+                        proptest::prop_assert_eq!(p.seq, Some(hb.seq));
+                        proptest::prop_assert!(hb.idle_ms.is_none_or(|ms| ms >= 0));
+                    }
                 }
             }
             let batch = serde_json::json!({"heartbeats": [doc]});
@@ -431,7 +493,7 @@ mod tests {
                 r#"{{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": {}}}"#,
                 ms as f64 / 1000.0
             );
-            let hb = parse_heartbeat_body(body.as_bytes()).unwrap()[0];
+            let hb = valid(&body)[0];
             proptest::prop_assert_eq!(hb.idle_ms, Some(ms));
         }
     }

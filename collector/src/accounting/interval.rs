@@ -137,12 +137,9 @@ struct State {
     after_hours: bool,
 }
 
-fn state_at(
-    at_ms: i64,
-    placements: &[Placement],
-    book: &RateBook,
-) -> Result<State, MissingRates> {
-    let placement = in_force(placements, at_ms).ok_or_else(|| MissingRates("a placement".into()))?;
+fn state_at(at_ms: i64, placements: &[Placement], book: &RateBook) -> Result<State, MissingRates> {
+    let placement =
+        in_force(placements, at_ms).ok_or_else(|| MissingRates("a placement".into()))?;
     let site = book
         .site_at(placement.site_id, at_ms)
         .ok_or_else(|| MissingRates(format!("site {}", placement.site_id)))?;

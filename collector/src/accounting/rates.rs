@@ -124,12 +124,20 @@ impl SiteVersion {
     /// hours, holidays) may change their answer: the local times of their edges on each day,
     /// midnights, and the time zone's own transitions (DST).
     pub fn local_edges(&self, from_ms: i64, to_ms: i64, out: &mut Vec<i64>) {
-        if self.tariff.bands.is_empty() && self.business_hours.is_empty() && self.holidays.is_empty()
+        if self.tariff.bands.is_empty()
+            && self.business_hours.is_empty()
+            && self.holidays.is_empty()
         {
             return;
         }
         let mut minutes: BTreeSet<u16> = BTreeSet::from([0]);
-        for span in self.tariff.bands.iter().map(|b| &b.span).chain(&self.business_hours) {
+        for span in self
+            .tariff
+            .bands
+            .iter()
+            .map(|b| &b.span)
+            .chain(&self.business_hours)
+        {
             minutes.insert(span.start_min);
             minutes.insert(span.end_min % MINUTES_PER_DAY);
         }
@@ -253,11 +261,13 @@ pub struct RateBook {
 impl RateBook {
     /// The settings in force at an instant (built-in defaults when none were ever stored).
     pub fn settings_at(&self, at_ms: i64) -> SettingsVersion {
-        in_force(&self.settings, at_ms).copied().unwrap_or(SettingsVersion {
-            effective_from_ms: i64::MIN,
-            idle_threshold_ms: 300_000,
-            max_gap_ms: 180_000,
-        })
+        in_force(&self.settings, at_ms)
+            .copied()
+            .unwrap_or(SettingsVersion {
+                effective_from_ms: i64::MIN,
+                idle_threshold_ms: 300_000,
+                max_gap_ms: 180_000,
+            })
     }
 
     pub fn site_at(&self, site_id: i64, at_ms: i64) -> Option<&SiteVersion> {
@@ -309,4 +319,239 @@ pub fn parse_clock(text: &str) -> Option<u16> {
 /// Minutes after midnight as `HH:MM`.
 pub fn format_clock(minutes: u16) -> String {
     format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// A span of local time as the API and the database write it:
+/// `{"days": ["mon", …], "start": "08:00", "end": "18:00"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpanSpec {
+    pub days: Vec<String>,
+    pub start: String,
+    pub end: String,
+}
+
+/// A time-of-use band as the API and the database write it: a [`SpanSpec`] and its price.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandSpec {
+    pub days: Vec<String>,
+    pub start: String,
+    pub end: String,
+    /// A plain decimal string.
+    pub price_per_kwh: String,
+}
+
+impl SpanSpec {
+    /// The span, or why it is not one.
+    pub fn parse(&self) -> Result<DailySpan, String> {
+        if self.days.is_empty() {
+            return Err("days must name at least one day (mon … sun)".into());
+        }
+        let mut days = 0u8;
+        for d in &self.days {
+            let i = Weekdays::NAMES
+                .iter()
+                .position(|n| n == d)
+                .ok_or_else(|| format!("days: '{d}' is not one of mon, tue, wed, thu, fri, sat, sun"))?;
+            days |= 1 << i;
+        }
+        let start = parse_clock(&self.start)
+            .filter(|&m| m < MINUTES_PER_DAY)
+            .ok_or("start must be a time of day HH:MM from 00:00 to 23:59")?;
+        let end = parse_clock(&self.end).ok_or("end must be a time of day HH:MM up to 24:00")?;
+        if end <= start {
+            return Err(
+                "end must be after start on the same day (split a span over midnight in two)"
+                    .into(),
+            );
+        }
+        Ok(DailySpan {
+            days: Weekdays(days),
+            start_min: start,
+            end_min: end,
+        })
+    }
+
+    /// The spec of a span (days in week order).
+    pub fn of(span: &DailySpan) -> Self {
+        Self {
+            days: (0..7)
+                .filter(|&d| span.days.contains(d))
+                .map(|d| Weekdays::NAMES[usize::from(d)].to_string())
+                .collect(),
+            start: format_clock(span.start_min),
+            end: format_clock(span.end_min),
+        }
+    }
+}
+
+/// Business hours when a site sets none: Monday to Friday, 08:00–18:00 local time.
+pub fn default_business_hours() -> Vec<DailySpan> {
+    vec![DailySpan {
+        days: Weekdays::MONDAY_TO_FRIDAY,
+        start_min: 8 * 60,
+        end_min: 18 * 60,
+    }]
+}
+
+/// Parses stored business hours (a JSON list of [`SpanSpec`]).
+pub fn parse_spans(json: &str) -> Result<Vec<DailySpan>, String> {
+    let specs: Vec<SpanSpec> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    specs.iter().map(SpanSpec::parse).collect()
+}
+
+/// Parses stored bands (a JSON list of [`BandSpec`]).
+pub fn parse_bands(json: &str) -> Result<Vec<Band>, String> {
+    let specs: Vec<BandSpec> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    specs
+        .iter()
+        .map(|b| {
+            let span = SpanSpec {
+                days: b.days.clone(),
+                start: b.start.clone(),
+                end: b.end.clone(),
+            }
+            .parse()?;
+            let price = b
+                .price_per_kwh
+                .parse::<Decimal>()
+                .map_err(|_| format!("price_per_kwh '{}' is not a decimal", b.price_per_kwh))?;
+            Ok(Band {
+                span,
+                price_per_kwh: price,
+            })
+        })
+        .collect()
+}
+
+/// Parses stored holidays (a JSON list of `YYYY-MM-DD`).
+pub fn parse_holidays(json: &str) -> Result<BTreeSet<Date>, String> {
+    let days: Vec<String> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    days.iter()
+        .map(|d| {
+            d.parse::<Date>()
+                .map_err(|_| format!("'{d}' is not a date YYYY-MM-DD"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(tz: &str, bands: Vec<Band>) -> SiteVersion {
+        SiteVersion {
+            effective_from_ms: i64::MIN,
+            timezone: TimeZone::get(tz).unwrap_or(TimeZone::UTC),
+            tariff: Tariff {
+                currency: "EUR".into(),
+                price_per_kwh: Decimal::new(20, 2),
+                bands,
+            },
+            carbon_g_per_kwh: Decimal::from(300),
+            business_hours: default_business_hours(),
+            holidays: BTreeSet::new(),
+            idle_threshold_ms: None,
+        }
+    }
+
+    fn ms(text: &str) -> i64 {
+        text.parse::<Timestamp>()
+            .map(|t| t.as_millisecond())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn spans_parse_and_refuse_nonsense() {
+        let span = SpanSpec {
+            days: vec!["mon".into(), "fri".into()],
+            start: "08:30".into(),
+            end: "24:00".into(),
+        };
+        let parsed = span.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((parsed.start_min, parsed.end_min, parsed.days.0), (510, 1440, 0b1_0001));
+        assert_eq!(SpanSpec::of(&parsed), span);
+        for (days, start, end) in [
+            (vec![], "08:00", "09:00"),
+            (vec!["moon"], "08:00", "09:00"),
+            (vec!["mon"], "8:00", "09:00"),
+            (vec!["mon"], "09:00", "09:00"),
+            (vec!["mon"], "22:00", "06:00"),
+            (vec!["mon"], "24:00", "24:00"),
+            (vec!["mon"], "10:60", "11:00"),
+        ] {
+            let spec = SpanSpec {
+                days: days.into_iter().map(String::from).collect(),
+                start: start.into(),
+                end: end.into(),
+            };
+            assert!(spec.parse().is_err(), "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn bands_and_business_hours_follow_local_time_across_dst() {
+        // Peak 07:00–19:00 on weekdays in Paris; 2026-03-29 is the spring-forward Sunday,
+        // 2026-03-30 a Monday (UTC+2 from then on).
+        let peak = Band {
+            span: SpanSpec {
+                days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()],
+                start: "07:00".into(),
+                end: "19:00".into(),
+            }
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+            price_per_kwh: Decimal::new(30, 2),
+        };
+        let v = version("Europe/Paris", vec![peak]);
+        assert_eq!(v.price_at(ms("2026-03-30T04:59:59Z")), Decimal::new(20, 2));
+        assert_eq!(v.price_at(ms("2026-03-30T05:00:00Z")), Decimal::new(30, 2));
+        assert_eq!(v.price_at(ms("2026-03-30T16:59:59Z")), Decimal::new(30, 2));
+        assert_eq!(v.price_at(ms("2026-03-30T17:00:00Z")), Decimal::new(20, 2));
+        // Before the change Paris is UTC+1: peak starts at 06:00 UTC.
+        assert_eq!(v.price_at(ms("2026-03-27T05:30:00Z")), Decimal::new(20, 2));
+        assert_eq!(v.price_at(ms("2026-03-27T06:00:00Z")), Decimal::new(30, 2));
+        assert!(v.after_hours_at(ms("2026-03-29T10:00:00Z")), "Sunday");
+        assert!(!v.after_hours_at(ms("2026-03-30T06:00:00Z")), "Monday 08:00 local");
+        assert!(v.after_hours_at(ms("2026-03-30T05:59:59Z")));
+        let mut edges = Vec::new();
+        v.local_edges(ms("2026-03-29T00:00:00Z"), ms("2026-03-31T00:00:00Z"), &mut edges);
+        for edge in ["2026-03-29T01:00:00Z", "2026-03-30T05:00:00Z", "2026-03-30T06:00:00Z", "2026-03-30T16:00:00Z", "2026-03-30T17:00:00Z"] {
+            assert!(edges.contains(&ms(edge)), "{edge} missing from {edges:?}");
+        }
+    }
+
+    #[test]
+    fn holidays_are_after_hours_all_day() {
+        let mut v = version("Asia/Tokyo", Vec::new());
+        v.holidays = parse_holidays(r#"["2026-12-25"]"#).unwrap_or_default();
+        // 2026-12-25 10:00 in Tokyo is 01:00 UTC, a Friday.
+        assert!(v.after_hours_at(ms("2026-12-25T01:00:00Z")));
+        assert!(!v.after_hours_at(ms("2026-12-24T01:00:00Z")));
+        assert!(parse_holidays(r#"["2026-02-30"]"#).is_err());
+    }
+
+    #[test]
+    fn the_version_in_force_is_the_last_that_started() {
+        let versions = [
+            ProfileVersion {
+                effective_from_ms: i64::MIN,
+                idle_watts: Decimal::ONE,
+                active_watts: Decimal::ONE,
+                sleep_watts: Decimal::ZERO,
+            },
+            ProfileVersion {
+                effective_from_ms: 1000,
+                idle_watts: Decimal::TWO,
+                active_watts: Decimal::ONE,
+                sleep_watts: Decimal::ZERO,
+            },
+        ];
+        assert_eq!(in_force(&versions, 999).map(|v| v.idle_watts), Some(Decimal::ONE));
+        assert_eq!(in_force(&versions, 1000).map(|v| v.idle_watts), Some(Decimal::TWO));
+        let mut out = Vec::new();
+        changes(&versions, 0, 2000, &mut out);
+        assert_eq!(out, vec![1000]);
+    }
 }

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use greenops_protocol::{
-    BodyError, EnrollRequest, EnrollResponse, HeartbeatBatch, HeartbeatResponse, HeartbeatResult,
-    HeartbeatStatus, MAX_BATCH_HEARTBEATS, ValidationError, parse_heartbeat_body,
+    BodyError, EnrollRequest, EnrollResponse, HeartbeatBatch, HeartbeatError, HeartbeatResponse,
+    HeartbeatResult, HeartbeatStatus, MAX_BATCH_HEARTBEATS, parse_heartbeat_body,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -14,7 +14,7 @@ use super::extract::ApiBytes;
 use super::{ApiError, ApiJson, AppState, Result, bearer};
 use crate::clock;
 use crate::secrets::{AGENT_TOKEN_PREFIX, TokenHash, generate_token, new_machine_id};
-use crate::settings::secs_to_ms;
+use crate::store::ingest::{Candidate, HeartbeatOutcome};
 use crate::store::{EnrollAuth, EnrollCommand, EnrollRefusal, HeartbeatJob, JobOutcome};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -77,11 +77,15 @@ async fn enroll(
 }
 
 /// Delivers one heartbeat or a batch (`{"heartbeats": [...]}`, ≤ 1000, in `seq` order).
-/// A 200 means every heartbeat in it is committed.
+/// A 200 means every accepted or duplicate heartbeat listed is committed; each heartbeat has
+/// its own result, so one bad heartbeat never refuses its neighbours. A request whose every
+/// heartbeat is rejected answers 422 (the agent drops them: they can never be accepted).
 #[utoipa::path(post, path = "/api/v1/heartbeats", tag = "agents", operation_id = "send_heartbeats",
     request_body(content = HeartbeatBatch, description = "a batch, or a single heartbeat object"),
-    responses((status = 200, body = HeartbeatResponse), (status = 401, description = "unknown or revoked agent token"),
-        (status = 413, description = "body over 1 MiB"), (status = 422, description = "invalid heartbeat"),
+    responses((status = 200, description = "one result per heartbeat", body = HeartbeatResponse),
+        (status = 401, description = "unknown or revoked agent token"),
+        (status = 413, description = "body over 1 MiB or more than 1000 heartbeats"),
+        (status = 422, description = "every heartbeat was rejected (named in `fields`)"),
         (status = 503, description = "store unavailable; retry after Retry-After")),
     security(("bearer" = [])))]
 async fn heartbeats(
@@ -113,62 +117,96 @@ async fn heartbeats(
             )),
         })
     });
-    let heartbeats = match parsed {
-        Ok(h) => h,
+    let parsed = match parsed {
+        Ok(p) => p,
         Err(e) => {
             state.metrics.count_heartbeats("rejected", 1);
             return Err(e);
         }
     };
-    let horizon = received_at_ms + secs_to_ms(state.accounting.get().max_clock_skew_seconds);
-    if let Some(i) = heartbeats.iter().position(|h| h.sent_at_ms > horizon) {
-        state.metrics.count_heartbeats("rejected", heartbeats.len());
-        let field = if heartbeats.len() == 1 {
-            "sent_at".to_string()
-        } else {
-            format!("heartbeats[{i}].sent_at")
-        };
-        return Err(ValidationError::new(
-            field,
-            format!(
-                "is more than {} s ahead of the server clock; fix the agent's clock",
-                state.accounting.get().max_clock_skew_seconds
-            ),
-        )
-        .into());
-    }
-    let seqs: Vec<u64> = heartbeats.iter().map(|h| h.seq).collect();
+    let positions: Vec<(usize, bool, Option<u64>)> =
+        parsed.iter().map(|p| (p.index, p.in_batch, p.seq)).collect();
     let job = HeartbeatJob {
         machine_id,
+        credential: TokenHash::of(token),
         received_at_ms,
-        heartbeats,
+        heartbeats: parsed
+            .into_iter()
+            .map(|p| Candidate {
+                seq: p.seq,
+                heartbeat: p.heartbeat,
+            })
+            .collect(),
     };
-    let flags = match state.ingest.submit(job).await? {
-        JobOutcome::Committed(flags) => flags,
+    let outcomes = match state.ingest.submit(job).await? {
+        JobOutcome::Committed(outcomes) => outcomes,
         JobOutcome::UnknownMachine => {
             return Err(ApiError::Unauthorized(
                 "unknown or revoked agent credential",
             ));
         }
     };
-    let results: Vec<HeartbeatResult> = seqs
+    let results: Vec<HeartbeatResult> = positions
         .into_iter()
-        .zip(flags)
-        .map(|(seq, accepted)| HeartbeatResult {
-            seq,
-            status: if accepted {
-                HeartbeatStatus::Accepted
-            } else {
-                HeartbeatStatus::Duplicate
-            },
+        .zip(outcomes)
+        .map(|((index, in_batch, seq), outcome)| {
+            let (status, error) = match outcome {
+                HeartbeatOutcome::Accepted => (HeartbeatStatus::Accepted, None),
+                HeartbeatOutcome::Duplicate => (HeartbeatStatus::Duplicate, None),
+                HeartbeatOutcome::Rejected(e) => {
+                    // The planner names fields of one heartbeat; in a batch they are nested.
+                    let field = if in_batch && !e.field.starts_with("heartbeats[") {
+                        format!("heartbeats[{index}].{}", e.field)
+                    } else {
+                        e.field
+                    };
+                    let code = if e.message.contains("ahead of the server clock") {
+                        "clock_ahead"
+                    } else {
+                        "invalid_field"
+                    };
+                    let error = HeartbeatError {
+                        code: code.into(),
+                        field,
+                        message: e.message,
+                    };
+                    (HeartbeatStatus::Rejected, Some(error))
+                }
+            };
+            HeartbeatResult {
+                index,
+                seq,
+                status,
+                error,
+            }
         })
         .collect();
     let response = HeartbeatResponse::from_results(results);
-    state
-        .metrics
-        .count_heartbeats("accepted", response.accepted);
-    state
-        .metrics
-        .count_heartbeats("duplicate", response.duplicates);
+    for (result, n) in [
+        ("accepted", response.accepted),
+        ("duplicate", response.duplicates),
+        ("rejected", response.rejected),
+    ] {
+        state.metrics.count_heartbeats(result, n);
+    }
+    if response.rejected > 0 && response.rejected == response.results.len() {
+        // Nothing in the request can ever be accepted: the agent drops it.
+        let fields = response
+            .results
+            .iter()
+            .filter_map(|r| r.error.as_ref())
+            .map(|e| (e.field.clone(), e.message.clone()))
+            .collect();
+        return Err(ApiError::Rejected {
+            message: if response.results.len() == 1 {
+                let e = response.results[0].error.as_ref();
+                e.map(|e| format!("{} {}", e.field, e.message))
+                    .unwrap_or_default()
+            } else {
+                "every heartbeat of the batch was rejected".into()
+            },
+            fields,
+        });
+    }
     Ok(Json(response))
 }

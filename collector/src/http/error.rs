@@ -41,6 +41,12 @@ pub enum ApiError {
     Busy(&'static str),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Every heartbeat of a request was rejected: 422 naming each field.
+    #[error("{message}")]
+    Rejected {
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
     #[error("{0}")]
     HeadersTooLarge(String),
     #[error(transparent)]
@@ -74,6 +80,11 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", (*m).into())
             }
             ApiError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, "busy", (*m).into()),
+            ApiError::Rejected { message, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                message.clone(),
+            ),
             ApiError::MethodNotAllowed(m) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -101,6 +112,7 @@ impl IntoResponse for ApiError {
         let (status, code, message) = self.parts();
         let fields = match &self {
             ApiError::Invalid(e) => Some(BTreeMap::from([(e.field.clone(), e.message.clone())])),
+            ApiError::Rejected { fields, .. } => Some(fields.clone()),
             _ => None,
         };
         let body = ErrorBody {

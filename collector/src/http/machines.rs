@@ -19,7 +19,7 @@ use crate::accounting::Status;
 use crate::operations::{self, reports};
 use crate::settings::secs_to_ms;
 use crate::store::admin::PlacementPatch;
-use crate::store::{MachineQuery, MachineRow, MachineSort};
+use crate::store::{MachineQuery, MachineRow, MachineSnapshot, MachineSort};
 
 /// Largest page.
 pub const MAX_PER_PAGE: i64 = 500;
@@ -137,30 +137,55 @@ pub struct CostView {
     cost: Decimal,
     #[schema(value_type = String)]
     idle_cost: Decimal,
+    /// What sleeping during the waste would have saved.
+    #[schema(value_type = String)]
+    avoidable_cost: Decimal,
 }
 
-/// One machine with its totals per currency.
+/// A placement of a machine, from when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlacementView {
+    site: String,
+    department: String,
+    power_profile: String,
+    /// RFC 3339; `null`: from the beginning.
+    effective_from: Option<String>,
+}
+
+/// One machine with its totals per currency, what it last reported and where it was placed.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MachineDetail {
     #[serde(flatten)]
     machine: MachineView,
     costs: Vec<CostView>,
+    cpu_usage_ratio: Option<f64>,
+    memory_usage_ratio: Option<f64>,
+    uptime_seconds: Option<u64>,
+    /// Every placement, oldest first; the increments of each stretch of time stay with the
+    /// placement they were incurred in.
+    placements: Vec<PlacementView>,
 }
 
-async fn live_machine(state: &AppState, id: &str) -> Result<MachineRow> {
+async fn live_machine(state: &AppState, id: &str) -> Result<(MachineRow, MachineSnapshot)> {
     let query = MachineQuery {
         id: Some(id.to_string()),
         ..base_query(state)
     };
-    let (mut rows, _) = state.store.list_machines(&query).await?;
-    rows.pop()
-        .ok_or_else(|| ApiError::NotFound(format!("machine {id} not found")))
+    let fleet = state.listing.fleet(&state.store).await?;
+    let (mut rows, _) = crate::listing::page_of(&fleet, &query);
+    let snapshot = fleet.iter().find(|m| m.id == id && !m.retired).cloned();
+    match (rows.pop(), snapshot) {
+        (Some(row), Some(snapshot)) => Ok((row, snapshot)),
+        _ => Err(ApiError::NotFound(format!("machine {id} not found"))),
+    }
 }
 
 /// One live machine.
 #[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "machines", operation_id = "machine_detail",
     params(("id" = String, Path, description = "machine id")),
-    responses((status = 200, body = MachineDetail), (status = 404, description = "no such live machine")),
+    responses((status = 200, description = "the machine", body = MachineDetail),
+        (status = 401, description = "not signed in"),
+        (status = 404, description = "no such live machine")),
     security(("session" = []), ("bearer" = [])))]
 async fn detail(
     State(state): State<AppState>,
@@ -171,21 +196,38 @@ async fn detail(
 }
 
 async fn machine_detail(state: &AppState, id: &str) -> Result<Json<MachineDetail>> {
-    let row = live_machine(state, id).await?;
-    let costs = state
+    let (row, snapshot) = live_machine(state, id).await?;
+    let placements = state
         .store
-        .machine_costs(id)
+        .machine_placements(id)
         .await?
         .into_iter()
+        .map(|p| PlacementView {
+            site: p.site,
+            department: p.department,
+            power_profile: p.power_profile,
+            effective_from: (p.effective_from_ms != i64::MIN)
+                .then(|| rfc3339(p.effective_from_ms))
+                .flatten(),
+        })
+        .collect();
+    let costs = snapshot
+        .costs
+        .iter()
         .map(|c| CostView {
-            currency: c.currency,
+            currency: c.currency.clone(),
             cost: c.cost,
             idle_cost: c.idle_cost,
+            avoidable_cost: c.avoidable_cost,
         })
         .collect();
     Ok(Json(MachineDetail {
         machine: row.into(),
         costs,
+        cpu_usage_ratio: snapshot.cpu_usage_ratio,
+        memory_usage_ratio: snapshot.memory_usage_ratio,
+        uptime_seconds: snapshot.uptime_seconds,
+        placements,
     }))
 }
 
@@ -201,15 +243,22 @@ pub struct MachinePatch {
     /// Power profile name.
     #[schema(schema_with = schema::field::name_ref_patch)]
     power_profile: Option<String>,
+    /// When the move applies (RFC 3339); absent or `null`: now. Never in the past.
+    #[schema(schema_with = schema::field::effective_from)]
+    effective_from: Option<String>,
 }
 
-/// Moves a machine to another site, department or power profile (admins only). Only time
-/// accounted afterwards uses the new site's prices and the new profile's watts.
+/// Moves a machine to another site, department or power profile (admins only), from
+/// `effective_from` on: earlier time stays where it was incurred.
 #[utoipa::path(patch, path = "/api/v1/machines/{id}", tag = "machines", operation_id = "update_machine",
     params(("id" = String, Path, description = "machine id")),
     request_body = MachinePatch,
-    responses((status = 200, body = MachineDetail), (status = 403, description = "viewers cannot change anything"),
-        (status = 404, description = "no such live machine"), (status = 422, description = "unknown site or power profile")),
+    responses((status = 200, description = "the machine after the move", body = MachineDetail),
+        (status = 401, description = "not signed in"),
+        (status = 403, description = "viewers cannot change anything"),
+        (status = 404, description = "no such live machine"),
+        (status = 409, description = "effective_from in the past"),
+        (status = 422, description = "unknown site or power profile")),
     security(("session" = []), ("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
@@ -217,12 +266,13 @@ async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<MachinePatch>,
 ) -> Result<Json<MachineDetail>> {
+    let from = super::sites::stated_from(patch.effective_from.as_deref())?;
     let patch = PlacementPatch {
         site: patch.site,
         department: patch.department,
         power_profile: patch.power_profile,
     };
-    operations::machines::place(state.ctx(&admin.username), &id, patch).await?;
+    operations::machines::place(state.ctx(&admin.username), &id, patch, from).await?;
     machine_detail(&state, &id).await
 }
 
@@ -251,7 +301,7 @@ struct HistoryParams {
     /// RFC 3339; default now.
     #[param(schema_with = schema::param::timestamp)]
     to: Option<String>,
-    /// Seconds per point, at least 60; default chosen for about 96 points.
+    /// Seconds per point: whole hours (3600, 7200, … ); default chosen for about 96 points.
     #[param(schema_with = schema::param::step)]
     step: Option<String>,
 }
@@ -281,11 +331,13 @@ pub struct History {
     points: Vec<HistoryPoint>,
 }
 
-/// Idle, active and unobserved time and energy of one machine per step, from its raw
-/// heartbeats (each interval is counted in the step where it ends).
+/// Idle, active and unobserved time and energy of one machine per step, from its hourly usage
+/// (steps are whole hours from a whole hour; an interval counts in the hour it ends in).
 #[utoipa::path(get, path = "/api/v1/machines/{id}/history", tag = "machines", operation_id = "machine_history",
     params(("id" = String, Path, description = "machine id"), HistoryParams),
-    responses((status = 200, body = History), (status = 404, description = "no such live machine"),
+    responses((status = 200, description = "the machine's history", body = History),
+        (status = 401, description = "not signed in"),
+        (status = 404, description = "no such live machine"),
         (status = 422, description = "invalid range or step")),
     security(("session" = []), ("bearer" = [])))]
 async fn history(
@@ -295,20 +347,26 @@ async fn history(
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> Result<Json<History>> {
     live_machine(&state, &id).await?;
-    let to = timestamp_param("to", params.to.as_deref())?.unwrap_or_else(crate::clock::now_ms);
+    const HOUR: i64 = crate::accounting::rates::HOUR_MS;
+    let now = crate::clock::now_ms();
+    let to = timestamp_param("to", params.to.as_deref())?.unwrap_or(now - now.rem_euclid(HOUR) + HOUR);
     let from = timestamp_param("from", params.from.as_deref())?.unwrap_or(to - 86_400_000);
     if from >= to {
         return Err(invalid("from", "must be before to"));
     }
+    // Usage is kept per hour: the window starts on one.
+    let from = from - from.rem_euclid(HOUR);
     let span = to - from;
     let step_ms = match params.step.as_deref() {
-        None | Some("") => ((span / 96).max(60_000) + 59_999) / 60_000 * 60_000,
+        None | Some("") => ((span / 96).max(HOUR) + HOUR - 1) / HOUR * HOUR,
         Some(v) => v
             .parse::<i64>()
             .ok()
-            .filter(|s| (60..=31_622_400).contains(s))
+            .filter(|s| (3600..=31_622_400).contains(s) && s % 3600 == 0)
             .map(|s| s * 1000)
-            .ok_or_else(|| invalid("step", "must be whole seconds from 60 to 31622400"))?,
+            .ok_or_else(|| {
+                invalid("step", "must be whole hours in seconds (3600, 7200, …) up to 31622400")
+            })?,
     };
     let points = (span + step_ms - 1) / step_ms;
     if points > MAX_HISTORY_POINTS {

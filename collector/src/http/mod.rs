@@ -353,3 +353,19 @@ impl<'de> serde::Deserialize<'de> for DecimalInput {
         }
     }
 }
+
+/// A decimal read as [`DecimalInput`] and written back as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DecimalOutput(pub rust_decimal::Decimal);
+
+impl<'de> serde::Deserialize<'de> for DecimalOutput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        DecimalInput::deserialize(d).map(|v| DecimalOutput(v.0))
+    }
+}
+
+impl serde::Serialize for DecimalOutput {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.normalize().to_string())
+    }
+}

@@ -1,7 +1,7 @@
 //! `GET /api/v1/reports/energy.csv`: RFC 4180 CSV of time, energy, money and CO₂ per machine,
-//! site or department over a period, summed exactly from the heartbeats whose `sent_at` falls
-//! in `[from, to)`. Live machines only, grouped by their current site and department, like
-//! `/metrics`; one row per group and currency.
+//! site or department over a period, summed exactly from the hourly usage whose hour starts
+//! in `[from, to)`. Every machine counts (retired ones too), grouped by where the usage was
+//! incurred (default) or by the machines' current placement; one row per group and currency.
 
 use axum::extract::State;
 use axum::http::header;
@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::{ApiQuery, AppState, Result, Viewer, invalid, schema, timestamp_param};
 use crate::operations::reports;
-use crate::store::admin::Grouping;
+use crate::store::admin::{Attribution, Grouping};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -34,6 +34,10 @@ struct ReportParams {
     /// `machine` (default), `site` or `department`.
     #[param(schema_with = schema::param::group_by)]
     group_by: Option<String>,
+    /// `incurred` (default: where the usage happened) or `current` (the machines' placement
+    /// now).
+    #[param(schema_with = schema::param::attribution)]
+    attribution: Option<String>,
 }
 
 /// One CSV field per RFC 4180: quoted when it holds a comma, quote or line break. Text that a
@@ -97,7 +101,12 @@ async fn energy_csv(
         Some("department") => (Grouping::Department, "department"),
         Some(_) => return Err(invalid("group_by", "must be machine, site or department")),
     };
-    let report = reports::energy(state.store.as_ref(), from, to, group).await?;
+    let attribution = match params.attribution.as_deref() {
+        None | Some("") | Some("incurred") => Attribution::Incurred,
+        Some("current") => Attribution::Current,
+        Some(_) => return Err(invalid("attribution", "must be incurred or current")),
+    };
+    let report = reports::energy(state.store.as_ref(), from, to, group, attribution).await?;
     let mut out = String::new();
     let totals = [
         "currency",
@@ -112,6 +121,12 @@ async fn energy_csv(
         "idle_cost",
         "co2_grams",
         "idle_co2_grams",
+        "avoidable_energy_joules",
+        "avoidable_cost",
+        "avoidable_co2_grams",
+        "after_hours_idle_seconds",
+        "after_hours_idle_energy_joules",
+        "gap_seconds",
     ];
     let mut header_row: Vec<&str> = match group {
         Grouping::Machine => vec!["machine_id", "hostname", "site", "department"],
@@ -134,6 +149,12 @@ async fn energy_csv(
             t.idle_cost.normalize().to_string(),
             t.co2_g.normalize().to_string(),
             t.idle_co2_g.normalize().to_string(),
+            t.avoidable_energy_j.normalize().to_string(),
+            t.avoidable_cost.normalize().to_string(),
+            t.avoidable_co2_g.normalize().to_string(),
+            seconds(t.after_hours_idle_ms),
+            t.after_hours_idle_energy_j.normalize().to_string(),
+            seconds(t.gap_ms),
         ];
         let mut fields: Vec<&str> = vec![&row.key];
         if group == Grouping::Machine {

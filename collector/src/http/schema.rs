@@ -3,7 +3,7 @@
 //! ISO 4217 currencies and IANA time zones as enumerations, decimal ranges as patterns.
 //! Used with `#[schema(schema_with = …)]`; a `_patch` variant also allows `null` (keep).
 
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{RefOr, SchemaFormat};
 
 /// Control characters (Unicode category Cc), refused in every text field.
@@ -81,8 +81,7 @@ pub fn timezone_patch() -> Schema {
     nullable(timezone())
 }
 
-/// A decimal from 0 to `max`: a plain decimal string (at most 12 decimal places) or a whole
-/// JSON number.
+/// A decimal from 0 to `max`: a plain decimal string or a whole JSON number.
 fn decimal(max: u32, string_pattern: &str) -> Schema {
     OneOfBuilder::new()
         .item(
@@ -102,13 +101,15 @@ fn decimal(max: u32, string_pattern: &str) -> Schema {
         .into()
 }
 
-const FRACTION: &str = r"(\.[0-9]{1,12})?";
+/// The fraction of a price (at most 6 decimals) and of watts or grams (at most 3).
+const PRICE_FRACTION: &str = r"(\.[0-9]{1,6})?";
+const FRACTION: &str = r"(\.[0-9]{1,3})?";
 
 /// Price per kWh: 0 to 1000.
 pub fn price() -> Schema {
     decimal(
         1000,
-        &format!(r"^(1000(\.0{{1,12}})?|(0|[1-9][0-9]{{0,2}}){FRACTION})$"),
+        &format!(r"^(1000(\.0{{1,6}})?|(0|[1-9][0-9]{{0,2}}){PRICE_FRACTION})$"),
     )
 }
 
@@ -120,7 +121,7 @@ pub fn price_patch() -> Schema {
 pub fn carbon() -> Schema {
     decimal(
         5000,
-        &format!(r"^(5000(\.0{{1,12}})?|(0|[1-9][0-9]{{0,2}}|[1-4][0-9]{{3}}){FRACTION})$"),
+        &format!(r"^(5000(\.0{{1,3}})?|(0|[1-9][0-9]{{0,2}}|[1-4][0-9]{{3}}){FRACTION})$"),
     )
 }
 
@@ -132,7 +133,7 @@ pub fn carbon_patch() -> Schema {
 pub fn watts() -> Schema {
     decimal(
         10_000,
-        &format!(r"^(10000(\.0{{1,12}})?|(0|[1-9][0-9]{{0,3}}){FRACTION})$"),
+        &format!(r"^(10000(\.0{{1,3}})?|(0|[1-9][0-9]{{0,3}}){FRACTION})$"),
     )
 }
 
@@ -210,6 +211,10 @@ pub mod param {
 
     pub fn order() -> Schema {
         choice(&["asc", "desc"])
+    }
+
+    pub fn attribution() -> Schema {
+        choice(&["incurred", "current"])
     }
 
     pub fn group_by() -> Schema {
@@ -304,6 +309,49 @@ pub mod field {
         whole_or_null(1, 31_622_400)
     }
 
+    /// Weekday names, at least one.
+    pub fn weekdays() -> Schema {
+        ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(crate::accounting::rates::Weekdays::NAMES)),
+            )
+            .min_items(Some(1))
+            .max_items(Some(7))
+            .build()
+            .into()
+    }
+
+    /// A local time of day `HH:MM` (`24:00` for the end of a day).
+    pub fn clock() -> Schema {
+        string(5, 5, r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$".into())
+            .build()
+            .into()
+    }
+
+    /// An RFC 3339 moment from which a change applies (absent or `null`: now).
+    pub fn effective_from() -> Schema {
+        nullable(super::timestamp())
+    }
+
+    /// Dates `YYYY-MM-DD`, or `null` to keep.
+    pub fn holidays_patch() -> Schema {
+        nullable(
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::Date,
+                        ))),
+                )
+                .max_items(Some(400))
+                .build()
+                .into(),
+        )
+    }
+
     pub fn bool_patch() -> RefOr<Schema> {
         RefOr::T(
             ObjectBuilder::new()
@@ -369,10 +417,10 @@ mod tests {
             "abc",
             "",
         ];
-        for (schema, max) in [(price(), 1000), (carbon(), 5000), (watts(), 10_000)] {
+        for (schema, max, dp) in [(price(), 1000, 6), (carbon(), 5000, 3), (watts(), 10_000, 3)] {
             for text in candidates {
                 let by_operation =
-                    plain_decimal(text).is_some_and(|d| check_range("x", d, max).is_ok());
+                    plain_decimal(text).is_some_and(|d| check_range("x", d, max, dp).is_ok());
                 assert_eq!(
                     accepted_by_pattern(schema.clone(), text),
                     by_operation,

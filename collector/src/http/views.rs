@@ -5,8 +5,11 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::rfc3339;
-use crate::store::admin::{ApiTokenInfo, EnrollmentTokenInfo, PowerProfile, Site};
+use super::{rfc3339, schema};
+use crate::accounting::rates::{BandSpec, SpanSpec};
+use crate::store::admin::{
+    ApiTokenInfo, EnrollmentTokenInfo, PowerProfile, ProfileVersionInfo, Site, SiteVersionInfo,
+};
 use crate::store::{AuditEntry, MachineRow, Role};
 
 /// An operator's role: admins change things, viewers only look.
@@ -85,21 +88,125 @@ impl From<MachineRow> for MachineView {
     }
 }
 
-/// A site: where machines are, what their electricity costs and how clean it is.
+/// A span of local time: `days` (mon … sun), `start` and `end` (`HH:MM`, end up to `24:00`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpanView {
+    #[schema(schema_with = schema::field::weekdays)]
+    pub days: Vec<String>,
+    #[schema(schema_with = schema::field::clock)]
+    pub start: String,
+    #[schema(schema_with = schema::field::clock)]
+    pub end: String,
+}
+
+impl From<&SpanSpec> for SpanView {
+    fn from(s: &SpanSpec) -> Self {
+        Self {
+            days: s.days.clone(),
+            start: s.start.clone(),
+            end: s.end.clone(),
+        }
+    }
+}
+
+impl From<SpanView> for SpanSpec {
+    fn from(s: SpanView) -> Self {
+        Self {
+            days: s.days,
+            start: s.start,
+            end: s.end,
+        }
+    }
+}
+
+/// A time-of-use band: in `days` from `start` to `end` (local time) the price is
+/// `price_per_kwh`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BandView {
+    #[schema(schema_with = schema::field::weekdays)]
+    pub days: Vec<String>,
+    #[schema(schema_with = schema::field::clock)]
+    pub start: String,
+    #[schema(schema_with = schema::field::clock)]
+    pub end: String,
+    /// A decimal string, e.g. `"0.31"`.
+    #[schema(schema_with = schema::price)]
+    pub price_per_kwh: super::DecimalOutput,
+}
+
+impl From<&BandSpec> for BandView {
+    fn from(b: &BandSpec) -> Self {
+        Self {
+            days: b.days.clone(),
+            start: b.start.clone(),
+            end: b.end.clone(),
+            price_per_kwh: super::DecimalOutput(b.price_per_kwh.parse().unwrap_or_default()),
+        }
+    }
+}
+
+impl From<BandView> for BandSpec {
+    fn from(b: BandView) -> Self {
+        Self {
+            days: b.days,
+            start: b.start,
+            end: b.end,
+            price_per_kwh: b.price_per_kwh.0.normalize().to_string(),
+        }
+    }
+}
+
+/// One version of a site's accounting figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteVersionView {
+    /// When the version applies from (RFC 3339); `null`: from the beginning.
+    pub effective_from: Option<String>,
+    pub timezone: String,
+    pub currency: String,
+    #[schema(value_type = String, example = "0.12")]
+    pub price_per_kwh: Decimal,
+    pub bands: Vec<BandView>,
+    #[schema(value_type = String, example = "420")]
+    pub carbon_intensity_g_per_kwh: Decimal,
+    pub business_hours: Vec<SpanView>,
+    pub holidays: Vec<String>,
+    pub idle_threshold_seconds: Option<u64>,
+}
+
+impl From<&SiteVersionInfo> for SiteVersionView {
+    fn from(v: &SiteVersionInfo) -> Self {
+        Self {
+            effective_from: since(v.effective_from_ms),
+            timezone: v.timezone.clone(),
+            currency: v.currency.clone(),
+            price_per_kwh: v.price_per_kwh,
+            bands: v.bands.iter().map(BandView::from).collect(),
+            carbon_intensity_g_per_kwh: v.carbon_intensity_g_per_kwh,
+            business_hours: v.business_hours.iter().map(SpanView::from).collect(),
+            holidays: v.holidays.clone(),
+            idle_threshold_seconds: v.idle_threshold_seconds,
+        }
+    }
+}
+
+/// `None` for "from the beginning".
+fn since(ms: i64) -> Option<String> {
+    (ms != i64::MIN).then(|| rfc3339(ms)).flatten()
+}
+
+/// A site: where machines are, what their electricity costs and how clean it is. The figures
+/// at the top level are the version in force now; `scheduled` lists later ones.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SiteView {
     pub id: i64,
     pub name: String,
-    /// ISO 4217 code, e.g. `EUR`.
-    pub currency: String,
-    #[schema(value_type = String, example = "0.12")]
-    pub price_per_kwh: Decimal,
-    #[schema(value_type = String, example = "420")]
-    pub carbon_intensity_g_per_kwh: Decimal,
-    /// IANA time zone name, e.g. `Europe/Berlin`.
-    pub timezone: String,
-    /// Live (not retired) machines at this site.
+    /// Live (not retired) machines placed here now.
     pub machines: i64,
+    #[serde(flatten)]
+    pub current: SiteVersionView,
+    pub scheduled: Vec<SiteVersionView>,
 }
 
 impl From<Site> for SiteView {
@@ -107,26 +214,48 @@ impl From<Site> for SiteView {
         Self {
             id: s.id,
             name: s.name,
-            currency: s.currency,
-            price_per_kwh: s.price_per_kwh,
-            carbon_intensity_g_per_kwh: s.carbon_intensity_g_per_kwh,
-            timezone: s.timezone,
             machines: s.machines,
+            current: SiteVersionView::from(&s.current),
+            scheduled: s.scheduled.iter().map(SiteVersionView::from).collect(),
         }
     }
 }
 
-/// A power profile: the watts a kind of machine draws when idle and when in use.
+/// One version of a power profile's watts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PowerProfileView {
-    pub id: i64,
-    pub name: String,
+pub struct ProfileVersionView {
+    /// When the version applies from (RFC 3339); `null`: from the beginning.
+    pub effective_from: Option<String>,
     #[schema(value_type = String, example = "65")]
     pub idle_watts: Decimal,
     #[schema(value_type = String, example = "120")]
     pub active_watts: Decimal,
-    /// Live machines using this profile.
+    #[schema(value_type = String, example = "2")]
+    pub sleep_watts: Decimal,
+}
+
+impl From<&ProfileVersionInfo> for ProfileVersionView {
+    fn from(v: &ProfileVersionInfo) -> Self {
+        Self {
+            effective_from: since(v.effective_from_ms),
+            idle_watts: v.idle_watts,
+            active_watts: v.active_watts,
+            sleep_watts: v.sleep_watts,
+        }
+    }
+}
+
+/// A power profile: the watts a kind of machine draws when idle, in use and asleep (the
+/// version in force now; `scheduled` lists later ones).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PowerProfileView {
+    pub id: i64,
+    pub name: String,
+    /// Live machines using this profile now.
     pub machines: i64,
+    #[serde(flatten)]
+    pub current: ProfileVersionView,
+    pub scheduled: Vec<ProfileVersionView>,
 }
 
 impl From<PowerProfile> for PowerProfileView {
@@ -134,9 +263,9 @@ impl From<PowerProfile> for PowerProfileView {
         Self {
             id: p.id,
             name: p.name,
-            idle_watts: p.idle_watts,
-            active_watts: p.active_watts,
             machines: p.machines,
+            current: ProfileVersionView::from(&p.current),
+            scheduled: p.scheduled.iter().map(ProfileVersionView::from).collect(),
         }
     }
 }

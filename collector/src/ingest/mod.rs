@@ -6,6 +6,7 @@
 //! waiting request. A 2xx therefore always means "committed".
 
 mod credentials;
+pub mod plan;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ pub use credentials::CredentialCache;
 use crate::exposition::ProcessMetrics;
 use crate::live::LiveAccounting;
 use crate::settings::IngestSettings;
+use crate::store::ingest::RateBookCache;
 use crate::store::{HeartbeatJob, JobOutcome, Store, StoreError};
 
 /// Why a job was not committed.
@@ -46,6 +48,8 @@ pub struct Ingest {
     /// committed in the order they arrived.
     queues: Arc<[mpsc::Sender<Pending>]>,
     commit_timeout: Duration,
+    /// The rate book the writers price with (shared with readers that need rates).
+    books: Arc<RateBookCache>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -65,6 +69,7 @@ impl Ingest {
         metrics: Arc<ProcessMetrics>,
     ) -> (Self, JoinHandle<()>) {
         let writers = writers.max(1);
+        let books = RateBookCache::new();
         let mut queues = Vec::with_capacity(writers);
         let mut handles = Vec::with_capacity(writers);
         for _ in 0..writers {
@@ -73,6 +78,7 @@ impl Ingest {
                 rx,
                 store: store.clone(),
                 accounting: accounting.clone(),
+                books: books.clone(),
                 max_batch: settings.max_batch_heartbeats,
                 max_wait: Duration::from_millis(settings.max_batch_wait_ms),
                 metrics: metrics.clone(),
@@ -89,9 +95,15 @@ impl Ingest {
             Self {
                 queues: queues.into(),
                 commit_timeout: Duration::from_millis(settings.commit_timeout_ms),
+                books,
             },
             all,
         )
+    }
+
+    /// The rate book cache the writers keep up to date.
+    pub fn books(&self) -> Arc<RateBookCache> {
+        self.books.clone()
     }
 
     /// Queues a job and waits until it is committed (or failed, or timed out).
@@ -125,6 +137,7 @@ struct Writer {
     rx: mpsc::Receiver<Pending>,
     store: Arc<dyn Store>,
     accounting: Arc<LiveAccounting>,
+    books: Arc<RateBookCache>,
     max_batch: usize,
     max_wait: Duration,
     metrics: Arc<ProcessMetrics>,
@@ -168,9 +181,14 @@ impl Writer {
             batch.into_iter().map(|p| (p.job, p.reply)).unzip();
         let heartbeats: usize = jobs.iter().map(|j| j.heartbeats.len()).sum();
         let started = Instant::now();
+        let planner = plan::Accountant {
+            max_clock_skew_ms: crate::settings::secs_to_ms(
+                self.accounting.get().max_clock_skew_seconds,
+            ),
+        };
         let result = self
             .store
-            .commit_heartbeats(&jobs, self.accounting.get().params())
+            .commit_heartbeats(&jobs, &self.books, &planner)
             .await;
         self.metrics.observe_commit(heartbeats, started.elapsed());
         match result {

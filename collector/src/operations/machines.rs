@@ -1,14 +1,18 @@
-//! Machines: moving one to another site, department or power profile, and retiring it.
+//! Machines: moving one to another site, department or power profile (from now or a stated
+//! later moment: the increments of earlier time stay where they were incurred), and retiring
+//! it (its history stays in every fleet total).
 
 use super::{Ctx, OpError, invalid};
 use crate::store::StoreError;
 use crate::store::admin::{Placement, PlacementPatch};
 
-/// Moves a live machine; the placement before and after.
+/// Moves a live machine from `effective_from_ms` on; the placement in force before and the
+/// new one.
 pub async fn place(
     ctx: Ctx<'_>,
     id: &str,
     patch: PlacementPatch,
+    effective_from_ms: i64,
 ) -> Result<(Placement, Placement), OpError> {
     if let Some(d) = &patch.department {
         greenops_protocol::check_text("department", d, 0, 100)?;
@@ -21,9 +25,17 @@ pub async fn place(
             greenops_protocol::check_text(field, v, 1, 64)?;
         }
     }
-    let (before, after) = match ctx.store.place_machine(id, &patch).await {
+    let now = crate::clock::now_ms();
+    let (before, after) = match ctx
+        .store
+        .place_machine(id, &patch, effective_from_ms, now)
+        .await
+    {
         Ok(Some(change)) => change,
         Ok(None) => return Err(OpError::NotFound(format!("machine {id} not found"))),
+        Err(StoreError::Conflict(what)) => {
+            return Err(OpError::Conflict(format!("{what} exists already")));
+        }
         Err(StoreError::NotFound(what)) => {
             let field = if what.starts_with("site") {
                 "site"

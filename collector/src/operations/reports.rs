@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use super::OpError;
 use crate::accounting::{Increment, Status, status};
 use crate::listing::Listing;
-use crate::store::admin::{Grouping, ReportQuery, ReportRow};
+use crate::store::admin::{Attribution, Grouping, ReportQuery, ReportRow};
 use crate::store::{MachineQuery, MachineRow, MachineSort, Store};
 
 const DAY_MS: i64 = 86_400_000;
@@ -29,18 +29,22 @@ pub struct EnergyReport {
     pub labels: HashMap<String, MachineLabels>,
 }
 
-/// Sums of the increments of heartbeats with `from ≤ sent_at < to`, grouped.
+/// Sums of the usage of the hours (and, for old data, days) starting in `[from, to)`,
+/// grouped, every machine counted (retired ones too), by where the usage was incurred or by
+/// the machines' current placement.
 pub async fn energy(
     store: &dyn Store,
     from_ms: i64,
     to_ms: i64,
     group: Grouping,
+    attribution: Attribution,
 ) -> Result<EnergyReport, OpError> {
     let rows = store
         .energy_report(&ReportQuery {
             from_ms,
             to_ms,
             group,
+            attribution,
             machine_id: None,
         })
         .await?;
@@ -81,6 +85,7 @@ pub async fn history(
             from_ms,
             to_ms,
             group: Grouping::Step { step_ms },
+            attribution: Attribution::Incurred,
             machine_id: Some(machine_id.to_string()),
         })
         .await?;
@@ -151,7 +156,8 @@ pub struct FleetStats {
     pub top_wasters: Vec<MachineRow>,
 }
 
-/// Machines by status and the stats periods (today since 00:00 UTC, 7 and 30 days, all time).
+/// Machines by status and the stats periods (today since 00:00 UTC, 7 and 30 days, all time;
+/// whole hours), every machine's usage counted — retired machines' too.
 /// `base` carries the clock and the status parameters.
 pub async fn fleet_stats(
     store: &Arc<dyn Store>,
@@ -169,16 +175,19 @@ pub async fn fleet_stats(
         query.offline_after_ms,
         query.idle_threshold_ms,
     );
-    let fleet = listing.fleet(store, &query).await?;
+    let fleet = listing.fleet(store).await?;
     let mut machines = StatusCounts::default();
     let mut money: Vec<(String, Increment)> = Vec::new();
     for m in fleet.iter() {
-        machines.total += 1;
-        match status(m.last, now, offline_after, threshold) {
-            Status::Active => machines.active += 1,
-            Status::Idle => machines.idle += 1,
-            Status::Offline => machines.offline += 1,
-            Status::Unknown => machines.unknown += 1,
+        // Retired machines are no longer counted by status; their history stays in the totals.
+        if !m.retired {
+            machines.total += 1;
+            match status(m.last, now, offline_after, threshold) {
+                Status::Active => machines.active += 1,
+                Status::Idle => machines.idle += 1,
+                Status::Offline => machines.offline += 1,
+                Status::Unknown => machines.unknown += 1,
+            }
         }
         for c in &m.costs {
             money.push((
@@ -186,6 +195,7 @@ pub async fn fleet_stats(
                 Increment {
                     cost: c.cost,
                     idle_cost: c.idle_cost,
+                    avoidable_cost: c.avoidable_cost,
                     ..Increment::default()
                 },
             ));
@@ -197,9 +207,11 @@ pub async fn fleet_stats(
     let all = PeriodTotals::of("all", None, &all_parts);
 
     // The three windows in one scan: bands 0 (today) ⊂ 0–1 (7 days) ⊂ 0–2 (30 days).
+    // Usage is stored per hour: the windows start on whole hours.
+    let hour = now - now.rem_euclid(crate::accounting::rates::HOUR_MS);
     let today = now - now.rem_euclid(DAY_MS);
-    let week = now - 7 * DAY_MS;
-    let month = now - 30 * DAY_MS;
+    let week = hour - 7 * DAY_MS;
+    let month = hour - 30 * DAY_MS;
     let rows = store
         .energy_report(&ReportQuery {
             from_ms: month,
@@ -208,6 +220,7 @@ pub async fn fleet_stats(
                 today_ms: today.max(week),
                 week_ms: week,
             },
+            attribution: Attribution::Incurred,
             machine_id: None,
         })
         .await?;

@@ -1,61 +1,90 @@
-//! What the admin API manages besides users: sites, power profiles, machine placement,
-//! enrollment and API tokens, and energy reports (the traits that store them are
-//! `AdminObjectStore` and `ReportStore`, in `traits.rs`).
+//! What the admin API manages besides users: sites and their effective-dated versions,
+//! imported grid intensity, power profiles and their versions, machine placement, enrollment
+//! and API tokens, and the energy reports.
 
 use rust_decimal::Decimal;
 
 use crate::accounting::Increment;
+use crate::accounting::rates::{BandSpec, SpanSpec};
+
+/// The accounting figures of a site from a moment on (DESIGN §2): never edited once in force.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SiteVersionInfo {
+    /// From when the version applies (`i64::MIN`: from the beginning).
+    pub effective_from_ms: i64,
+    /// IANA time zone name, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency: String,
+    pub price_per_kwh: Decimal,
+    /// Time-of-use bands (local time); outside them `price_per_kwh` applies.
+    pub bands: Vec<BandSpec>,
+    /// Grams CO₂e per kWh where no hourly value was imported.
+    pub carbon_intensity_g_per_kwh: Decimal,
+    /// Business hours (local time); the rest is after hours.
+    pub business_hours: Vec<SpanSpec>,
+    /// Local dates that are after hours all day (`YYYY-MM-DD`).
+    pub holidays: Vec<String>,
+    /// Overrides the global idle threshold at this site.
+    pub idle_threshold_seconds: Option<u64>,
+}
 
 /// A site: where machines are, what their electricity costs and how clean it is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Site {
     pub id: i64,
     pub name: String,
-    /// ISO 4217 code, e.g. `EUR`.
-    pub currency: String,
-    pub price_per_kwh: Decimal,
-    pub carbon_intensity_g_per_kwh: Decimal,
-    /// IANA time zone name, e.g. `Europe/Berlin`.
-    pub timezone: String,
-    /// Live (not retired) machines at this site.
+    /// Live (not retired) machines placed here now.
     pub machines: i64,
+    /// The version in force now.
+    pub current: SiteVersionInfo,
+    /// Versions that take effect later, soonest first.
+    pub scheduled: Vec<SiteVersionInfo>,
 }
 
-/// The editable fields of a site (validated by the HTTP layer).
+/// A new site: its name and first version (which applies from the beginning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteFields {
     pub name: String,
-    pub currency: String,
-    pub price_per_kwh: Decimal,
-    pub carbon_intensity_g_per_kwh: Decimal,
-    pub timezone: String,
+    pub version: SiteVersionInfo,
 }
 
-/// A power profile: the watts a kind of machine draws when idle and when in use.
+/// One version of a power profile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProfileVersionInfo {
+    pub effective_from_ms: i64,
+    pub idle_watts: Decimal,
+    pub active_watts: Decimal,
+    /// Watts while asleep (what a sleep policy would draw instead of idle).
+    pub sleep_watts: Decimal,
+}
+
+/// A power profile: the watts a kind of machine draws when idle, in use and asleep.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PowerProfile {
     pub id: i64,
     pub name: String,
-    pub idle_watts: Decimal,
-    pub active_watts: Decimal,
-    /// Live machines using this profile.
+    /// Live machines using this profile now.
     pub machines: i64,
+    pub current: ProfileVersionInfo,
+    pub scheduled: Vec<ProfileVersionInfo>,
 }
 
-/// The editable fields of a power profile.
+/// A new power profile: its name and first version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PowerProfileFields {
     pub name: String,
-    pub idle_watts: Decimal,
-    pub active_watts: Decimal,
+    pub version: ProfileVersionInfo,
 }
 
-/// Where a machine is accounted: its site, department and power profile (by name).
+/// Where a machine is accounted: its site, department and power profile (by name), and from
+/// when.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Placement {
     pub site: String,
     pub department: String,
     pub power_profile: String,
+    pub effective_from_ms: i64,
 }
 
 /// A change of placement; `None` keeps the current value.
@@ -100,7 +129,7 @@ pub enum Grouping {
     Step {
         step_ms: i64,
     },
-    /// Three bands by `sent_at`: `"0"` from `today_ms`, `"1"` from `week_ms` to `today_ms`,
+    /// Three bands by hour: `"0"` from `today_ms`, `"1"` from `week_ms` to `today_ms`,
     /// `"2"` before `week_ms` (the stats periods in one scan).
     Periods {
         today_ms: i64,
@@ -108,12 +137,24 @@ pub enum Grouping {
     },
 }
 
-/// Which heartbeats an energy report sums: `from_ms ≤ sent_at < to_ms`, live machines only.
+/// Whose site and department a report groups by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Attribution {
+    /// Where the increments were incurred (a move later does not move them).
+    #[default]
+    Incurred,
+    /// The machines' current placement.
+    Current,
+}
+
+/// Which usage a report sums: hours (and days, for older data) starting in
+/// `[from_ms, to_ms)`, every machine (retired ones included) unless one is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportQuery {
     pub from_ms: i64,
     pub to_ms: i64,
     pub group: Grouping,
+    pub attribution: Attribution,
     /// Only this machine (history).
     pub machine_id: Option<String>,
 }

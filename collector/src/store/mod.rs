@@ -9,6 +9,7 @@
 
 pub mod admin;
 mod common;
+pub mod ingest;
 mod postgres;
 pub mod retention;
 mod sqlite;
@@ -18,7 +19,7 @@ pub mod transfer;
 use std::fmt;
 use std::sync::Arc;
 
-use greenops_protocol::{ValidEnrollment, ValidHeartbeat};
+use greenops_protocol::ValidEnrollment;
 use rust_decimal::Decimal;
 
 use crate::accounting::{Increment, LastReport};
@@ -26,7 +27,8 @@ use crate::secrets::TokenHash;
 
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, path_of as sqlite_path};
-pub use traits::{AdminObjectStore, IngestStore, OperatorStore, ReportStore, Store};
+pub use ingest::{HeartbeatJob, JobOutcome};
+pub use traits::{AdminObjectStore, IngestStore, OperatorStore, RatesStore, ReportStore, Store};
 
 /// Which backend a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,24 +146,7 @@ pub struct EnrolledMachine {
     pub re_enrolled: bool,
 }
 
-/// Heartbeats from one request of one machine, waiting to be committed.
-#[derive(Debug, Clone)]
-pub struct HeartbeatJob {
-    pub machine_id: String,
-    pub received_at_ms: i64,
-    pub heartbeats: Vec<ValidHeartbeat>,
-}
-
-/// What committing one job did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// One flag per heartbeat: `true` accepted, `false` duplicate.
-    Committed(Vec<bool>),
-    /// The machine no longer exists.
-    UnknownMachine,
-}
-
-/// One machine as `/metrics` shows it.
+/// One machine as `/metrics`, the lists and the stats see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MachineSnapshot {
     pub id: String,
@@ -169,32 +154,45 @@ pub struct MachineSnapshot {
     pub os: String,
     pub os_version: String,
     pub agent_version: String,
+    /// The placement in force now.
     pub site: String,
     pub department: String,
     pub power_profile: String,
+    /// Retired machines are hidden from lists and per-machine series; their history stays in
+    /// every fleet total.
+    pub retired: bool,
     pub last: Option<LastReport>,
     pub cpu_usage_ratio: Option<f64>,
     pub memory_usage_ratio: Option<f64>,
-    /// Time, energy and CO₂ totals (the cost fields are unused here, see `costs`).
+    pub uptime_seconds: Option<u64>,
+    /// Time, energy and CO₂ totals over every attribution (money is in `costs`).
     pub totals: Increment,
     /// Money totals per currency.
     pub costs: Vec<CostTotal>,
 }
 
 /// A machine's money totals in one currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CostTotal {
     pub currency: String,
     pub cost: Decimal,
     pub idle_cost: Decimal,
+    pub avoidable_cost: Decimal,
 }
 
-/// Every live (not retired) machine, for one scrape.
+/// Every machine (retired ones flagged), for one scrape or list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FleetSnapshot {
     pub machines: Vec<MachineSnapshot>,
     /// All site names, so machine counts can be zero-filled.
     pub sites: Vec<String>,
+}
+
+impl FleetSnapshot {
+    /// The machines that are not retired.
+    pub fn live(&self) -> impl Iterator<Item = &MachineSnapshot> {
+        self.machines.iter().filter(|m| !m.retired)
+    }
 }
 
 /// An operator's role: admins change things, viewers only look.
@@ -313,28 +311,7 @@ impl MachineSort {
         })
     }
 
-    /// The SQL expression sorted on (whitelisted, never user text).
-    pub(crate) fn column(self) -> &'static str {
-        match self {
-            Self::Hostname => "m.hostname",
-            Self::Site => "s.name",
-            Self::Department => "m.department",
-            Self::Status => "status",
-            Self::LastSeen => "m.last_received_at_ms",
-            Self::InputIdle => "m.last_idle_ms",
-            Self::IdleTime => "m.idle_ms",
-            Self::IdleEnergy => "m.idle_energy_sort",
-        }
-    }
 }
-
-/// The status of a machine computed in SQL, mirroring `accounting::status`; parameters are
-/// `now - offline_after` and the idle threshold.
-pub(crate) const STATUS_SQL: &str = "CASE
-    WHEN m.last_received_at_ms IS NULL OR m.last_received_at_ms < {cutoff} THEN 'offline'
-    WHEN m.last_idle_ms IS NULL THEN 'unknown'
-    WHEN m.last_session IN ('locked', 'none') OR m.last_idle_ms >= {threshold} THEN 'idle'
-    ELSE 'active' END";
 
 /// One row of the machines list.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,22 +5,26 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use rust_decimal::Decimal;
+
 use super::admin::{
     ApiTokenInfo, EnrollmentTokenInfo, Placement, PlacementPatch, PowerProfile, PowerProfileFields,
-    ReportQuery, ReportRow, Site, SiteFields,
+    ProfileVersionInfo, ReportQuery, ReportRow, Site, SiteFields, SiteVersionInfo,
 };
+use super::ingest::{Planner, RateBookCache};
 use super::retention::{Rollup, RollupBatch};
 use super::{
     AuditEntry, Backend, CostTotal, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot,
-    HeartbeatJob, JobOutcome, MachineQuery, MachineRow, NewEnrollmentToken, Role, StoreError, User,
+    HeartbeatJob, JobOutcome, NewEnrollmentToken, Role, StoreError, User,
 };
-use crate::accounting::Params;
+use crate::accounting::RateBook;
+use crate::accounting::rates::SettingsVersion;
 use crate::secrets::TokenHash;
 
 /// The persistence contract shared by every backend.
 #[async_trait]
 pub trait Store:
-    IngestStore + OperatorStore + AdminObjectStore + ReportStore + Send + Sync + fmt::Debug
+    IngestStore + OperatorStore + AdminObjectStore + RatesStore + ReportStore + Send + Sync + fmt::Debug
 {
     fn backend(&self) -> Backend;
 
@@ -50,21 +54,17 @@ pub trait IngestStore: Send + Sync {
     /// Credentials revoked at or after `since_ms` (for evicting cached credentials).
     async fn revoked_credentials_since(&self, since_ms: i64) -> Result<Vec<TokenHash>, StoreError>;
 
-    /// Accounts and commits a batch of jobs in one transaction; one outcome per job.
+    /// Commits a batch of jobs in one transaction, one outcome per job: locks the machines,
+    /// brings `books` up to date, and writes what `planner` decides (see `store::ingest`).
     async fn commit_heartbeats(
         &self,
         jobs: &[HeartbeatJob],
-        params: Params,
+        books: &RateBookCache,
+        planner: &dyn Planner,
     ) -> Result<Vec<JobOutcome>, StoreError>;
 
-    /// Current totals and last reports of every live machine.
+    /// Current totals and last reports of every machine (retired ones flagged).
     async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError>;
-
-    /// A page of machines (not retired) and the total matching the filters.
-    async fn list_machines(
-        &self,
-        query: &MachineQuery,
-    ) -> Result<(Vec<MachineRow>, i64), StoreError>;
 
     /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
@@ -151,42 +151,109 @@ pub trait OperatorStore: Send + Sync {
     async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
+/// The effective-dated rate data and the global accounting settings (DESIGN §2).
+#[async_trait]
+pub trait RatesStore: Send + Sync {
+    /// The current rate data version (bumped by every change of it).
+    async fn rates_version(&self) -> Result<i64, StoreError>;
+
+    /// Everything an interval is priced with, as of now.
+    async fn rate_book(&self) -> Result<RateBook, StoreError>;
+
+    /// Adds a version of the global accounting settings.
+    async fn add_accounting_version(
+        &self,
+        version: SettingsVersion,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Upserts imported hourly grid intensity of a site (UTC hour starts), all or nothing;
+    /// `false` when there is no such site.
+    async fn import_intensity(
+        &self,
+        site_id: i64,
+        hours: &[(i64, Decimal)],
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// A site's imported hours in `[from_ms, to_ms)`.
+    async fn intensity_hours(
+        &self,
+        site_id: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, Decimal)>, StoreError>;
+
+    /// Brings machines' current placement up to date with placements that took effect in
+    /// `(since_ms, now_ms]`; the number of machines changed.
+    async fn activate_placements(&self, since_ms: i64, now_ms: i64) -> Result<u64, StoreError>;
+}
+
 /// The objects the admin API manages besides operators: sites, power profiles, machine
-/// placement, enrollment and API tokens.
+/// placement, enrollment and API tokens. Rate figures are versions: a change adds one.
 #[async_trait]
 pub trait AdminObjectStore: Send + Sync {
-    async fn list_sites(&self) -> Result<Vec<Site>, StoreError>;
-    /// `Conflict` when the name is taken.
+    async fn list_sites(&self, now_ms: i64) -> Result<Vec<Site>, StoreError>;
+    /// `Conflict` when the name is taken. The first version applies from the beginning.
     async fn create_site(&self, site: &SiteFields, now_ms: i64) -> Result<Site, StoreError>;
-    /// The site before and after, or `None` when there is no such site.
-    async fn update_site(
+    /// Renames a site: the site before and after, or `None` when there is no such site.
+    async fn rename_site(
         &self,
         id: i64,
-        site: &SiteFields,
+        name: &str,
+        now_ms: i64,
     ) -> Result<Option<(Site, Site)>, StoreError>;
-    /// `Conflict` when machines or tokens still use it; `None` when there is no such site.
-    async fn delete_site(&self, id: i64) -> Result<Option<Site>, StoreError>;
+    /// Adds a version (its `effective_from_ms` must not be in the past: checked by the
+    /// caller); `Conflict` when one starts at the same moment.
+    async fn add_site_version(
+        &self,
+        id: i64,
+        version: &SiteVersionInfo,
+        now_ms: i64,
+    ) -> Result<Option<(Site, Site)>, StoreError>;
+    /// Every version of a site, oldest first.
+    async fn site_versions(&self, id: i64) -> Result<Vec<SiteVersionInfo>, StoreError>;
+    /// `Conflict` when machines (now or in their history) or tokens use it; `None` when there
+    /// is no such site.
+    async fn delete_site(&self, id: i64, now_ms: i64) -> Result<Option<Site>, StoreError>;
 
-    async fn list_power_profiles(&self) -> Result<Vec<PowerProfile>, StoreError>;
+    async fn list_power_profiles(&self, now_ms: i64) -> Result<Vec<PowerProfile>, StoreError>;
     async fn create_power_profile(
         &self,
         profile: &PowerProfileFields,
         now_ms: i64,
     ) -> Result<PowerProfile, StoreError>;
-    async fn update_power_profile(
+    async fn rename_power_profile(
         &self,
         id: i64,
-        profile: &PowerProfileFields,
+        name: &str,
+        now_ms: i64,
     ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError>;
-    async fn delete_power_profile(&self, id: i64) -> Result<Option<PowerProfile>, StoreError>;
+    async fn add_profile_version(
+        &self,
+        id: i64,
+        version: &ProfileVersionInfo,
+        now_ms: i64,
+    ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError>;
+    async fn delete_power_profile(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<PowerProfile>, StoreError>;
 
-    /// Moves a live machine; `NotFound` names an unknown site or profile. `None` when there
-    /// is no such live machine. Returns the placement before and after.
+    /// Moves a live machine from `effective_from_ms` on (not in the past: checked by the
+    /// caller); `NotFound` names an unknown site or profile. `None` when there is no such live
+    /// machine. Returns the placement in force before and the new one.
     async fn place_machine(
         &self,
         id: &str,
         patch: &PlacementPatch,
+        effective_from_ms: i64,
+        now_ms: i64,
     ) -> Result<Option<(Placement, Placement)>, StoreError>;
+
+    /// Every placement of a machine, oldest first.
+    async fn machine_placements(&self, id: &str) -> Result<Vec<Placement>, StoreError>;
 
     async fn create_enrollment_token(
         &self,

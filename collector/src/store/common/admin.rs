@@ -1,64 +1,33 @@
 //! [`AdminObjectStore`] for both backends: its SQL is the same on PostgreSQL and SQLite (only
 //! the decimal columns differ in type, see [`Dialect::Decimal`]).
+//!
+//! Sites and power profiles are a name plus versions (`site_versions`, `profile_versions`):
+//! a change of rates adds a version in a rates-change transaction (`rates.rs`), never edits
+//! one. A machine's moves are versions too (`machine_placements`).
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rust_decimal::Decimal;
-use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Type};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
 
+use super::rates::{
+    PROFILE_VERSION_COLUMNS, ProfileVersionRow, SITE_VERSION_COLUMNS, SiteVersionRow,
+    begin_rates_change, bump_rates_version,
+};
 use super::{Dialect, RowsAffected, SqlStore, UserRow, conflict_or, dec};
 use crate::secrets::TokenHash;
 use crate::store::admin::{
     ApiTokenInfo, EnrollmentTokenInfo, Placement, PlacementPatch, PowerProfile, PowerProfileFields,
-    Site, SiteFields,
+    ProfileVersionInfo, Site, SiteFields, SiteVersionInfo,
 };
 use crate::store::{AdminObjectStore, NewEnrollmentToken, StoreError, User};
 
-/// A site with the number of live machines at it.
+/// A site or profile name with its id and the live machines placed on it now.
 #[derive(Debug, sqlx::FromRow)]
-struct SiteRow<D> {
+struct NamedRow {
     id: i64,
     name: String,
-    currency: String,
-    price_per_kwh: D,
-    carbon_intensity_g_per_kwh: D,
-    timezone: String,
     machines: i64,
-}
-
-impl<D: Into<Decimal>> From<SiteRow<D>> for Site {
-    fn from(row: SiteRow<D>) -> Self {
-        Site {
-            id: row.id,
-            name: row.name,
-            currency: row.currency,
-            price_per_kwh: row.price_per_kwh.into(),
-            carbon_intensity_g_per_kwh: row.carbon_intensity_g_per_kwh.into(),
-            timezone: row.timezone,
-            machines: row.machines,
-        }
-    }
-}
-
-/// A power profile with the number of live machines using it.
-#[derive(Debug, sqlx::FromRow)]
-struct ProfileRow<D> {
-    id: i64,
-    name: String,
-    idle_watts: D,
-    active_watts: D,
-    machines: i64,
-}
-
-impl<D: Into<Decimal>> From<ProfileRow<D>> for PowerProfile {
-    fn from(row: ProfileRow<D>) -> Self {
-        PowerProfile {
-            id: row.id,
-            name: row.name,
-            idle_watts: row.idle_watts.into(),
-            active_watts: row.active_watts.into(),
-            machines: row.machines,
-        }
-    }
 }
 
 /// An enrollment token as listed, with its site's name.
@@ -111,12 +80,13 @@ impl From<ApiTokenRow> for ApiTokenInfo {
     }
 }
 
-/// A live machine's placement, by names.
+/// A placement, by names.
 #[derive(Debug, sqlx::FromRow)]
 struct PlacementRow {
     site: String,
     department: String,
     power_profile: String,
+    effective_from_ms: i64,
 }
 
 impl From<PlacementRow> for Placement {
@@ -125,20 +95,26 @@ impl From<PlacementRow> for Placement {
             site: row.site,
             department: row.department,
             power_profile: row.power_profile,
+            effective_from_ms: row.effective_from_ms,
         }
     }
 }
 
-const SITES: &str = "SELECT s.id, s.name, s.currency, s.price_per_kwh,
-        s.carbon_intensity_g_per_kwh, s.timezone,
-        (SELECT COUNT(*) FROM machines m WHERE m.site_id = s.id AND m.retired_at_ms IS NULL)
-            AS machines
-    FROM sites s";
+/// The version in force at `now_ms` (the first before the first change) and the later ones.
+fn current_and_scheduled<T: Clone>(
+    versions: &[T],
+    from: impl Fn(&T) -> i64,
+    now_ms: i64,
+) -> Option<(T, Vec<T>)> {
+    let started = versions.partition_point(|v| from(v) <= now_ms).max(1);
+    let current = versions.get(started - 1)?.clone();
+    Some((current, versions.get(started..).unwrap_or_default().to_vec()))
+}
 
-const PROFILES: &str = "SELECT p.id, p.name, p.idle_watts, p.active_watts,
-        (SELECT COUNT(*) FROM machines m
-         WHERE m.power_profile_id = p.id AND m.retired_at_ms IS NULL) AS machines
-    FROM power_profiles p";
+/// JSON text of a list-valued version field.
+fn json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
+}
 
 #[async_trait]
 impl<S, DB> AdminObjectStore for S
@@ -154,201 +130,222 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     #[tracing::instrument(name = "store.list_sites", skip_all, fields(backend = DB::LABEL))]
-    async fn list_sites(&self) -> Result<Vec<Site>, StoreError> {
-        let rows: Vec<SiteRow<DB::Decimal>> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{SITES} ORDER BY s.name")))
-                .fetch_all(self.pool())
-                .await?;
-        Ok(rows.into_iter().map(Site::from).collect())
+    async fn list_sites(&self, now_ms: i64) -> Result<Vec<Site>, StoreError> {
+        sites(self.pool(), None, now_ms).await
     }
 
     #[tracing::instrument(name = "store.create_site", skip_all, fields(backend = DB::LABEL))]
     async fn create_site(&self, site: &SiteFields, now_ms: i64) -> Result<Site, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sites (name, currency, price_per_kwh, carbon_intensity_g_per_kwh,
-                 timezone, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING id",
-        )
-        .bind(site.name.as_str())
-        .bind(site.currency.as_str())
-        .bind(dec::<DB>(site.price_per_kwh))
-        .bind(dec::<DB>(site.carbon_intensity_g_per_kwh))
-        .bind(site.timezone.as_str())
-        .bind(now_ms)
-        .fetch_one(self.pool())
-        .await
-        .map_err(|e| conflict_or(e, || format!("site '{}'", site.name)))?;
-        site_by_id(self.pool(), id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("site {id}")))
+        let mut tx = begin_rates_change(self.pool()).await?;
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO sites (name, created_at_ms) VALUES ($1, $2) RETURNING id")
+                .bind(site.name.as_str())
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_or(e, || format!("site '{}'", site.name)))?;
+        let first = SiteVersionInfo {
+            effective_from_ms: i64::MIN,
+            ..site.version.clone()
+        };
+        insert_site_version::<DB>(&mut tx, id, &first, now_ms).await?;
+        bump_rates_version(&mut tx).await?;
+        tx.commit().await?;
+        one_site(self.pool(), id, now_ms).await
     }
 
-    #[tracing::instrument(name = "store.update_site", skip_all, fields(backend = DB::LABEL))]
-    async fn update_site(
+    #[tracing::instrument(name = "store.rename_site", skip_all, fields(backend = DB::LABEL))]
+    async fn rename_site(
         &self,
         id: i64,
-        site: &SiteFields,
+        name: &str,
+        now_ms: i64,
     ) -> Result<Option<(Site, Site)>, StoreError> {
-        let Some(before) = site_by_id(self.pool(), id).await? else {
+        let Some(before) = sites(self.pool(), Some(id), now_ms).await?.pop() else {
             return Ok(None);
         };
-        sqlx::query(
-            "UPDATE sites SET name = $1, currency = $2, price_per_kwh = $3,
-                 carbon_intensity_g_per_kwh = $4, timezone = $5
-             WHERE id = $6",
-        )
-        .bind(site.name.as_str())
-        .bind(site.currency.as_str())
-        .bind(dec::<DB>(site.price_per_kwh))
-        .bind(dec::<DB>(site.carbon_intensity_g_per_kwh))
-        .bind(site.timezone.as_str())
+        sqlx::query("UPDATE sites SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict_or(e, || format!("site '{name}'")))?;
+        Ok(Some((before, one_site(self.pool(), id, now_ms).await?)))
+    }
+
+    #[tracing::instrument(name = "store.add_site_version", skip_all, fields(backend = DB::LABEL))]
+    async fn add_site_version(
+        &self,
+        id: i64,
+        version: &SiteVersionInfo,
+        now_ms: i64,
+    ) -> Result<Option<(Site, Site)>, StoreError> {
+        let Some(before) = sites(self.pool(), Some(id), now_ms).await?.pop() else {
+            return Ok(None);
+        };
+        let mut tx = begin_rates_change(self.pool()).await?;
+        insert_site_version::<DB>(&mut tx, id, version, now_ms).await?;
+        bump_rates_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some((before, one_site(self.pool(), id, now_ms).await?)))
+    }
+
+    #[tracing::instrument(name = "store.site_versions", skip_all, fields(backend = DB::LABEL))]
+    async fn site_versions(&self, id: i64) -> Result<Vec<SiteVersionInfo>, StoreError> {
+        let rows: Vec<SiteVersionRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SITE_VERSION_COLUMNS} FROM site_versions WHERE site_id = $1
+             ORDER BY effective_from_ms"
+        )))
         .bind(id)
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict_or(e, || format!("site '{}'", site.name)))?;
-        let after = site_by_id(self.pool(), id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("site {id}")))?;
-        Ok(Some((before, after)))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(SiteVersionRow::info).collect())
     }
 
     #[tracing::instrument(name = "store.delete_site", skip_all, fields(backend = DB::LABEL))]
-    async fn delete_site(&self, id: i64) -> Result<Option<Site>, StoreError> {
-        let (sites, machines, tokens): (i64, i64, i64) = sqlx::query_as(
+    async fn delete_site(&self, id: i64, now_ms: i64) -> Result<Option<Site>, StoreError> {
+        let (sites_n, machines, tokens): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM sites),
-                    (SELECT COUNT(*) FROM machines WHERE site_id = $1),
+                    (SELECT COUNT(DISTINCT machine_id) FROM machine_placements WHERE site_id = $1),
                     (SELECT COUNT(*) FROM enrollment_tokens WHERE site_id = $1)",
         )
         .bind(id)
         .fetch_one(self.pool())
         .await?;
-        let Some(site) = site_by_id(self.pool(), id).await? else {
+        let Some(site) = sites(self.pool(), Some(id), now_ms).await?.pop() else {
             return Ok(None);
         };
         if machines > 0 || tokens > 0 {
             return Err(StoreError::Conflict(format!(
-                "site '{}' is used by {machines} machine(s) (retired ones included) and \
-                 {tokens} enrollment token(s); move them first",
+                "site '{}' is used by {machines} machine(s) (now or in their history, retired \
+                 ones included) and {tokens} enrollment token(s); its history must stay",
                 site.name
             )));
         }
-        if sites <= 1 {
+        if sites_n <= 1 {
             return Err(StoreError::Conflict(format!(
                 "site '{}' is the last site; create another one first",
                 site.name
             )));
         }
-        sqlx::query("DELETE FROM sites WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let mut tx = begin_rates_change(self.pool()).await?;
+        for statement in [
+            "DELETE FROM site_versions WHERE site_id = $1",
+            "DELETE FROM carbon_intensity_hours WHERE site_id = $1",
+            "DELETE FROM sites WHERE id = $1",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        bump_rates_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(Some(site))
     }
 
-    #[tracing::instrument(
-        name = "store.list_power_profiles",
-        skip_all,
-        fields(backend = DB::LABEL)
-    )]
-    async fn list_power_profiles(&self) -> Result<Vec<PowerProfile>, StoreError> {
-        let rows: Vec<ProfileRow<DB::Decimal>> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{PROFILES} ORDER BY p.name")))
-                .fetch_all(self.pool())
-                .await?;
-        Ok(rows.into_iter().map(PowerProfile::from).collect())
+    #[tracing::instrument(name = "store.list_power_profiles", skip_all, fields(backend = DB::LABEL))]
+    async fn list_power_profiles(&self, now_ms: i64) -> Result<Vec<PowerProfile>, StoreError> {
+        profiles(self.pool(), None, now_ms).await
     }
 
-    #[tracing::instrument(
-        name = "store.create_power_profile",
-        skip_all,
-        fields(backend = DB::LABEL)
-    )]
+    #[tracing::instrument(name = "store.create_power_profile", skip_all, fields(backend = DB::LABEL))]
     async fn create_power_profile(
         &self,
         profile: &PowerProfileFields,
         now_ms: i64,
     ) -> Result<PowerProfile, StoreError> {
+        let mut tx = begin_rates_change(self.pool()).await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO power_profiles (name, idle_watts, active_watts, created_at_ms)
-             VALUES ($1, $2, $3, $4)
-             RETURNING id",
+            "INSERT INTO power_profiles (name, created_at_ms) VALUES ($1, $2) RETURNING id",
         )
         .bind(profile.name.as_str())
-        .bind(dec::<DB>(profile.idle_watts))
-        .bind(dec::<DB>(profile.active_watts))
         .bind(now_ms)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, || format!("power profile '{}'", profile.name)))?;
-        profile_by_id(self.pool(), id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("power profile {id}")))
+        let first = ProfileVersionInfo {
+            effective_from_ms: i64::MIN,
+            ..profile.version.clone()
+        };
+        insert_profile_version::<DB>(&mut tx, id, &first, now_ms).await?;
+        bump_rates_version(&mut tx).await?;
+        tx.commit().await?;
+        one_profile(self.pool(), id, now_ms).await
     }
 
-    #[tracing::instrument(
-        name = "store.update_power_profile",
-        skip_all,
-        fields(backend = DB::LABEL)
-    )]
-    async fn update_power_profile(
+    #[tracing::instrument(name = "store.rename_power_profile", skip_all, fields(backend = DB::LABEL))]
+    async fn rename_power_profile(
         &self,
         id: i64,
-        profile: &PowerProfileFields,
+        name: &str,
+        now_ms: i64,
     ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError> {
-        let Some(before) = profile_by_id(self.pool(), id).await? else {
+        let Some(before) = profiles(self.pool(), Some(id), now_ms).await?.pop() else {
             return Ok(None);
         };
-        sqlx::query(
-            "UPDATE power_profiles SET name = $1, idle_watts = $2, active_watts = $3
-             WHERE id = $4",
-        )
-        .bind(profile.name.as_str())
-        .bind(dec::<DB>(profile.idle_watts))
-        .bind(dec::<DB>(profile.active_watts))
-        .bind(id)
-        .execute(self.pool())
-        .await
-        .map_err(|e| conflict_or(e, || format!("power profile '{}'", profile.name)))?;
-        let after = profile_by_id(self.pool(), id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("power profile {id}")))?;
-        Ok(Some((before, after)))
+        sqlx::query("UPDATE power_profiles SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| conflict_or(e, || format!("power profile '{name}'")))?;
+        Ok(Some((before, one_profile(self.pool(), id, now_ms).await?)))
     }
 
-    #[tracing::instrument(
-        name = "store.delete_power_profile",
-        skip_all,
-        fields(backend = DB::LABEL)
-    )]
-    async fn delete_power_profile(&self, id: i64) -> Result<Option<PowerProfile>, StoreError> {
-        let (profiles, machines): (i64, i64) = sqlx::query_as(
+    #[tracing::instrument(name = "store.add_profile_version", skip_all, fields(backend = DB::LABEL))]
+    async fn add_profile_version(
+        &self,
+        id: i64,
+        version: &ProfileVersionInfo,
+        now_ms: i64,
+    ) -> Result<Option<(PowerProfile, PowerProfile)>, StoreError> {
+        let Some(before) = profiles(self.pool(), Some(id), now_ms).await?.pop() else {
+            return Ok(None);
+        };
+        let mut tx = begin_rates_change(self.pool()).await?;
+        insert_profile_version::<DB>(&mut tx, id, version, now_ms).await?;
+        bump_rates_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some((before, one_profile(self.pool(), id, now_ms).await?)))
+    }
+
+    #[tracing::instrument(name = "store.delete_power_profile", skip_all, fields(backend = DB::LABEL))]
+    async fn delete_power_profile(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<PowerProfile>, StoreError> {
+        let (profiles_n, machines): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM power_profiles),
-                    (SELECT COUNT(*) FROM machines WHERE power_profile_id = $1)",
+                    (SELECT COUNT(DISTINCT machine_id) FROM machine_placements
+                     WHERE power_profile_id = $1)",
         )
         .bind(id)
         .fetch_one(self.pool())
         .await?;
-        let Some(profile) = profile_by_id(self.pool(), id).await? else {
+        let Some(profile) = profiles(self.pool(), Some(id), now_ms).await?.pop() else {
             return Ok(None);
         };
         if machines > 0 {
             return Err(StoreError::Conflict(format!(
-                "power profile '{}' is used by {machines} machine(s) (retired ones included); \
-                 move them first",
+                "power profile '{}' is used by {machines} machine(s) (now or in their \
+                 history, retired ones included); its history must stay",
                 profile.name
             )));
         }
-        if profiles <= 1 {
+        if profiles_n <= 1 {
             return Err(StoreError::Conflict(format!(
                 "power profile '{}' is the last one; create another one first",
                 profile.name
             )));
         }
-        sqlx::query("DELETE FROM power_profiles WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        let mut tx = begin_rates_change(self.pool()).await?;
+        for statement in [
+            "DELETE FROM profile_versions WHERE profile_id = $1",
+            "DELETE FROM power_profiles WHERE id = $1",
+        ] {
+            sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+        }
+        bump_rates_version(&mut tx).await?;
+        tx.commit().await?;
         Ok(Some(profile))
     }
 
@@ -357,43 +354,89 @@ where
         &self,
         id: &str,
         patch: &PlacementPatch,
+        effective_from_ms: i64,
+        now_ms: i64,
     ) -> Result<Option<(Placement, Placement)>, StoreError> {
-        let Some(before) = placement_of(self.pool(), id).await? else {
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
+        // The machine's row lock orders this move against heartbeat batches (PostgreSQL).
+        let live: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM machines WHERE id = $1 AND retired_at_ms IS NULL{}",
+            DB::FOR_UPDATE
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if live.is_none() {
+            return Ok(None);
+        }
+        let history = placements_in(&mut tx, id).await?;
+        let started = history.partition_point(|p| p.effective_from_ms <= effective_from_ms);
+        let Some(before) = history.get(started.saturating_sub(1)).cloned() else {
             return Ok(None);
         };
         let site = patch.site.as_deref().unwrap_or(&before.site);
-        let profile = patch
-            .power_profile
-            .as_deref()
-            .unwrap_or(&before.power_profile);
+        let profile = patch.power_profile.as_deref().unwrap_or(&before.power_profile);
         let department = patch.department.as_deref().unwrap_or(&before.department);
         let site_id: i64 = sqlx::query_scalar("SELECT id FROM sites WHERE name = $1")
             .bind(site)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("site '{site}'")))?;
         let profile_id: i64 = sqlx::query_scalar("SELECT id FROM power_profiles WHERE name = $1")
             .bind(profile)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("power profile '{profile}'")))?;
-        let done = sqlx::query(
-            "UPDATE machines SET site_id = $1, department = $2, power_profile_id = $3
-             WHERE id = $4 AND retired_at_ms IS NULL",
+        sqlx::query(
+            "INSERT INTO machine_placements
+                 (machine_id, effective_from_ms, site_id, department, power_profile_id, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
+        .bind(id)
+        .bind(effective_from_ms)
         .bind(site_id)
         .bind(department)
         .bind(profile_id)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            conflict_or(e, || {
+                format!("a placement of machine {id} from that moment")
+            })
+        })?;
+        if effective_from_ms <= now_ms {
+            sqlx::query(
+                "UPDATE machines SET site_id = $1, department = $2, power_profile_id = $3,
+                     placed_from_ms = $4
+                 WHERE id = $5",
+            )
+            .bind(site_id)
+            .bind(department)
+            .bind(profile_id)
+            .bind(effective_from_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
-        let after = placement_of(self.pool(), id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("machine {id}")))?;
+        tx.commit().await?;
+        let after = Placement {
+            site: site.to_string(),
+            department: department.to_string(),
+            power_profile: profile.to_string(),
+            effective_from_ms,
+        };
         Ok(Some((before, after)))
+    }
+
+    #[tracing::instrument(name = "store.machine_placements", skip_all, fields(backend = DB::LABEL))]
+    async fn machine_placements(&self, id: &str) -> Result<Vec<Placement>, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        let rows: Vec<PlacementRow> = sqlx::query_as(PLACEMENTS)
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+        Ok(rows.into_iter().map(Placement::from).collect())
     }
 
     #[tracing::instrument(
@@ -529,54 +572,231 @@ where
     }
 }
 
-async fn site_by_id<DB>(pool: &Pool<DB>, id: i64) -> Result<Option<Site>, sqlx::Error>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> &'q str: ColumnIndex<DB::Row>,
-    for<'q> String: Type<DB> + Decode<'q, DB>,
-{
-    let row: Option<SiteRow<DB::Decimal>> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SITES} WHERE s.id = $1")))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(Site::from))
-}
+const PLACEMENTS: &str = "SELECT s.name AS site, p.department, f.name AS power_profile,
+        p.effective_from_ms
+    FROM machine_placements p
+    JOIN sites s ON s.id = p.site_id
+    JOIN power_profiles f ON f.id = p.power_profile_id
+    WHERE p.machine_id = $1
+    ORDER BY p.effective_from_ms";
 
-async fn profile_by_id<DB>(pool: &Pool<DB>, id: i64) -> Result<Option<PowerProfile>, sqlx::Error>
+async fn placements_in<DB>(
+    tx: &mut Transaction<'_, DB>,
+    id: &str,
+) -> Result<Vec<Placement>, StoreError>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> &'q str: ColumnIndex<DB::Row>,
-    for<'q> String: Type<DB> + Decode<'q, DB>,
-{
-    let row: Option<ProfileRow<DB::Decimal>> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{PROFILES} WHERE p.id = $1")))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(PowerProfile::from))
-}
-
-async fn placement_of<DB>(pool: &Pool<DB>, id: &str) -> Result<Option<Placement>, sqlx::Error>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Decode<'q, DB>,
     for<'q> &'q str: Type<DB> + Encode<'q, DB> + ColumnIndex<DB::Row>,
     for<'q> String: Type<DB> + Decode<'q, DB>,
 {
-    let row: Option<PlacementRow> = sqlx::query_as(
-        "SELECT s.name AS site, m.department, p.name AS power_profile
-         FROM machines m
-         JOIN sites s ON s.id = m.site_id
-         JOIN power_profiles p ON p.id = m.power_profile_id
-         WHERE m.id = $1 AND m.retired_at_ms IS NULL",
+    let rows: Vec<PlacementRow> = sqlx::query_as(PLACEMENTS)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().map(Placement::from).collect())
+}
+
+async fn insert_site_version<DB>(
+    tx: &mut Transaction<'_, DB>,
+    site_id: i64,
+    v: &SiteVersionInfo,
+    now_ms: i64,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> &'q str: Type<DB> + Encode<'q, DB>,
+{
+    let (bands, hours, holidays) = (
+        json_text(&v.bands),
+        json_text(&v.business_hours),
+        json_text(&v.holidays),
+    );
+    sqlx::query(
+        "INSERT INTO site_versions (site_id, effective_from_ms, timezone, currency,
+             price_per_kwh, bands, carbon_g_per_kwh, business_hours, holidays,
+             idle_threshold_seconds, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(id)
-    .fetch_optional(pool)
+    .bind(site_id)
+    .bind(v.effective_from_ms)
+    .bind(v.timezone.as_str())
+    .bind(v.currency.as_str())
+    .bind(dec::<DB>(v.price_per_kwh))
+    .bind(bands.as_str())
+    .bind(dec::<DB>(v.carbon_intensity_g_per_kwh))
+    .bind(hours.as_str())
+    .bind(holidays.as_str())
+    .bind(
+        v.idle_threshold_seconds
+            .and_then(|s| i64::try_from(s).ok()),
+    )
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict_or(e, || "a version of this site from that moment".to_string()))?;
+    Ok(())
+}
+
+async fn insert_profile_version<DB>(
+    tx: &mut Transaction<'_, DB>,
+    profile_id: i64,
+    v: &ProfileVersionInfo,
+    now_ms: i64,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB>,
+{
+    sqlx::query(
+        "INSERT INTO profile_versions (profile_id, effective_from_ms, idle_watts, active_watts,
+             sleep_watts, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(profile_id)
+    .bind(v.effective_from_ms)
+    .bind(dec::<DB>(v.idle_watts))
+    .bind(dec::<DB>(v.active_watts))
+    .bind(dec::<DB>(v.sleep_watts))
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict_or(e, || "a version of this profile from that moment".to_string()))?;
+    Ok(())
+}
+
+/// Sites (one, or all by name) with their current and scheduled versions.
+async fn sites<DB>(pool: &Pool<DB>, only: Option<i64>, now_ms: i64) -> Result<Vec<Site>, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> &'q str: ColumnIndex<DB::Row>,
+    for<'q> String: Type<DB> + Decode<'q, DB>,
+{
+    let filter = if only.is_some() { "WHERE s.id = $1" } else { "WHERE $1 = $1" };
+    let named: Vec<NamedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT s.id, s.name,
+                (SELECT COUNT(*) FROM machines m WHERE m.site_id = s.id AND m.retired_at_ms IS NULL)
+                    AS machines
+         FROM sites s {filter} ORDER BY s.name"
+    )))
+    .bind(only.unwrap_or(0))
+    .fetch_all(pool)
     .await?;
-    Ok(row.map(Placement::from))
+    let vfilter = if only.is_some() { "WHERE site_id = $1" } else { "WHERE $1 = $1" };
+    let rows: Vec<SiteVersionRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SITE_VERSION_COLUMNS} FROM site_versions {vfilter}
+         ORDER BY site_id, effective_from_ms"
+    )))
+    .bind(only.unwrap_or(0))
+    .fetch_all(pool)
+    .await?;
+    let mut versions: HashMap<i64, Vec<SiteVersionInfo>> = HashMap::new();
+    for row in &rows {
+        versions.entry(row.site_id).or_default().push(row.info());
+    }
+    Ok(named
+        .into_iter()
+        .filter_map(|n| {
+            let list = versions.remove(&n.id).unwrap_or_default();
+            let (current, scheduled) =
+                current_and_scheduled(&list, |v: &SiteVersionInfo| v.effective_from_ms, now_ms)?;
+            Some(Site {
+                id: n.id,
+                name: n.name,
+                machines: n.machines,
+                current,
+                scheduled,
+            })
+        })
+        .collect())
+}
+
+async fn one_site<DB>(pool: &Pool<DB>, id: i64, now_ms: i64) -> Result<Site, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> &'q str: ColumnIndex<DB::Row>,
+    for<'q> String: Type<DB> + Decode<'q, DB>,
+{
+    sites(pool, Some(id), now_ms)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("site {id}")))
+}
+
+/// Power profiles (one, or all by name) with their current and scheduled versions.
+async fn profiles<DB>(
+    pool: &Pool<DB>,
+    only: Option<i64>,
+    now_ms: i64,
+) -> Result<Vec<PowerProfile>, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> &'q str: ColumnIndex<DB::Row>,
+    for<'q> String: Type<DB> + Decode<'q, DB>,
+{
+    let filter = if only.is_some() { "WHERE p.id = $1" } else { "WHERE $1 = $1" };
+    let named: Vec<NamedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, p.name,
+                (SELECT COUNT(*) FROM machines m
+                 WHERE m.power_profile_id = p.id AND m.retired_at_ms IS NULL) AS machines
+         FROM power_profiles p {filter} ORDER BY p.name"
+    )))
+    .bind(only.unwrap_or(0))
+    .fetch_all(pool)
+    .await?;
+    let vfilter = if only.is_some() { "WHERE profile_id = $1" } else { "WHERE $1 = $1" };
+    let rows: Vec<ProfileVersionRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PROFILE_VERSION_COLUMNS} FROM profile_versions {vfilter}
+         ORDER BY profile_id, effective_from_ms"
+    )))
+    .bind(only.unwrap_or(0))
+    .fetch_all(pool)
+    .await?;
+    let mut versions: HashMap<i64, Vec<ProfileVersionInfo>> = HashMap::new();
+    for row in &rows {
+        versions.entry(row.profile_id).or_default().push(row.info());
+    }
+    Ok(named
+        .into_iter()
+        .filter_map(|n| {
+            let list = versions.remove(&n.id).unwrap_or_default();
+            let (current, scheduled) = current_and_scheduled(
+                &list,
+                |v: &ProfileVersionInfo| v.effective_from_ms,
+                now_ms,
+            )?;
+            Some(PowerProfile {
+                id: n.id,
+                name: n.name,
+                machines: n.machines,
+                current,
+                scheduled,
+            })
+        })
+        .collect())
+}
+
+async fn one_profile<DB>(pool: &Pool<DB>, id: i64, now_ms: i64) -> Result<PowerProfile, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> &'q str: ColumnIndex<DB::Row>,
+    for<'q> String: Type<DB> + Decode<'q, DB>,
+{
+    profiles(pool, Some(id), now_ms)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("power profile {id}")))
 }

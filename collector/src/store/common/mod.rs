@@ -11,10 +11,12 @@
 //! backend is its [`Dialect`].
 
 pub(crate) mod admin;
-pub(crate) mod batch;
+pub(crate) mod increments;
 pub(crate) mod ingest;
 pub(crate) mod operators;
+pub(crate) mod rates;
 pub(crate) mod reports;
+pub(crate) mod upgrade;
 
 use greenops_protocol::Session;
 use rust_decimal::Decimal;
@@ -22,7 +24,7 @@ use sqlx::database::HasStatementCache;
 use sqlx::migrate::Migrator;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
-use super::{CostTotal, Role, StoreError, User};
+use super::{Role, StoreError, User};
 use crate::secrets::TokenHash;
 
 /// What the shared queries need to know about a backend, implemented by [`sqlx::Postgres`]
@@ -33,13 +35,28 @@ pub(crate) trait Dialect:
     /// The `backend` field of the store's trace spans.
     const LABEL: &'static str;
 
-    /// The expression the machines list sorts by for its idle-energy column.
-    const IDLE_ENERGY_ORDER: &'static str;
+    /// How a transaction that writes starts (SQLite takes the write lock up front).
+    const BEGIN_WRITE: &'static str;
+
+    /// Taken by a rates change (PostgreSQL: an exclusive advisory lock; batches share it).
+    const RATES_LOCK_EXCLUSIVE: Option<&'static str>;
+
+    /// Appended to a `SELECT` that must lock its rows (PostgreSQL) — SQLite already holds
+    /// the write lock.
+    const FOR_UPDATE: &'static str;
+
+    /// Whether `machines.num` is given at insert (SQLite) or by the database (PostgreSQL's
+    /// identity column).
+    const NUM_BY_INSERT: bool;
+
+    /// The physical row id column (`ctid`, `rowid`), for bounded deletes.
+    const ROW_ID: &'static str;
 
     /// An exact decimal as a column stores it and a query binds it: `NUMERIC` on PostgreSQL,
     /// `TEXT` on SQLite (which has no exact type, so its sums are taken in Rust).
     type Decimal: From<Decimal>
         + Into<Decimal>
+        + Clone
         + Type<Self>
         + for<'r> Decode<'r, Self>
         + for<'q> Encode<'q, Self>
@@ -123,24 +140,6 @@ impl From<UserRow> for User {
             password_hash: row.password_hash,
             session_version: row.session_version,
             disabled: row.disabled_at_ms.is_some(),
-        }
-    }
-}
-
-/// A machine's money total in one currency (`machine_cost_totals`).
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CostRow<D> {
-    pub currency: String,
-    pub cost: D,
-    pub idle_cost: D,
-}
-
-impl<D: Into<Decimal>> From<CostRow<D>> for CostTotal {
-    fn from(row: CostRow<D>) -> Self {
-        CostTotal {
-            currency: row.currency,
-            cost: row.cost.into(),
-            idle_cost: row.idle_cost.into(),
         }
     }
 }

@@ -1,49 +1,19 @@
 //! The parts of [`ReportStore`](crate::store::ReportStore) that both backends share: money
-//! totals, the frame of an energy report and the summing of its rows, and the rollup move.
-//! Each backend says how its report columns are summed (in SQL on PostgreSQL, in Rust on
-//! SQLite) and opens the rollup's transaction.
+//! totals, the frame of an energy report and the summing of its rows, and retention. Each
+//! backend says how its report columns are summed (in SQL on PostgreSQL, in Rust on SQLite)
+//! and opens the retention transaction.
 
 use std::collections::BTreeMap;
 
 use futures_util::TryStreamExt;
-use rust_decimal::Decimal;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
 
-use super::{CostRow, Dialect, dec};
+use super::increments::{IncrementRow, column_list, decimals, replace_on_conflict, times};
+use super::{Dialect, RowsAffected, dec};
 use crate::accounting::Increment;
-use crate::store::admin::{Grouping, ReportQuery, ReportRow};
-use crate::store::retention::{ROLLUP_REPLACE, ROLLUP_SUMS, Rollup, RollupBatch};
+use crate::store::admin::{Attribution, Grouping, ReportQuery, ReportRow};
+use crate::store::retention::{Rollup, RollupBatch};
 use crate::store::{CostTotal, StoreError};
-
-/// The increments (time, energy, money, CO₂) of a heartbeat, a rollup row or a report row.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct IncrementRow<D> {
-    observed_ms: i64,
-    idle_ms: i64,
-    unknown_ms: i64,
-    energy_j: D,
-    idle_energy_j: D,
-    cost: D,
-    idle_cost: D,
-    co2_g: D,
-    idle_co2_g: D,
-}
-
-impl<D: Into<Decimal>> From<IncrementRow<D>> for Increment {
-    fn from(row: IncrementRow<D>) -> Self {
-        Increment {
-            observed_ms: row.observed_ms,
-            idle_ms: row.idle_ms,
-            unknown_ms: row.unknown_ms,
-            energy_j: row.energy_j.into(),
-            idle_energy_j: row.idle_energy_j.into(),
-            cost: row.cost.into(),
-            idle_cost: row.idle_cost.into(),
-            co2_g: row.co2_g.into(),
-            idle_co2_g: row.idle_co2_g.into(),
-        }
-    }
-}
 
 /// Money totals of one machine per currency.
 pub(crate) async fn machine_costs<DB>(
@@ -53,55 +23,78 @@ pub(crate) async fn machine_costs<DB>(
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Decode<'q, DB>,
     for<'q> &'q str: Type<DB> + Encode<'q, DB> + ColumnIndex<DB::Row>,
     for<'q> String: Type<DB> + Decode<'q, DB>,
 {
-    let rows: Vec<CostRow<DB::Decimal>> = sqlx::query_as(
-        "SELECT currency, cost, idle_cost FROM machine_cost_totals
-         WHERE machine_id = $1
-         ORDER BY currency",
-    )
+    #[derive(sqlx::FromRow)]
+    struct Row<D> {
+        currency: String,
+        #[sqlx(flatten)]
+        values: IncrementRow<D>,
+    }
+    let rows: Vec<Row<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT currency, {} FROM machine_totals WHERE machine_id = $1",
+        column_list("")
+    )))
     .bind(id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(CostTotal::from).collect())
+    let mut sums: BTreeMap<String, CostTotal> = BTreeMap::new();
+    for row in rows {
+        let v = Increment::from(row.values);
+        let c = sums.entry(row.currency.clone()).or_insert_with(|| CostTotal {
+            currency: row.currency,
+            ..CostTotal::default()
+        });
+        c.cost += v.cost;
+        c.idle_cost += v.idle_cost;
+        c.avoidable_cost += v.avoidable_cost;
+    }
+    Ok(sums.into_values().collect())
 }
 
-/// The SQL of an energy report: `columns` are the nine increment columns (`observed_ms` …
-/// `idle_co2_g`) as the backend sums them over the `h` rows, `group_by` its `GROUP BY`
-/// clause, if any. Binds `$1` from, `$2` to and, for one machine, `$3` its id.
+/// The SQL of an energy report: `columns` are the value columns as the backend sums them
+/// over the `h` rows, `group_by` its `GROUP BY` clause, if any. Binds `$1` from, `$2` to and,
+/// for one machine, `$3` its id.
 ///
-/// The rows are the raw heartbeats and the hourly and daily rollups of older ones: every
-/// increment is in exactly one of them (see `retention.rs`).
+/// The rows are the hourly usage rows and the daily ones of older data: every increment is in
+/// exactly one of them (see `retention.rs`). A row counts when its hour (or day) starts in the
+/// window.
 pub(crate) fn report_sql(query: &ReportQuery, columns: &str, group_by: &str) -> String {
+    let (site, department) = match query.attribution {
+        Attribution::Incurred => ("h.site_id", "h.department"),
+        Attribution::Current => ("m.site_id", "m.department"),
+    };
     let key = match query.group {
-        Grouping::Machine => "h.machine_id".to_string(),
+        Grouping::Machine => "m.id".to_string(),
         Grouping::Site => "s.name".to_string(),
-        Grouping::Department => "m.department".to_string(),
+        Grouping::Department => department.to_string(),
         Grouping::Step { step_ms } => {
-            format!("CAST((h.sent_at_ms - $1) / {} AS TEXT)", step_ms.max(1))
+            format!("CAST((h.at_ms - $1) / {} AS TEXT)", step_ms.max(1))
         }
         // Integers formatted here, never text from a request.
         Grouping::Periods { today_ms, week_ms } => format!(
-            "CASE WHEN h.sent_at_ms >= {today_ms} THEN '0' \
-             WHEN h.sent_at_ms >= {week_ms} THEN '1' ELSE '2' END"
+            "CASE WHEN h.at_ms >= {today_ms} THEN '0' \
+             WHEN h.at_ms >= {week_ms} THEN '1' ELSE '2' END"
         ),
     };
     let machine = if query.machine_id.is_some() {
-        " AND h.machine_id = $3"
+        " AND m.id = $3"
     } else {
         ""
     };
-    let sums = format!("currency, {ROLLUP_SUMS}");
+    let values = column_list("");
     format!(
         "SELECT {key} AS key, h.currency AS currency, {columns}
-         FROM (SELECT machine_id, sent_at_ms, {sums} FROM heartbeats WHERE observed_ms > 0
-               UNION ALL SELECT machine_id, hour_ms, {sums} FROM heartbeat_hours
-               UNION ALL SELECT machine_id, day_ms, {sums} FROM heartbeat_days) h
-         JOIN machines m ON m.id = h.machine_id
-         JOIN sites s ON s.id = m.site_id
-         WHERE h.sent_at_ms >= $1 AND h.sent_at_ms < $2{machine}
-           AND m.retired_at_ms IS NULL{group_by}"
+         FROM (SELECT machine, hour_ms AS at_ms, site_id, department, currency, {values}
+               FROM usage_hours
+               UNION ALL
+               SELECT machine, day_ms, site_id, department, currency, {values}
+               FROM usage_days) h
+         JOIN machines m ON m.num = h.machine
+         JOIN sites s ON s.id = {site}
+         WHERE h.at_ms >= $1 AND h.at_ms < $2{machine}{group_by}"
     )
 }
 
@@ -149,9 +142,10 @@ where
         .collect())
 }
 
-/// Moves up to `limit` rows older than `before_ms` one level coarser, in `tx` (which the
-/// backend opened, holding whatever lock it needs), and commits. Decimal sums are taken in
-/// Rust (SQLite stores them as TEXT), then written back whole.
+/// One retention step in `tx` (which the backend opened, holding whatever lock it needs),
+/// committed: raw heartbeats before `before_ms` are deleted, or hourly usage rows before it
+/// are added to daily rows and deleted. Decimal sums are taken in Rust (SQLite stores them as
+/// TEXT), then written back whole.
 pub(crate) async fn roll_up<DB>(
     mut tx: Transaction<'_, DB>,
     rollup: Rollup,
@@ -165,110 +159,131 @@ where
     for<'q> &'q str: Type<DB> + Encode<'q, DB> + ColumnIndex<DB::Row>,
     for<'q> String: Type<DB> + Decode<'q, DB>,
 {
+    if rollup == Rollup::ForgetRaw {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM heartbeats WHERE {id} IN
+                 (SELECT {id} FROM heartbeats WHERE sent_at_ms < $1 LIMIT $2)",
+            id = DB::ROW_ID
+        )))
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(RollupBatch {
+            moved: done.rows_affected(),
+            buckets: 0,
+            ran: true,
+        });
+    }
     #[derive(sqlx::FromRow)]
     struct Source<D> {
-        machine_id: String,
-        row_seq: i64,
+        machine: i64,
         at_ms: i64,
+        site_id: i64,
+        department: String,
+        profile_id: i64,
         currency: String,
         #[sqlx(flatten)]
         increment: IncrementRow<D>,
     }
-    // Table names and columns below are constants, never request text.
-    let (source, time, row_seq, target, bucket_col) = match rollup {
-        Rollup::RawToHours => (
-            "heartbeats",
-            "sent_at_ms",
-            "seq",
-            "heartbeat_hours",
-            "hour_ms",
-        ),
-        Rollup::HoursToDays => (
-            "heartbeat_hours",
-            "hour_ms",
-            "CAST(0 AS BIGINT)",
-            "heartbeat_days",
-            "day_ms",
-        ),
-    };
-    let bucket_ms = rollup.bucket_ms();
+    type Key = (i64, i64, i64, String, i64, String);
+    let values = column_list("");
     let rows: Vec<Source<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT machine_id, {row_seq} AS row_seq, {time} AS at_ms, currency, {ROLLUP_SUMS}
-         FROM {source}
-         WHERE {time} < $1
-         LIMIT $2"
+        "SELECT machine, hour_ms AS at_ms, site_id, department, profile_id, currency, {values}
+         FROM usage_hours WHERE hour_ms < $1 LIMIT $2"
     )))
     .bind(before_ms)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
-    let mut sums: BTreeMap<(String, i64, String), Increment> = BTreeMap::new();
-    let mut keys = Vec::with_capacity(rows.len());
+    let day_ms = rollup.bucket_ms();
+    let mut sums: BTreeMap<Key, Increment> = BTreeMap::new();
+    let mut moved: Vec<Key> = Vec::with_capacity(rows.len());
     for row in rows {
-        let bucket = row.at_ms - row.at_ms.rem_euclid(bucket_ms);
-        sums.entry((row.machine_id.clone(), bucket, row.currency.clone()))
-            .or_default()
-            .add(&row.increment.into());
-        keys.push((row.machine_id, row.row_seq, row.at_ms, row.currency));
+        let day = row.at_ms - row.at_ms.rem_euclid(day_ms);
+        let attribution = (
+            row.site_id,
+            row.department.clone(),
+            row.profile_id,
+            row.currency.clone(),
+        );
+        sums.entry((
+            row.machine,
+            day,
+            attribution.0,
+            attribution.1.clone(),
+            attribution.2,
+            attribution.3.clone(),
+        ))
+        .or_default()
+        .add(&row.increment.into());
+        moved.push((
+            row.machine,
+            row.at_ms,
+            attribution.0,
+            attribution.1,
+            attribution.2,
+            attribution.3,
+        ));
     }
-    for ((machine, bucket, currency), add) in &sums {
+    let key_sql = "machine = $1 AND day_ms = $2 AND site_id = $3 AND department = $4
+                   AND profile_id = $5 AND currency = $6";
+    for ((machine, day, site, department, profile, currency), add) in &sums {
         let existing: Option<IncrementRow<DB::Decimal>> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {ROLLUP_SUMS} FROM {target}
-                 WHERE machine_id = $1 AND {bucket_col} = $2 AND currency = $3"
+                "SELECT {values} FROM usage_days WHERE {key_sql}"
             )))
-            .bind(machine.as_str())
-            .bind(*bucket)
+            .bind(*machine)
+            .bind(*day)
+            .bind(*site)
+            .bind(department.as_str())
+            .bind(*profile)
             .bind(currency.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let mut total = existing.map(Increment::from).unwrap_or_default();
         total.add(add);
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {target} (machine_id, {bucket_col}, currency, {ROLLUP_SUMS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (machine_id, {bucket_col}, currency) DO UPDATE SET {ROLLUP_REPLACE}"
+        let placeholders = (7..22).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO usage_days (machine, day_ms, site_id, department, profile_id, currency,
+                 {values})
+             VALUES ($1, $2, $3, $4, $5, $6, {placeholders})
+             ON CONFLICT (machine, day_ms, site_id, department, profile_id, currency)
+             DO UPDATE SET {}",
+            replace_on_conflict()
         )))
-        .bind(machine.as_str())
-        .bind(*bucket)
+        .bind(*machine)
+        .bind(*day)
+        .bind(*site)
+        .bind(department.as_str())
+        .bind(*profile)
+        .bind(currency.as_str());
+        for v in times(&total) {
+            insert = insert.bind(v);
+        }
+        for v in decimals(&total) {
+            insert = insert.bind(dec::<DB>(v));
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    for (machine, hour, site, department, profile, currency) in &moved {
+        sqlx::query(
+            "DELETE FROM usage_hours WHERE machine = $1 AND hour_ms = $2 AND site_id = $3
+                 AND department = $4 AND profile_id = $5 AND currency = $6",
+        )
+        .bind(*machine)
+        .bind(*hour)
+        .bind(*site)
+        .bind(department.as_str())
+        .bind(*profile)
         .bind(currency.as_str())
-        .bind(total.observed_ms)
-        .bind(total.idle_ms)
-        .bind(total.unknown_ms)
-        .bind(dec::<DB>(total.energy_j))
-        .bind(dec::<DB>(total.idle_energy_j))
-        .bind(dec::<DB>(total.cost))
-        .bind(dec::<DB>(total.idle_cost))
-        .bind(dec::<DB>(total.co2_g))
-        .bind(dec::<DB>(total.idle_co2_g))
         .execute(&mut *tx)
         .await?;
     }
-    for (machine, seq, at, currency) in &keys {
-        match rollup {
-            Rollup::RawToHours => {
-                sqlx::query("DELETE FROM heartbeats WHERE machine_id = $1 AND seq = $2")
-                    .bind(machine.as_str())
-                    .bind(*seq)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Rollup::HoursToDays => {
-                sqlx::query(
-                    "DELETE FROM heartbeat_hours
-                     WHERE machine_id = $1 AND hour_ms = $2 AND currency = $3",
-                )
-                .bind(machine.as_str())
-                .bind(*at)
-                .bind(currency.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-    }
     tx.commit().await?;
     Ok(RollupBatch {
-        moved: keys.len() as u64,
+        moved: moved.len() as u64,
         buckets: sums.len() as u64,
         ran: true,
     })

@@ -1,22 +1,28 @@
 //! [`IngestStore`] on PostgreSQL. A heartbeat batch is written with one statement per table,
-//! each taking its rows as arrays (`UNNEST`), and the totals are added up in SQL (`NUMERIC`
-//! is exact).
+//! each taking its rows as arrays (`UNNEST`); usage rows and totals are added to in SQL
+//! (`NUMERIC` is exact).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
+use sqlx::{Postgres, Transaction};
 
 use super::PostgresStore;
-use crate::accounting::{Increment, Params};
+use crate::accounting::Increment;
 use crate::secrets::TokenHash;
-use crate::store::common::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
-use crate::store::common::ingest::{self as shared, EnrollSql, LockedRow};
+use crate::store::common::increments::{add_on_conflict, column_list, decimals, times};
+use crate::store::common::ingest::{
+    self as shared, EnrollSql, LockedRow, PLACEMENT_IDS, PlacementIdsRow, assemble_locked,
+};
+use crate::store::common::rates::{load_rate_book, rates_version_in};
+use crate::store::ingest::{
+    MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
+};
 use crate::store::{
     EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot, HeartbeatJob, IngestStore,
-    JobOutcome, MachineQuery, MachineRow, StoreError,
+    JobOutcome, StoreError,
 };
-use greenops_protocol::ValidHeartbeat;
 
 /// Enrolment locks the token and the machine row, so concurrent enrolments (from several
 /// collectors too) count token uses and rotate credentials one at a time.
@@ -28,6 +34,10 @@ const ENROLL: EnrollSql = EnrollSql {
                    FOR UPDATE",
     machine_by_key: "SELECT id, retired_at_ms FROM machines WHERE machine_key = $1 FOR UPDATE",
 };
+
+/// Rate changes take this advisory lock exclusively, heartbeat batches shared (see
+/// `common/rates.rs`).
+pub(crate) const RATES_LOCK: i64 = 7_310_453;
 
 #[async_trait]
 impl IngestStore for PostgresStore {
@@ -65,18 +75,30 @@ impl IngestStore for PostgresStore {
     async fn commit_heartbeats(
         &self,
         jobs: &[HeartbeatJob],
-        params: Params,
+        books: &RateBookCache,
+        planner: &dyn Planner,
     ) -> Result<Vec<JobOutcome>, StoreError> {
         let mut ids: Vec<&str> = jobs.iter().map(|j| j.machine_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<LockedRow<Decimal>> = sqlx::query_as(
-            "SELECT m.id, m.last_seq, m.last_sent_at_ms, p.idle_watts, p.active_watts,
-                    s.price_per_kwh, s.carbon_intensity_g_per_kwh, s.currency
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(RATES_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let version = rates_version_in(&mut tx).await?;
+        let book = match books.get(version) {
+            Some(book) => book,
+            None => {
+                let book = Arc::new(load_rate_book(&mut tx, version).await?);
+                books.put(book.clone());
+                book
+            }
+        };
+        let rows: Vec<LockedRow> = sqlx::query_as(
+            "SELECT m.id, m.num::int8 AS num, m.last_seq, m.last_sent_at_ms, c.token_hash
              FROM machines m
-             JOIN sites s ON s.id = m.site_id
-             JOIN power_profiles p ON p.id = m.power_profile_id
+             JOIN agent_credentials c ON c.machine_id = m.id AND c.revoked_at_ms IS NULL
              WHERE m.id = ANY($1) AND m.retired_at_ms IS NULL
              ORDER BY m.id
              FOR UPDATE OF m",
@@ -84,15 +106,18 @@ impl IngestStore for PostgresStore {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let locked: HashMap<String, Locked> = rows
-            .into_iter()
-            .map(|row| (row.id.clone(), Locked::from(row)))
-            .collect();
-        let plan = batch::plan(jobs, &locked, params);
-        if !plan.rows.is_empty() {
-            insert_heartbeats(&mut tx, &plan.rows).await?;
-            update_machines(&mut tx, &plan.updates).await?;
-        }
+        let placements: Vec<PlacementIdsRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PLACEMENT_IDS} FROM machine_placements WHERE machine_id = ANY($1)"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let locked = assemble_locked(rows, placements);
+        let plan = planner.plan(jobs, &locked, &book);
+        insert_raw(&mut tx, &plan.raw).await?;
+        add_usage(&mut tx, &plan.usage).await?;
+        add_totals(&mut tx, &plan.totals).await?;
+        update_machines(&mut tx, &plan.machines).await?;
         tx.commit().await?;
         Ok(plan.outcomes)
     }
@@ -100,19 +125,11 @@ impl IngestStore for PostgresStore {
     #[tracing::instrument(name = "store.fleet_snapshot", skip_all, fields(backend = "postgres"))]
     async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // One consistent view of machines, costs and sites.
+        // One consistent view of machines, totals and sites.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
         shared::fleet_snapshot(tx).await
-    }
-
-    #[tracing::instrument(name = "store.list_machines", skip_all, fields(backend = "postgres"))]
-    async fn list_machines(
-        &self,
-        query: &MachineQuery,
-    ) -> Result<(Vec<MachineRow>, i64), StoreError> {
-        shared::list_machines(&self.pool, query).await
     }
 
     #[tracing::instrument(name = "store.retire_machine", skip_all, fields(backend = "postgres"))]
@@ -121,129 +138,220 @@ impl IngestStore for PostgresStore {
     }
 }
 
-/// Inserts heartbeats given as one array per column, in this order; a heartbeat already
-/// stored (same machine and `seq`) is skipped. Also used by `migrate-data`.
-pub(crate) const INSERT_HEARTBEATS: &str = "INSERT INTO heartbeats (machine_id, seq, sent_at_ms,
-         received_at_ms, idle_input_ms, session, cpu_ratio, memory_ratio, uptime_seconds,
-         observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, currency, cost, idle_cost,
-         co2_g, idle_co2_g)
-     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
-         $6::text[], $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
-         $12::int8[], $13::numeric[], $14::numeric[], $15::text[], $16::numeric[],
-         $17::numeric[], $18::numeric[], $19::numeric[])
-     ON CONFLICT (machine_id, seq) DO NOTHING";
+/// Inserts raw heartbeats given as one array per column, in this order.
+const INSERT_RAW: &str = "INSERT INTO heartbeats (sent_at_ms, machine, idle_ms,
+         observed_ms, state)
+     SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int4[])";
 
-/// The accepted heartbeats of a batch, in one statement.
-async fn insert_heartbeats(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    rows: &[AcceptedRow<'_>],
+async fn insert_raw(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[RawHeartbeat],
 ) -> Result<(), sqlx::Error> {
-    let col_i64 = |f: fn(&AcceptedRow<'_>) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let col_opt = |f: fn(&AcceptedRow<'_>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
-    let col_f64 = |f: fn(&AcceptedRow<'_>) -> Option<f64>| rows.iter().map(f).collect::<Vec<_>>();
-    let col_dec = |f: fn(&AcceptedRow<'_>) -> Decimal| rows.iter().map(f).collect::<Vec<_>>();
-    let machine_ids: Vec<&str> = rows.iter().map(|r| r.machine_id).collect();
-    let sessions: Vec<&str> = rows.iter().map(|r| r.heartbeat.session.as_str()).collect();
-    let currencies: Vec<&str> = rows.iter().map(|r| r.currency).collect();
-    sqlx::query(INSERT_HEARTBEATS)
-        .bind(&machine_ids)
-        .bind(col_i64(|r| i64_of(r.heartbeat.seq)))
-        .bind(col_i64(|r| r.heartbeat.sent_at_ms))
-        .bind(col_i64(|r| r.received_at_ms))
-        .bind(col_opt(|r| r.heartbeat.idle_ms))
-        .bind(&sessions)
-        .bind(col_f64(|r| r.heartbeat.cpu_usage_ratio))
-        .bind(col_f64(|r| r.heartbeat.memory_usage_ratio))
-        .bind(col_opt(|r| r.heartbeat.uptime_seconds.map(i64_of)))
-        .bind(col_i64(|r| r.increment.observed_ms))
-        .bind(col_i64(|r| r.increment.idle_ms))
-        .bind(col_i64(|r| r.increment.unknown_ms))
-        .bind(col_dec(|r| r.increment.energy_j))
-        .bind(col_dec(|r| r.increment.idle_energy_j))
-        .bind(&currencies)
-        .bind(col_dec(|r| r.increment.cost))
-        .bind(col_dec(|r| r.increment.idle_cost))
-        .bind(col_dec(|r| r.increment.co2_g))
-        .bind(col_dec(|r| r.increment.idle_co2_g))
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sent: Vec<i64> = rows.iter().map(|r| r.sent_at_ms).collect();
+    let machine: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.machine).unwrap_or(i32::MAX))
+        .collect();
+    let idle: Vec<Option<i32>> = rows.iter().map(|r| r.idle_ms).collect();
+    let observed: Vec<i32> = rows.iter().map(|r| r.observed_ms).collect();
+    let state: Vec<i32> = rows.iter().map(|r| r.state).collect();
+    sqlx::query(INSERT_RAW)
+        .bind(&sent)
+        .bind(&machine)
+        .bind(&idle)
+        .bind(&observed)
+        .bind(&state)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
-/// The new cursor, last report and totals of every machine of a batch (added in SQL), and
-/// its money totals per currency, in one statement each.
-async fn update_machines(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    updates: &[MachineUpdate<'_>],
+/// The fifteen value columns of `rows` as arrays, in column order.
+fn value_arrays<'a, T: 'a>(
+    rows: &'a [T],
+    increment: impl Fn(&T) -> &Increment,
+) -> (Vec<Vec<i64>>, Vec<Vec<Decimal>>) {
+    let mut ints = vec![Vec::with_capacity(rows.len()); 5];
+    let mut decs = vec![Vec::with_capacity(rows.len()); 10];
+    for row in rows {
+        let i = increment(row);
+        for (column, v) in ints.iter_mut().zip(times(i)) {
+            column.push(v);
+        }
+        for (column, v) in decs.iter_mut().zip(decimals(i)) {
+            column.push(v);
+        }
+    }
+    (ints, decs)
+}
+
+/// `$n::int8[], …` for the value columns, starting at parameter `first`.
+fn value_params(first: usize) -> String {
+    (0..15)
+        .map(|i| {
+            let kind = if i < 5 { "int8" } else { "numeric" };
+            format!("${}::{kind}[]", first + i)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn add_usage(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[UsageDelta],
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<&str> = updates.iter().map(|u| u.machine_id).collect();
-    let newest = |f: fn(i64, &ValidHeartbeat) -> Option<i64>| {
-        updates
-            .iter()
-            .map(|u| f(u.newest.0, u.newest.1))
-            .collect::<Vec<Option<i64>>>()
-    };
-    let ratio = |f: fn(&ValidHeartbeat) -> Option<f64>| {
-        updates
-            .iter()
-            .map(|u| f(u.newest.1))
-            .collect::<Vec<Option<f64>>>()
-    };
-    let sum_i64 = |f: fn(&Increment) -> i64| updates.iter().map(|u| f(&u.sum)).collect::<Vec<_>>();
-    let sum_dec =
-        |f: fn(&Increment) -> Decimal| updates.iter().map(|u| f(&u.sum)).collect::<Vec<_>>();
-    let sessions: Vec<&str> = updates
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let machine: Vec<i32> = rows
         .iter()
-        .map(|u| u.newest.1.session.as_str())
+        .map(|r| i32::try_from(r.machine).unwrap_or(i32::MAX))
         .collect();
-    let last_seq: Vec<i64> = updates.iter().map(|u| i64_of(u.cursor.last_seq)).collect();
-    let last_sent: Vec<Option<i64>> = updates.iter().map(|u| u.cursor.last_sent_at_ms).collect();
+    let hour: Vec<i64> = rows.iter().map(|r| r.hour_ms).collect();
+    let site: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.attribution.site_id).unwrap_or(i32::MAX))
+        .collect();
+    let department: Vec<&str> = rows
+        .iter()
+        .map(|r| r.attribution.department.as_str())
+        .collect();
+    let profile: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.attribution.profile_id).unwrap_or(i32::MAX))
+        .collect();
+    let currency: Vec<&str> = rows.iter().map(|r| r.attribution.currency.as_str()).collect();
+    let (ints, decs) = value_arrays(rows, |r| &r.increment);
+    let sql = format!(
+        "INSERT INTO usage_hours (machine, hour_ms, site_id, department, profile_id, currency,
+             {columns})
+         SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::int4[], $4::text[], $5::int4[],
+             $6::text[], {params})
+         ON CONFLICT (machine, hour_ms, site_id, department, profile_id, currency)
+         DO UPDATE SET {add}",
+        columns = column_list(""),
+        params = value_params(7),
+        add = add_on_conflict("usage_hours"),
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&machine)
+        .bind(&hour)
+        .bind(&site)
+        .bind(&department)
+        .bind(&profile)
+        .bind(&currency);
+    for column in &ints {
+        query = query.bind(column);
+    }
+    for column in &decs {
+        query = query.bind(column);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn add_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[TotalsDelta],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let machine: Vec<&str> = rows.iter().map(|r| r.machine_id.as_str()).collect();
+    let site: Vec<i64> = rows.iter().map(|r| r.site_id).collect();
+    let department: Vec<&str> = rows.iter().map(|r| r.department.as_str()).collect();
+    let currency: Vec<&str> = rows.iter().map(|r| r.currency.as_str()).collect();
+    let (ints, decs) = value_arrays(rows, |r| &r.increment);
+    let sql = format!(
+        "INSERT INTO machine_totals (machine_id, site_id, department, currency, {columns})
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], {params})
+         ON CONFLICT (machine_id, site_id, department, currency) DO UPDATE SET {add}",
+        columns = column_list(""),
+        params = value_params(5),
+        add = add_on_conflict("machine_totals"),
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&machine)
+        .bind(&site)
+        .bind(&department)
+        .bind(&currency);
+    for column in &ints {
+        query = query.bind(column);
+    }
+    for column in &decs {
+        query = query.bind(column);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The new cursor and last report of every machine of a batch, in one statement.
+async fn update_machines(
+    tx: &mut Transaction<'_, Postgres>,
+    updates: &[MachineUpdate],
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = updates.iter().map(|u| u.machine_id.as_str()).collect();
+    let last_seq: Vec<i64> = updates
+        .iter()
+        .map(|u| i64::try_from(u.cursor.last_seq).unwrap_or(i64::MAX))
+        .collect();
+    let hw: Vec<Option<i64>> = updates.iter().map(|u| u.cursor.hw_ms).collect();
+    let received: Vec<Option<i64>> = updates.iter().map(|u| u.last.map(|l| l.0)).collect();
+    let idle: Vec<Option<i64>> = updates
+        .iter()
+        .map(|u| u.last.and_then(|l| l.1.idle_ms))
+        .collect();
+    let session: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.last.map(|l| l.1.session.as_str()))
+        .collect();
+    let cpu: Vec<Option<f64>> = updates
+        .iter()
+        .map(|u| u.last.and_then(|l| l.1.cpu_usage_ratio))
+        .collect();
+    let memory: Vec<Option<f64>> = updates
+        .iter()
+        .map(|u| u.last.and_then(|l| l.1.memory_usage_ratio))
+        .collect();
+    let uptime: Vec<Option<i64>> = updates
+        .iter()
+        .map(|u| {
+            u.last
+                .and_then(|l| l.1.uptime_seconds)
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
+        })
+        .collect();
     sqlx::query(
         "UPDATE machines AS m SET
-             last_seq = u.last_seq, last_sent_at_ms = u.last_sent, last_received_at_ms = u.received,
-             last_idle_ms = u.idle_input, last_session = u.session, last_cpu_ratio = u.cpu,
-             last_memory_ratio = u.memory, last_uptime_seconds = u.uptime,
-             observed_ms = m.observed_ms + u.observed_ms, idle_ms = m.idle_ms + u.idle_ms,
-             unknown_ms = m.unknown_ms + u.unknown_ms, energy_j = m.energy_j + u.energy_j,
-             idle_energy_j = m.idle_energy_j + u.idle_energy_j, co2_g = m.co2_g + u.co2_g,
-             idle_co2_g = m.idle_co2_g + u.idle_co2_g
+             last_seq = u.last_seq, last_sent_at_ms = u.hw,
+             last_received_at_ms = COALESCE(u.received, m.last_received_at_ms),
+             last_idle_ms = CASE WHEN u.received IS NULL THEN m.last_idle_ms ELSE u.idle END,
+             last_session = COALESCE(u.session, m.last_session),
+             last_cpu_ratio = CASE WHEN u.received IS NULL THEN m.last_cpu_ratio ELSE u.cpu END,
+             last_memory_ratio = CASE WHEN u.received IS NULL THEN m.last_memory_ratio
+                                      ELSE u.memory END,
+             last_uptime_seconds = CASE WHEN u.received IS NULL THEN m.last_uptime_seconds
+                                        ELSE u.uptime END
          FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
-                     $7::float8[], $8::float8[], $9::int8[], $10::int8[], $11::int8[],
-                     $12::int8[], $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[])
-              AS u(id, last_seq, last_sent, received, idle_input, session, cpu, memory, uptime,
-                   observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, co2_g, idle_co2_g)
+                     $7::float8[], $8::float8[], $9::int8[])
+              AS u(id, last_seq, hw, received, idle, session, cpu, memory, uptime)
          WHERE m.id = u.id",
     )
     .bind(&ids)
     .bind(&last_seq)
-    .bind(&last_sent)
-    .bind(newest(|received, _| Some(received)))
-    .bind(newest(|_, h| h.idle_ms))
-    .bind(&sessions)
-    .bind(ratio(|h| h.cpu_usage_ratio))
-    .bind(ratio(|h| h.memory_usage_ratio))
-    .bind(newest(|_, h| h.uptime_seconds.map(i64_of)))
-    .bind(sum_i64(|s| s.observed_ms))
-    .bind(sum_i64(|s| s.idle_ms))
-    .bind(sum_i64(|s| s.unknown_ms))
-    .bind(sum_dec(|s| s.energy_j))
-    .bind(sum_dec(|s| s.idle_energy_j))
-    .bind(sum_dec(|s| s.co2_g))
-    .bind(sum_dec(|s| s.idle_co2_g))
-    .execute(&mut **tx)
-    .await?;
-    let currencies: Vec<&str> = updates.iter().map(|u| u.currency).collect();
-    sqlx::query(
-        "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::numeric[], $4::numeric[])
-         ON CONFLICT (machine_id, currency) DO UPDATE
-         SET cost = machine_cost_totals.cost + EXCLUDED.cost,
-             idle_cost = machine_cost_totals.idle_cost + EXCLUDED.idle_cost",
-    )
-    .bind(&ids)
-    .bind(&currencies)
-    .bind(sum_dec(|s| s.cost))
-    .bind(sum_dec(|s| s.idle_cost))
+    .bind(&hw)
+    .bind(&received)
+    .bind(&idle)
+    .bind(&session)
+    .bind(&cpu)
+    .bind(&memory)
+    .bind(&uptime)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -12,7 +12,6 @@
 mod ingest;
 mod reports;
 
-pub(crate) use ingest::INSERT_HEARTBEATS;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -32,7 +31,11 @@ pub(crate) fn migrator() -> &'static Migrator {
 
 impl Dialect for Postgres {
     const LABEL: &'static str = "postgres";
-    const IDLE_ENERGY_ORDER: &'static str = "m.idle_energy_j";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const RATES_LOCK_EXCLUSIVE: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7310453)");
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const NUM_BY_INSERT: bool = false;
+    const ROW_ID: &'static str = "ctid";
     /// `NUMERIC` columns, bound and read as exact decimals.
     type Decimal = Decimal;
 }
@@ -83,7 +86,7 @@ impl Store for PostgresStore {
     #[tracing::instrument(name = "store.migrate", skip_all, fields(backend = "postgres"))]
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        common::upgrade::carry_forward_v1(self).await
     }
 
     #[tracing::instrument(name = "store.readiness", skip_all, fields(backend = "postgres"))]

@@ -5,18 +5,10 @@ use async_trait::async_trait;
 
 use super::PostgresStore;
 use crate::store::admin::{ReportQuery, ReportRow};
+use crate::store::common::increments::sums;
 use crate::store::common::reports as shared;
 use crate::store::retention::{Rollup, RollupBatch};
 use crate::store::{CostTotal, ReportStore, StoreError};
-
-/// The increment columns of an energy report, summed per key and currency (`SUM(bigint)` is
-/// `NUMERIC` on PostgreSQL, hence the casts back).
-const REPORT_SUMS: &str = "CAST(SUM(h.observed_ms) AS BIGINT) AS observed_ms,
-    CAST(SUM(h.idle_ms) AS BIGINT) AS idle_ms,
-    CAST(SUM(h.unknown_ms) AS BIGINT) AS unknown_ms,
-    SUM(h.energy_j) AS energy_j, SUM(h.idle_energy_j) AS idle_energy_j,
-    SUM(h.cost) AS cost, SUM(h.idle_cost) AS idle_cost,
-    SUM(h.co2_g) AS co2_g, SUM(h.idle_co2_g) AS idle_co2_g";
 
 /// The transaction-scoped advisory lock that lets one collector at a time move rows.
 const ROLLUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7310452)";
@@ -25,7 +17,7 @@ const ROLLUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7310452)";
 impl ReportStore for PostgresStore {
     #[tracing::instrument(name = "store.energy_report", skip_all, fields(backend = "postgres"))]
     async fn energy_report(&self, query: &ReportQuery) -> Result<Vec<ReportRow>, StoreError> {
-        let sql = shared::report_sql(query, REPORT_SUMS, " GROUP BY 1, 2");
+        let sql = shared::report_sql(query, &sums("h."), " GROUP BY 1, 2");
         shared::energy_report(&self.pool, sql, query).await
     }
 

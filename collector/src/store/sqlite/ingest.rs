@@ -1,27 +1,35 @@
 //! [`IngestStore`] on SQLite. A heartbeat batch is written with multi-row statements in
-//! chunks (SQLite has no array parameters), and the new totals are added up in Rust: the
-//! machines' current totals are read with the lock, summed exactly, and written back whole.
+//! chunks (SQLite has no array parameters); usage rows and totals are added up in Rust: the
+//! stored rows the batch touches are read under the write lock, summed exactly and written
+//! back whole.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rust_decimal::Decimal;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, Transaction};
 
 use super::{DecimalText, SqliteStore};
-use crate::accounting::{Increment, Params};
+use crate::accounting::{Attribution, Increment};
 use crate::secrets::TokenHash;
-use crate::store::common::CostRow;
-use crate::store::common::batch::{self, AcceptedRow, Locked, MachineUpdate, i64_of};
-use crate::store::common::ingest::{self as shared, EnrollSql, LockedRow, TotalsRow};
+use crate::store::common::increments::{
+    IncrementRow, column_list, decimals, replace_on_conflict, times,
+};
+use crate::store::common::ingest::{
+    self as shared, EnrollSql, LockedRow, PLACEMENT_IDS, PlacementIdsRow, assemble_locked,
+};
+use crate::store::common::rates::{load_rate_book, rates_version_in};
+use crate::store::ingest::{
+    MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
+};
 use crate::store::{
     EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot, HeartbeatJob, IngestStore,
-    JobOutcome, MachineQuery, MachineRow, StoreError,
+    JobOutcome, StoreError,
 };
 
 /// Most bound parameters used in one `IN (…)` list.
 const IN_CHUNK: usize = 500;
-/// Rows per multi-row statement (19 parameters each, well under SQLite's 32766).
+/// Rows per multi-row statement (21 parameters each at most, well under SQLite's 32766).
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// The enrolment runs under the write lock (`BEGIN IMMEDIATE`): nothing to lock row by row.
@@ -70,23 +78,57 @@ impl IngestStore for SqliteStore {
     async fn commit_heartbeats(
         &self,
         jobs: &[HeartbeatJob],
-        params: Params,
+        books: &RateBookCache,
+        planner: &dyn Planner,
     ) -> Result<Vec<JobOutcome>, StoreError> {
         let mut ids: Vec<&str> = jobs.iter().map(|j| j.machine_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut current = load_current(&mut tx, &ids).await?;
-        let locked: HashMap<String, Locked> = current
-            .iter()
-            .map(|(id, c)| (id.clone(), c.locked.clone()))
-            .collect();
-        let plan = batch::plan(jobs, &locked, params);
-        for rows in plan.rows.chunks(ROWS_PER_STATEMENT) {
-            insert_heartbeats(&mut tx, rows).await?;
+        let version = rates_version_in(&mut tx).await?;
+        let book = match books.get(version) {
+            Some(book) => book,
+            None => {
+                let book = Arc::new(load_rate_book(&mut tx, version).await?);
+                books.put(book.clone());
+                book
+            }
+        };
+        let mut rows: Vec<LockedRow> = Vec::with_capacity(ids.len());
+        let mut placements: Vec<PlacementIdsRow> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT m.id, m.num, m.last_seq, m.last_sent_at_ms, c.token_hash
+                 FROM machines m
+                 JOIN agent_credentials c ON c.machine_id = m.id AND c.revoked_at_ms IS NULL
+                 WHERE m.id IN ({}) AND m.retired_at_ms IS NULL",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_as::<_, LockedRow>(AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            rows.extend(query.fetch_all(&mut *tx).await?);
+            let sql = format!(
+                "SELECT {PLACEMENT_IDS} FROM machine_placements WHERE machine_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query =
+                sqlx::query_as::<_, PlacementIdsRow>(AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            placements.extend(query.fetch_all(&mut *tx).await?);
         }
-        for updates in plan.updates.chunks(ROWS_PER_STATEMENT) {
-            update_machines(&mut tx, updates, &mut current).await?;
+        let locked = assemble_locked(rows, placements);
+        let plan = planner.plan(jobs, &locked, &book);
+        for rows in plan.raw.chunks(ROWS_PER_STATEMENT) {
+            insert_raw(&mut tx, rows).await?;
+        }
+        add_usage(&mut tx, &plan.usage).await?;
+        add_totals(&mut tx, &plan.totals).await?;
+        for update in &plan.machines {
+            update_machine(&mut tx, update).await?;
         }
         tx.commit().await?;
         Ok(plan.outcomes)
@@ -98,25 +140,10 @@ impl IngestStore for SqliteStore {
         shared::fleet_snapshot(self.pool.begin().await?).await
     }
 
-    #[tracing::instrument(name = "store.list_machines", skip_all, fields(backend = "sqlite"))]
-    async fn list_machines(
-        &self,
-        query: &MachineQuery,
-    ) -> Result<(Vec<MachineRow>, i64), StoreError> {
-        shared::list_machines(&self.pool, query).await
-    }
-
     #[tracing::instrument(name = "store.retire_machine", skip_all, fields(backend = "sqlite"))]
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         shared::retire_machine(&self.pool, id, now_ms).await
     }
-}
-
-/// A locked machine with its current totals (SQLite adds decimals in the collector).
-struct Current {
-    locked: Locked,
-    totals: Increment,
-    costs: HashMap<String, (Decimal, Decimal)>,
 }
 
 /// `?, ?, …` for an `IN` list of `n` values.
@@ -124,103 +151,23 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// The machines of a batch with their totals, read under the write lock.
-async fn load_current(
+/// Multi-row `INSERT` of raw heartbeats (one statement per chunk). Also used by `migrate-data`.
+pub(crate) async fn insert_raw(
     tx: &mut Transaction<'_, Sqlite>,
-    ids: &[&str],
-) -> Result<HashMap<String, Current>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct LockedMachine {
-        #[sqlx(flatten)]
-        locked: LockedRow<DecimalText>,
-        #[sqlx(flatten)]
-        totals: TotalsRow<DecimalText>,
-    }
-    #[derive(sqlx::FromRow)]
-    struct MachineCost {
-        machine_id: String,
-        #[sqlx(flatten)]
-        cost: CostRow<DecimalText>,
-    }
-    let mut current = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT m.id, m.last_seq, m.last_sent_at_ms, p.idle_watts, p.active_watts,
-                    s.price_per_kwh, s.carbon_intensity_g_per_kwh, s.currency,
-                    m.observed_ms, m.idle_ms, m.unknown_ms, m.energy_j, m.idle_energy_j,
-                    m.co2_g, m.idle_co2_g
-             FROM machines m
-             JOIN sites s ON s.id = m.site_id
-             JOIN power_profiles p ON p.id = m.power_profile_id
-             WHERE m.id IN ({}) AND m.retired_at_ms IS NULL",
-            placeholders(chunk.len())
-        );
-        let mut query = sqlx::query_as::<_, LockedMachine>(AssertSqlSafe(sql)).persistent(false);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            current.insert(
-                row.locked.id.clone(),
-                Current {
-                    locked: row.locked.into(),
-                    totals: row.totals.into(),
-                    costs: HashMap::new(),
-                },
-            );
-        }
-        let sql = format!(
-            "SELECT machine_id, currency, cost, idle_cost FROM machine_cost_totals
-             WHERE machine_id IN ({})",
-            placeholders(chunk.len())
-        );
-        let mut query = sqlx::query_as::<_, MachineCost>(AssertSqlSafe(sql)).persistent(false);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            if let Some(c) = current.get_mut(&row.machine_id) {
-                c.costs
-                    .insert(row.cost.currency, (row.cost.cost.0, row.cost.idle_cost.0));
-            }
-        }
-    }
-    Ok(current)
-}
-
-/// Multi-row `INSERT` of accepted heartbeats (one statement per chunk).
-async fn insert_heartbeats(
-    tx: &mut Transaction<'_, Sqlite>,
-    rows: &[AcceptedRow<'_>],
+    rows: &[RawHeartbeat],
 ) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT OR IGNORE INTO heartbeats (machine_id, seq, sent_at_ms, received_at_ms,
-             idle_input_ms, session, cpu_ratio, memory_ratio, uptime_seconds, observed_ms,
-             idle_ms, unknown_ms, energy_j, idle_energy_j, currency, cost, idle_cost, co2_g,
-             idle_co2_g) ",
+        "INSERT INTO heartbeats (sent_at_ms, machine, idle_ms, observed_ms, state) ",
     );
     q.push_values(rows, |mut b, r| {
-        let h = r.heartbeat;
-        let i = &r.increment;
-        b.push_bind(r.machine_id)
-            .push_bind(i64_of(h.seq))
-            .push_bind(h.sent_at_ms)
-            .push_bind(r.received_at_ms)
-            .push_bind(h.idle_ms)
-            .push_bind(h.session.as_str())
-            .push_bind(h.cpu_usage_ratio)
-            .push_bind(h.memory_usage_ratio)
-            .push_bind(h.uptime_seconds.map(i64_of))
-            .push_bind(i.observed_ms)
-            .push_bind(i.idle_ms)
-            .push_bind(i.unknown_ms)
-            .push_bind(DecimalText(i.energy_j))
-            .push_bind(DecimalText(i.idle_energy_j))
-            .push_bind(r.currency)
-            .push_bind(DecimalText(i.cost))
-            .push_bind(DecimalText(i.idle_cost))
-            .push_bind(DecimalText(i.co2_g))
-            .push_bind(DecimalText(i.idle_co2_g));
+        b.push_bind(r.sent_at_ms)
+            .push_bind(r.machine)
+            .push_bind(r.idle_ms)
+            .push_bind(r.observed_ms)
+            .push_bind(r.state);
     });
     // Row counts vary per batch: caching every variant would pin a large compiled statement
     // per count and connection.
@@ -228,90 +175,202 @@ async fn insert_heartbeats(
     Ok(())
 }
 
-/// New totals (old + this batch, added exactly in Rust) for a chunk of machines: one
-/// `UPDATE … FROM (VALUES …)` and one multi-row upsert of the money totals.
-async fn update_machines(
+fn push_values(b: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>, i: &Increment) {
+    for v in times(i) {
+        b.push_bind(v);
+    }
+    for v in decimals(i) {
+        b.push_bind(DecimalText(v));
+    }
+}
+
+/// Adds the batch's usage deltas to the stored rows, exactly.
+async fn add_usage(
     tx: &mut Transaction<'_, Sqlite>,
-    updates: &[MachineUpdate<'_>],
-    current: &mut HashMap<String, Current>,
+    deltas: &[UsageDelta],
 ) -> Result<(), sqlx::Error> {
-    struct Row<'a> {
-        u: &'a MachineUpdate<'a>,
-        totals: Increment,
-        cost: Decimal,
-        idle_cost: Decimal,
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        machine: i64,
+        hour_ms: i64,
+        site_id: i64,
+        department: String,
+        profile_id: i64,
+        currency: String,
+        #[sqlx(flatten)]
+        values: IncrementRow<DecimalText>,
     }
-    let mut rows = Vec::with_capacity(updates.len());
-    for u in updates {
-        let Some(c) = current.get_mut(u.machine_id) else {
-            continue;
-        };
-        c.totals.add(&u.sum);
-        let money = c
-            .costs
-            .entry(u.currency.to_string())
-            .or_insert((Decimal::ZERO, Decimal::ZERO));
-        money.0 += u.sum.cost;
-        money.1 += u.sum.idle_cost;
-        rows.push(Row {
-            u,
-            totals: c.totals.clone(),
-            cost: money.0,
-            idle_cost: money.1,
-        });
-    }
-    if rows.is_empty() {
+    if deltas.is_empty() {
         return Ok(());
     }
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "UPDATE machines SET last_seq = u.column2, last_sent_at_ms = u.column3,
-             last_received_at_ms = u.column4, last_idle_ms = u.column5, last_session = u.column6,
-             last_cpu_ratio = u.column7, last_memory_ratio = u.column8,
-             last_uptime_seconds = u.column9, observed_ms = u.column10, idle_ms = u.column11,
-             unknown_ms = u.column12, energy_j = u.column13, idle_energy_j = u.column14,
-             co2_g = u.column15, idle_co2_g = u.column16
-         FROM (",
-    );
-    q.push_values(&rows, |mut b, r| {
-        let (received_at_ms, h) = r.u.newest;
-        let t = &r.totals;
-        b.push_bind(r.u.machine_id)
-            .push_bind(i64_of(r.u.cursor.last_seq))
-            .push_bind(r.u.cursor.last_sent_at_ms)
-            .push_bind(received_at_ms)
-            .push_bind(h.idle_ms)
-            .push_bind(h.session.as_str())
-            .push_bind(h.cpu_usage_ratio)
-            .push_bind(h.memory_usage_ratio)
-            .push_bind(h.uptime_seconds.map(i64_of))
-            .push_bind(t.observed_ms)
-            .push_bind(t.idle_ms)
-            .push_bind(t.unknown_ms)
-            .push_bind(DecimalText(t.energy_j))
-            .push_bind(DecimalText(t.idle_energy_j))
-            .push_bind(DecimalText(t.co2_g))
-            .push_bind(DecimalText(t.idle_co2_g));
+    let mut machines: Vec<i64> = deltas.iter().map(|d| d.machine).collect();
+    machines.sort_unstable();
+    machines.dedup();
+    let (first_hour, last_hour) = deltas.iter().fold((i64::MAX, i64::MIN), |(lo, hi), d| {
+        (lo.min(d.hour_ms), hi.max(d.hour_ms))
     });
-    q.push(") AS u WHERE machines.id = u.column1");
-    // Row counts vary per batch: caching every variant would pin a large compiled statement
-    // per count and connection.
-    q.build().persistent(false).execute(&mut **tx).await?;
+    let mut stored: HashMap<(i64, i64, Attribution), Increment> = HashMap::new();
+    for chunk in machines.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT machine, hour_ms, site_id, department, profile_id, currency, {}
+             FROM usage_hours WHERE hour_ms >= ? AND hour_ms <= ? AND machine IN ({})",
+            column_list(""),
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, Stored>(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(first_hour)
+            .bind(last_hour);
+        for m in chunk {
+            query = query.bind(*m);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let key = (
+                row.machine,
+                row.hour_ms,
+                Attribution {
+                    site_id: row.site_id,
+                    department: row.department,
+                    profile_id: row.profile_id,
+                    currency: row.currency,
+                },
+            );
+            stored.insert(key, row.values.into());
+        }
+    }
+    let rows: Vec<(&UsageDelta, Increment)> = deltas
+        .iter()
+        .map(|d| {
+            let mut sum = stored
+                .remove(&(d.machine, d.hour_ms, d.attribution.clone()))
+                .unwrap_or_default();
+            sum.add(&d.increment);
+            (d, sum)
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO usage_hours (machine, hour_ms, site_id, department, profile_id, currency,
+                 {}) ",
+            column_list("")
+        ));
+        q.push_values(chunk, |mut b, (d, sum)| {
+            b.push_bind(d.machine)
+                .push_bind(d.hour_ms)
+                .push_bind(d.attribution.site_id)
+                .push_bind(d.attribution.department.as_str())
+                .push_bind(d.attribution.profile_id)
+                .push_bind(d.attribution.currency.as_str());
+            push_values(&mut b, sum);
+        });
+        q.push(format!(
+            " ON CONFLICT (machine, hour_ms, site_id, department, profile_id, currency)
+              DO UPDATE SET {}",
+            replace_on_conflict()
+        ));
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
 
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO machine_cost_totals (machine_id, currency, cost, idle_cost) ",
-    );
-    q.push_values(&rows, |mut b, r| {
-        b.push_bind(r.u.machine_id)
-            .push_bind(r.u.currency)
-            .push_bind(DecimalText(r.cost))
-            .push_bind(DecimalText(r.idle_cost));
-    });
-    q.push(
-        " ON CONFLICT (machine_id, currency) DO UPDATE
-          SET cost = excluded.cost, idle_cost = excluded.idle_cost",
-    );
-    // Row counts vary per batch: caching every variant would pin a large compiled statement
-    // per count and connection.
-    q.build().persistent(false).execute(&mut **tx).await?;
+/// Adds the batch's totals deltas to the stored totals, exactly.
+async fn add_totals(
+    tx: &mut Transaction<'_, Sqlite>,
+    deltas: &[TotalsDelta],
+) -> Result<(), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        machine_id: String,
+        site_id: i64,
+        department: String,
+        currency: String,
+        #[sqlx(flatten)]
+        values: IncrementRow<DecimalText>,
+    }
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let mut machines: Vec<&str> = deltas.iter().map(|d| d.machine_id.as_str()).collect();
+    machines.sort_unstable();
+    machines.dedup();
+    let mut stored: HashMap<(String, i64, String, String), Increment> = HashMap::new();
+    for chunk in machines.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT machine_id, site_id, department, currency, {}
+             FROM machine_totals WHERE machine_id IN ({})",
+            column_list(""),
+            placeholders(chunk.len())
+        );
+        let mut query = sqlx::query_as::<_, Stored>(AssertSqlSafe(sql)).persistent(false);
+        for m in chunk {
+            query = query.bind(*m);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            stored.insert(
+                (row.machine_id, row.site_id, row.department, row.currency),
+                row.values.into(),
+            );
+        }
+    }
+    let rows: Vec<(&TotalsDelta, Increment)> = deltas
+        .iter()
+        .map(|d| {
+            let key = (
+                d.machine_id.clone(),
+                d.site_id,
+                d.department.clone(),
+                d.currency.clone(),
+            );
+            let mut sum = stored.remove(&key).unwrap_or_default();
+            sum.add(&d.increment);
+            (d, sum)
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO machine_totals (machine_id, site_id, department, currency, {}) ",
+            column_list("")
+        ));
+        q.push_values(chunk, |mut b, (d, sum)| {
+            b.push_bind(d.machine_id.as_str())
+                .push_bind(d.site_id)
+                .push_bind(d.department.as_str())
+                .push_bind(d.currency.as_str());
+            push_values(&mut b, sum);
+        });
+        q.push(format!(
+            " ON CONFLICT (machine_id, site_id, department, currency) DO UPDATE SET {}",
+            replace_on_conflict()
+        ));
+        q.build().persistent(false).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The new cursor and last report of one machine (a prepared statement, reused).
+async fn update_machine(
+    tx: &mut Transaction<'_, Sqlite>,
+    u: &MachineUpdate,
+) -> Result<(), sqlx::Error> {
+    let Some((received, hb)) = u.last else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE machines SET last_seq = ?1, last_sent_at_ms = ?2, last_received_at_ms = ?3,
+             last_idle_ms = ?4, last_session = ?5, last_cpu_ratio = ?6, last_memory_ratio = ?7,
+             last_uptime_seconds = ?8
+         WHERE id = ?9",
+    )
+    .bind(i64::try_from(u.cursor.last_seq).unwrap_or(i64::MAX))
+    .bind(u.cursor.hw_ms)
+    .bind(received)
+    .bind(hb.idle_ms)
+    .bind(hb.session.as_str())
+    .bind(hb.cpu_usage_ratio)
+    .bind(hb.memory_usage_ratio)
+    .bind(hb.uptime_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
+    .bind(u.machine_id.as_str())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -38,8 +38,11 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 impl Dialect for Sqlite {
     const LABEL: &'static str = "sqlite";
-    /// The TEXT column sorted as a number (an approximation, only for the order).
-    const IDLE_ENERGY_ORDER: &'static str = "CAST(m.idle_energy_j AS REAL)";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const RATES_LOCK_EXCLUSIVE: Option<&'static str> = None;
+    const FOR_UPDATE: &'static str = "";
+    const NUM_BY_INSERT: bool = true;
+    const ROW_ID: &'static str = "rowid";
     type Decimal = DecimalText;
 }
 
@@ -181,7 +184,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(name = "store.migrate", skip_all, fields(backend = "sqlite"))]
     async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        common::upgrade::carry_forward_v1(self).await
     }
 
     #[tracing::instrument(name = "store.readiness", skip_all, fields(backend = "sqlite"))]
