@@ -101,7 +101,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let settings = AgentSettings::load(cli.config.as_deref(), &flags)?;
     match cli.command {
-        Command::Run => run::Agent::new(settings)?.run(shutdown_signal()).await,
+        Command::Run => {
+            run::Agent::new(settings)?
+                .run(greenops_runtime::shutdown_signal())
+                .await
+        }
         Command::Service => service::run(settings).await,
         Command::Enroll => {
             let machine_id = run::Agent::new(settings)?.enroll().await?;
@@ -188,28 +192,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
