@@ -3,7 +3,6 @@
 
 pub mod accounting;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod currency;
