@@ -92,7 +92,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let flags = Flags {
         server_url: cli.server,
-        enrollment_token: cli.enrollment_token,
+        enrollment_token: cli.enrollment_token.map(Into::into),
         state_dir: cli.state_dir,
         heartbeat_interval_seconds: cli.heartbeat_interval_seconds,
         sample_interval_seconds: cli.sample_interval_seconds,

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use greenops_protocol::{EnrollRequest, Heartbeat, MAX_BATCH_HEARTBEATS};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -90,7 +91,7 @@ impl Agent {
 
     /// Enrols (or re-enrols, rotating the credential) with the configured enrollment token.
     pub async fn enroll(&mut self) -> anyhow::Result<String> {
-        let token = self.settings.enrollment_token.clone().ok_or_else(|| {
+        let token = self.settings.enrollment_token.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
                 "no enrollment token configured (--enrollment-token or GREENOPS_ENROLLMENT_TOKEN)"
             )
@@ -99,7 +100,7 @@ impl Agent {
         let answer = self
             .transport
             .enroll(&EnrollRequest {
-                enrollment_token: Some(token),
+                enrollment_token: Some(token.expose_secret().to_string()),
                 machine_key: self.state.identity.machine_key.clone(),
                 hostname,
                 os,
@@ -163,7 +164,7 @@ impl Agent {
                 .cloned()
                 .collect();
             let last = batch.last().map(|h| h.seq).unwrap_or(0);
-            match self.transport.send(&token, &batch).await {
+            match self.transport.send(token.expose_secret(), &batch).await {
                 Ok(answer) => {
                     if let Err(e) = self.spool.ack(last) {
                         self.fail(format!("cannot update the spool: {e}"), None);

@@ -1,18 +1,21 @@
 //! The typed settings tree: defaults → `greenops.toml` → `GREENOPS_*` environment → flags
-//! (DESIGN §7). Units are part of every name; secrets are redacted in `Debug`.
+//! (DESIGN §7). Units are part of every name; secrets are [`SecretString`]s (redacted in
+//! `Debug`, zeroed when dropped) and the database URL's password is redacted by hand.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use greenops_runtime::secret::serialize_exposed;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::accounting::Params;
 use crate::store::SqliteDurability;
 
 /// Every setting of the collector.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Address of the one HTTP port (agent API, admin API and page, `/metrics`).
@@ -190,15 +193,27 @@ pub struct IngestSettings {
     pub revocation_poll_seconds: u64,
 }
 
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
+    #[serde(serialize_with = "serialize_exposed")]
+    pub bearer_token: Option<SecretString>,
     /// When both are set, `/metrics` requires HTTP basic auth with them (either scheme is
     /// accepted when a bearer token is configured too).
     pub basic_auth_username: Option<String>,
-    pub basic_auth_password: Option<String>,
+    #[serde(serialize_with = "serialize_exposed")]
+    pub basic_auth_password: Option<SecretString>,
+}
+
+/// By value (secrets included): settings are compared in tests.
+impl PartialEq for MetricsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        use greenops_runtime::secret::same;
+        same(&self.bearer_token, &other.bearer_token)
+            && self.basic_auth_username == other.basic_auth_username
+            && same(&self.basic_auth_password, &other.basic_auth_password)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,42 +310,6 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for MetricsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsSettings")
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("basic_auth_username", &self.basic_auth_username)
-            .field(
-                "basic_auth_password",
-                &self.basic_auth_password.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("listen", &self.listen)
-            .field("data_dir", &self.data_dir)
-            .field("database", &self.database)
-            .field("accounting", &self.accounting)
-            .field("enrollment", &self.enrollment)
-            .field("ingest", &self.ingest)
-            .field("metrics", &self.metrics)
-            .field("telemetry", &self.telemetry)
-            .field("auth", &self.auth)
-            .field("admin", &self.admin)
-            .field("retention", &self.retention)
-            .field("tls", &self.tls)
-            .field("http", &self.http)
             .finish()
     }
 }
@@ -488,7 +467,9 @@ impl Settings {
         let m = &self.metrics;
         if m.basic_auth_username.is_some() != m.basic_auth_password.is_some()
             || m.basic_auth_username.as_deref() == Some("")
-            || m.basic_auth_password.as_deref() == Some("")
+            || m.basic_auth_password
+                .as_ref()
+                .is_some_and(|p| p.expose_secret().is_empty())
         {
             return bad(
                 "metrics.basic_auth_username",
@@ -513,7 +494,12 @@ impl Settings {
                 "password_workers must be at most 64 and password_queue at most 10000",
             );
         }
-        if self.metrics.bearer_token.as_deref() == Some("") {
+        if self
+            .metrics
+            .bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().is_empty())
+        {
             return bad(
                 "metrics.bearer_token",
                 "must not be empty (leave it out to turn it off)",
