@@ -713,6 +713,142 @@ mod tests {
         assert_eq!(parsed, Settings::default());
     }
 
+    /// The key names of the settings table at `section` (`""`: the top level), as the
+    /// derived `Deserialize` knows them — `Option`s that serialize to nothing included: an
+    /// unknown key makes it list every field in its error ("expected one of `a`, `b`…").
+    fn keys_of(section: &str) -> Vec<String> {
+        const PROBE: &str = "__not_a_setting__";
+        let header = if section.is_empty() {
+            String::new()
+        } else {
+            format!("[{section}]\n")
+        };
+        let err = toml::from_str::<Settings>(&format!("{header}{PROBE} = 0\n"))
+            .expect_err("the probe key is unknown")
+            .to_string();
+        let listed = err
+            .split_once(&format!("unknown field `{PROBE}`"))
+            .unwrap_or_else(|| panic!("no field list in: {err}"))
+            .1;
+        listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every `(section, key)` the types know; a key is a section when the defaults serialize
+    /// it as a table.
+    fn every_key() -> Vec<Key> {
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        let mut keys = Vec::new();
+        for key in keys_of("") {
+            match defaults.get(&key) {
+                Some(toml::Value::Table(_)) => {
+                    let inner = keys_of(&key);
+                    assert!(!inner.is_empty(), "[{key}] lists no fields");
+                    keys.extend(inner.into_iter().map(|k| (key.clone(), k)));
+                }
+                _ => keys.push((String::new(), key)),
+            }
+        }
+        keys
+    }
+
+    /// A setting's place: its `[section]` (`""`: the top level) and its key.
+    type Key = (String, String);
+
+    /// The template's keys by section: `key = …` lines, and `# key = …` lines (a setting
+    /// documented but left at its default, which is often "unset").
+    fn template_keys(template: &str) -> (Vec<Key>, Vec<Key>) {
+        let is_key = |k: &str| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let (mut set, mut commented) = (Vec::new(), Vec::new());
+        let mut section = String::new();
+        for line in template.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let (target, text) = match line.strip_prefix('#') {
+                Some(rest) => (&mut commented, rest.trim()),
+                None => (&mut set, line),
+            };
+            if let Some((key, _)) = text.split_once(" = ")
+                && is_key(key)
+            {
+                target.push((section.clone(), key.to_string()));
+            }
+        }
+        (set, commented)
+    }
+
+    #[test]
+    fn the_default_config_documents_every_setting_and_no_other() {
+        let template = default_config_toml();
+        let known = every_key();
+        assert!(known.contains(&(String::new(), "listen".into())));
+        assert!(known.contains(&("metrics".into(), "bearer_token".into())));
+        assert!(known.contains(&("tls".into(), "cert".into())));
+        let (set, commented) = template_keys(&template);
+        let name = |(section, key): &Key| {
+            if section.is_empty() {
+                key.clone()
+            } else {
+                format!("{section}.{key}")
+            }
+        };
+        let undocumented: Vec<String> = known
+            .iter()
+            .filter(|k| !set.contains(k) && !commented.contains(k))
+            .map(name)
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "settings missing from default_config_toml() (add `key = default` or `# key = example` \
+             in their [section]): {undocumented:?}"
+        );
+        let unknown: Vec<String> = set
+            .iter()
+            .chain(&commented)
+            .filter(|k| !known.contains(k))
+            .map(name)
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "default_config_toml() names keys the settings do not have: {unknown:?}"
+        );
+        let twice: Vec<String> = known
+            .iter()
+            .filter(|k| set.iter().chain(&commented).filter(|t| t == k).count() > 1)
+            .map(name)
+            .collect();
+        assert!(twice.is_empty(), "documented more than once: {twice:?}");
+        // The commented examples are real values: with every one of them switched on the
+        // template still parses and validates.
+        let uncommented: String = template
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| commented.iter().any(|(_, c)| c == k)) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        let all_set = Settings::from_toml(&uncommented).unwrap();
+        assert!(all_set.metrics.bearer_token.is_some() && all_set.tls.key.is_some());
+    }
+
     #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let err = Settings::from_toml("[accounting]\nidle_treshold_seconds = 5\n").unwrap_err();
