@@ -162,35 +162,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Idle => {
-            let mut sources = idle::sources();
-            if sources.is_empty() {
-                println!(
-                    "no idle source is available on this platform: idle time is reported as unknown"
-                );
-            }
-            for source in &mut sources {
-                match source.read() {
-                    Ok(r) => println!(
-                        "{:<18} idle {} s, session {}",
-                        source.name(),
-                        r.idle_seconds
-                            .map_or("unknown".into(), |s| format!("{s:.1}")),
-                        r.session.as_str()
-                    ),
-                    Err(e) => println!("{:<18} unavailable: {e}", source.name()),
-                }
-            }
-            let chosen = idle::read_first(&mut sources);
-            println!(
-                "reported           idle {} s, session {} (source: {})",
-                chosen
-                    .idle_seconds
-                    .map_or("null".into(), |s| format!("{s:.1}")),
-                chosen.session.as_str(),
-                chosen.source
-            );
-            Ok(())
+        // The sources block on their sockets: off the async workers.
+        Command::Idle => tokio::task::spawn_blocking(print_idle_sources).await?,
+    }
+}
+
+/// `greenops-agent idle`: what each source sees now, and what would be reported (blocking).
+fn print_idle_sources() -> anyhow::Result<()> {
+    let mut sources = idle::sources();
+    if sources.is_empty() {
+        println!("no idle source is available on this platform: idle time is reported as unknown");
+    }
+    for source in &mut sources {
+        match source.read() {
+            Ok(r) => println!(
+                "{:<18} idle {} s, session {}",
+                source.name(),
+                r.idle_seconds
+                    .map_or("unknown".into(), |s| format!("{s:.1}")),
+                r.session.as_str()
+            ),
+            Err(e) => println!("{:<18} unavailable: {e}", source.name()),
         }
     }
+    let chosen = idle::read_first(&mut sources);
+    println!(
+        "reported           idle {} s, session {} (source: {})",
+        chosen
+            .idle_seconds
+            .map_or("null".into(), |s| format!("{s:.1}")),
+        chosen.session.as_str(),
+        chosen.source
+    );
+    Ok(())
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::backoff::Backoff;
-use crate::idle::{self, IdleSource, Reading};
+use crate::idle::{self, Reading, Sampler};
 use crate::settings::AgentSettings;
 use crate::spool::{Bounds, Spool, write_atomically};
 use crate::state::State;
@@ -49,7 +49,8 @@ pub struct Agent {
     state: State,
     spool: Spool,
     transport: Transport,
-    sources: Vec<Box<dyn IdleSource>>,
+    /// The idle sources, read on the blocking pool (they wait on sockets).
+    idle: Sampler,
     system: SystemSampler,
     backoff: Backoff,
     retry_at: Option<Instant>,
@@ -79,7 +80,7 @@ impl Agent {
             state,
             spool,
             transport,
-            sources: idle::sources(),
+            idle: Sampler::new(idle::sources()),
             system: SystemSampler::new(),
             backoff: Backoff::default(),
             retry_at: None,
@@ -118,9 +119,9 @@ impl Agent {
     }
 
     /// Takes one heartbeat now and appends it to the spool (durably) before any sending.
-    pub fn take_heartbeat(&mut self) -> anyhow::Result<()> {
+    pub async fn take_heartbeat(&mut self) -> anyhow::Result<()> {
         self.system.refresh();
-        let reading: Reading = idle::read_first(&mut self.sources);
+        let reading: Reading = self.idle.read().await;
         let system = self.system.sample();
         let seq = self.state.next_seq()?;
         let hb = Heartbeat {
@@ -280,7 +281,7 @@ impl Agent {
             tokio::select! {
                 () = &mut stop => break,
                 _ = heartbeat.tick() => {
-                    self.take_heartbeat()?;
+                    self.take_heartbeat().await?;
                     self.deliver().await;
                 }
                 _ = sampling.tick() => self.system.refresh(),
@@ -291,7 +292,7 @@ impl Agent {
             }
         }
         tracing::info!("stopping: one last heartbeat");
-        self.take_heartbeat()?;
+        self.take_heartbeat().await?;
         self.retry_at = None;
         if tokio::time::timeout(Duration::from_secs(3), self.deliver())
             .await
