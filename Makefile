@@ -11,7 +11,7 @@ help: ## list targets
 build: ## debug build of every crate
 	$(CARGO) build --workspace
 
-release: ## optimised binaries in target/release
+release: ## optimised binaries in target/release (greenops, greenops-agent, greenops-bench)
 	$(CARGO) build --release --workspace
 
 run: ## zero-setup first run: collector on embedded SQLite (./data) plus a simulated 25-machine office
@@ -50,16 +50,16 @@ DURATION ?= 20
 CONNECTIONS ?= 256
 
 bench-postgres: release ## durable ingest on PostgreSQL (dev cluster), max rate, vs the ceiling
-	./target/release/greenops bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --database-url "$$(scripts/dev-postgres.sh start)"
+	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --database-url "$$(scripts/dev-postgres.sh start)"
 
 bench-postgres-latency: release ## the same at a fixed RATE (open loop): latency percentiles
-	./target/release/greenops bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --rate $(RATE) --database-url "$$(scripts/dev-postgres.sh start)"
+	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --rate $(RATE) --database-url "$$(scripts/dev-postgres.sh start)"
 
 bench-sqlite: release ## durable ingest on embedded SQLite, max rate, vs the ceiling
-	./target/release/greenops bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS)
+	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS)
 
 bench-metrics: release ## /metrics render time and size with 10k machines (MACHINES=100000 for the big one)
-	./target/release/greenops bench --machines $(or $(METRICS_MACHINES),10000) --duration 5 --connections 64 --no-ceiling
+	./target/release/greenops-bench --machines $(or $(METRICS_MACHINES),10000) --duration 5 --connections 64 --no-ceiling
 
 agent-footprint: ## agent memory, CPU per hour and binary size at default settings
 	scripts/agent-footprint.sh

@@ -92,7 +92,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let flags = Flags {
         server_url: cli.server,
-        enrollment_token: cli.enrollment_token,
+        enrollment_token: cli.enrollment_token.map(Into::into),
         state_dir: cli.state_dir,
         heartbeat_interval_seconds: cli.heartbeat_interval_seconds,
         sample_interval_seconds: cli.sample_interval_seconds,
@@ -101,7 +101,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let settings = AgentSettings::load(cli.config.as_deref(), &flags)?;
     match cli.command {
-        Command::Run => run::Agent::new(settings)?.run(shutdown_signal()).await,
+        Command::Run => {
+            run::Agent::new(settings)?
+                .run(greenops_runtime::shutdown_signal())
+                .await
+        }
         Command::Service => service::run(settings).await,
         Command::Enroll => {
             let machine_id = run::Agent::new(settings)?.enroll().await?;
@@ -158,58 +162,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Idle => {
-            let mut sources = idle::sources();
-            if sources.is_empty() {
-                println!(
-                    "no idle source is available on this platform: idle time is reported as unknown"
-                );
-            }
-            for source in &mut sources {
-                match source.read() {
-                    Ok(r) => println!(
-                        "{:<18} idle {} s, session {}",
-                        source.name(),
-                        r.idle_seconds
-                            .map_or("unknown".into(), |s| format!("{s:.1}")),
-                        r.session.as_str()
-                    ),
-                    Err(e) => println!("{:<18} unavailable: {e}", source.name()),
-                }
-            }
-            let chosen = idle::read_first(&mut sources);
-            println!(
-                "reported           idle {} s, session {} (source: {})",
-                chosen
-                    .idle_seconds
-                    .map_or("null".into(), |s| format!("{s:.1}")),
-                chosen.session.as_str(),
-                chosen.source
-            );
-            Ok(())
-        }
+        // The sources block on their sockets: off the async workers.
+        Command::Idle => tokio::task::spawn_blocking(print_idle_sources).await?,
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+/// `greenops-agent idle`: what each source sees now, and what would be reported (blocking).
+fn print_idle_sources() -> anyhow::Result<()> {
+    let mut sources = idle::sources();
+    if sources.is_empty() {
+        println!("no idle source is available on this platform: idle time is reported as unknown");
     }
+    for source in &mut sources {
+        match source.read() {
+            Ok(r) => println!(
+                "{:<18} idle {} s, session {}",
+                source.name(),
+                r.idle_seconds
+                    .map_or("unknown".into(), |s| format!("{s:.1}")),
+                r.session.as_str()
+            ),
+            Err(e) => println!("{:<18} unavailable: {e}", source.name()),
+        }
+    }
+    let chosen = idle::read_first(&mut sources);
+    println!(
+        "reported           idle {} s, session {} (source: {})",
+        chosen
+            .idle_seconds
+            .map_or("null".into(), |s| format!("{s:.1}")),
+        chosen.session.as_str(),
+        chosen.source
+    );
+    Ok(())
 }

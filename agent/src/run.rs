@@ -4,11 +4,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use greenops_protocol::{EnrollRequest, Heartbeat, MAX_BATCH_HEARTBEATS};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::backoff::Backoff;
-use crate::idle::{self, IdleSource, Reading};
+use crate::idle::{self, Reading, Sampler};
 use crate::settings::AgentSettings;
 use crate::spool::{Bounds, Spool, write_atomically};
 use crate::state::State;
@@ -48,7 +49,8 @@ pub struct Agent {
     state: State,
     spool: Spool,
     transport: Transport,
-    sources: Vec<Box<dyn IdleSource>>,
+    /// The idle sources, read on the blocking pool (they wait on sockets).
+    idle: Sampler,
     system: SystemSampler,
     backoff: Backoff,
     retry_at: Option<Instant>,
@@ -78,7 +80,7 @@ impl Agent {
             state,
             spool,
             transport,
-            sources: idle::sources(),
+            idle: Sampler::new(idle::sources()),
             system: SystemSampler::new(),
             backoff: Backoff::default(),
             retry_at: None,
@@ -90,7 +92,7 @@ impl Agent {
 
     /// Enrols (or re-enrols, rotating the credential) with the configured enrollment token.
     pub async fn enroll(&mut self) -> anyhow::Result<String> {
-        let token = self.settings.enrollment_token.clone().ok_or_else(|| {
+        let token = self.settings.enrollment_token.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
                 "no enrollment token configured (--enrollment-token or GREENOPS_ENROLLMENT_TOKEN)"
             )
@@ -99,7 +101,7 @@ impl Agent {
         let answer = self
             .transport
             .enroll(&EnrollRequest {
-                enrollment_token: Some(token),
+                enrollment_token: Some(token.expose_secret().to_string()),
                 machine_key: self.state.identity.machine_key.clone(),
                 hostname,
                 os,
@@ -117,9 +119,9 @@ impl Agent {
     }
 
     /// Takes one heartbeat now and appends it to the spool (durably) before any sending.
-    pub fn take_heartbeat(&mut self) -> anyhow::Result<()> {
+    pub async fn take_heartbeat(&mut self) -> anyhow::Result<()> {
         self.system.refresh();
-        let reading: Reading = idle::read_first(&mut self.sources);
+        let reading: Reading = self.idle.read().await;
         let system = self.system.sample();
         let seq = self.state.next_seq()?;
         let hb = Heartbeat {
@@ -163,7 +165,7 @@ impl Agent {
                 .cloned()
                 .collect();
             let last = batch.last().map(|h| h.seq).unwrap_or(0);
-            match self.transport.send(&token, &batch).await {
+            match self.transport.send(token.expose_secret(), &batch).await {
                 Ok(answer) => {
                     if let Err(e) = self.spool.ack(last) {
                         self.fail(format!("cannot update the spool: {e}"), None);
@@ -279,7 +281,7 @@ impl Agent {
             tokio::select! {
                 () = &mut stop => break,
                 _ = heartbeat.tick() => {
-                    self.take_heartbeat()?;
+                    self.take_heartbeat().await?;
                     self.deliver().await;
                 }
                 _ = sampling.tick() => self.system.refresh(),
@@ -290,7 +292,7 @@ impl Agent {
             }
         }
         tracing::info!("stopping: one last heartbeat");
-        self.take_heartbeat()?;
+        self.take_heartbeat().await?;
         self.retry_at = None;
         if tokio::time::timeout(Duration::from_secs(3), self.deliver())
             .await

@@ -5,15 +5,19 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use greenops_runtime::secret::serialize_exposed;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every setting of the agent; the enrollment token is a [`SecretString`] (redacted in `Debug`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSettings {
     /// Collector base URL, e.g. `https://greenops.example.org`.
     pub server_url: String,
     /// Used to enrol (and to re-enrol when the credential is rejected).
-    pub enrollment_token: Option<String>,
+    #[serde(serialize_with = "serialize_exposed")]
+    pub enrollment_token: Option<SecretString>,
     /// Where the identity, credential, `seq` and spool live.
     pub state_dir: PathBuf,
     pub heartbeat_interval_seconds: u64,
@@ -27,26 +31,6 @@ pub struct AgentSettings {
     pub spool_max_age_seconds: u64,
     /// Per-request timeout.
     pub request_timeout_seconds: u64,
-}
-
-impl std::fmt::Debug for AgentSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentSettings")
-            .field("server_url", &self.server_url)
-            .field(
-                "enrollment_token",
-                &self.enrollment_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("state_dir", &self.state_dir)
-            .field(
-                "heartbeat_interval_seconds",
-                &self.heartbeat_interval_seconds,
-            )
-            .field("sample_interval_seconds", &self.sample_interval_seconds)
-            .field("ca_file", &self.ca_file)
-            .field("proxy", &self.proxy)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The platform's configuration file.
@@ -92,8 +76,11 @@ impl Default for AgentSettings {
 pub struct Flags {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enrollment_token: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_exposed"
+    )]
+    pub enrollment_token: Option<SecretString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,5 +214,10 @@ mod tests {
             )
             .contains("s3cret")
         );
+        let flags = Flags {
+            enrollment_token: Some("s3cret".into()),
+            ..Flags::default()
+        };
+        assert!(!format!("{flags:?}").contains("s3cret"));
     }
 }

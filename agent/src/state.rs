@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use greenops_runtime::secret::serialize_exposed;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::spool::write_atomically;
@@ -14,26 +16,15 @@ use crate::spool::write_atomically;
 /// Numbers reserved per write of `seq.reserved`.
 const SEQ_BLOCK: u64 = 1000;
 
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// Who this agent is to the collector; the credential is a [`SecretString`] (redacted in
+/// `Debug`), written in clear only to `identity.json` (mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Identity {
     pub machine_key: String,
     #[serde(default)]
     pub machine_id: Option<String>,
-    #[serde(default)]
-    pub agent_token: Option<String>,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("machine_key", &self.machine_key)
-            .field("machine_id", &self.machine_id)
-            .field(
-                "agent_token",
-                &self.agent_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    #[serde(default, serialize_with = "serialize_exposed")]
+    pub agent_token: Option<SecretString>,
 }
 
 /// Identity plus the `seq` allocator.
@@ -110,7 +101,7 @@ impl State {
     /// Stores a new credential (from enrolment).
     pub fn save_credential(&mut self, machine_id: &str, agent_token: &str) -> anyhow::Result<()> {
         self.identity.machine_id = Some(machine_id.to_string());
-        self.identity.agent_token = Some(agent_token.to_string());
+        self.identity.agent_token = Some(agent_token.into());
         write_secret(
             &self.dir.join("identity.json"),
             &serde_json::to_vec_pretty(&self.identity)?,
@@ -189,7 +180,11 @@ mod tests {
         let mut s = State::open(&d).unwrap();
         s.save_credential("m1", "gok_agent_secret").unwrap();
         let s = State::open(&d).unwrap();
-        assert_eq!(s.identity.agent_token.as_deref(), Some("gok_agent_secret"));
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            s.identity.agent_token.as_ref().map(|t| t.expose_secret()),
+            Some("gok_agent_secret")
+        );
         assert!(!format!("{s:?}").contains("gok_agent_secret"));
     }
 }

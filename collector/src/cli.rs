@@ -49,13 +49,13 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         to: String,
     },
-    /// Measure durable ingest against a ceiling endpoint, then verify every heartbeat.
-    Bench(BenchArgs),
-    /// The benchmark's ceiling: an endpoint that only parses heartbeat JSON.
+    /// Moved to its own binary, `greenops-bench`: says so and exits 2, so old scripts fail
+    /// with a clear message.
     #[command(hide = true)]
-    BenchCeiling {
-        #[arg(long)]
-        listen: SocketAddr,
+    Bench {
+        /// Whatever the old command was given (shown in the message).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Simulate a fleet of agents with office habits against a running collector.
     Simulate(SimulateArgs),
@@ -89,35 +89,6 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Simulated agents, each with its own credential.
-    #[arg(long, default_value_t = 100_000)]
-    pub machines: usize,
-    /// Seconds of load (per side: greenops, then the ceiling).
-    #[arg(long, default_value_t = 30)]
-    pub duration: u64,
-    /// Heartbeats per second (open loop); default: as fast as answers come (closed loop).
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Database to benchmark (default: SQLite in a temporary directory).
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 64)]
-    pub connections: usize,
-    /// Skip the ceiling run.
-    #[arg(long)]
-    pub no_ceiling: bool,
-    /// Rounds of admin machine-list queries (6 kinds, 50 rows each) timed after the run;
-    /// 0 skips them.
-    #[arg(long, default_value_t = 30)]
-    pub list_rounds: usize,
-    /// Also time the machine list while the load runs (lowers the ingest figures).
-    #[arg(long)]
-    pub list_under_load: bool,
 }
 
 #[derive(Debug, Args)]
@@ -246,8 +217,7 @@ impl Cli {
                 result
             }
             Command::MigrateData { from, to } => migrate_data(config, from, to).await,
-            Command::Bench(args) => bench(args).await,
-            Command::BenchCeiling { listen } => crate::bench::ceiling::serve(listen).await,
+            Command::Bench { args } => Err(anyhow::Error::new(Moved::bench(&args))),
             Command::User(command) => user(config, command).await,
             Command::Retention { db } => retention(config, db).await,
             Command::Migrate { db } => {
@@ -328,24 +298,23 @@ async fn migrate_data(
     Ok(())
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let options = crate::bench::BenchOptions {
-        machines: args.machines,
-        duration: Duration::from_secs(args.duration),
-        rate: args.rate,
-        database_url: args.database_url,
-        connections: args.connections,
-        skip_ceiling: args.no_ceiling,
-        scrapes: 5,
-        list_rounds: args.list_rounds,
-        list_under_load: args.list_under_load,
-    };
-    let report = crate::bench::run(options.clone(), &|line| eprintln!("{line}")).await?;
-    print!("{}", report.summary(&options));
-    if let Err(e) = report.verified {
-        anyhow::bail!("verification failed: {e}");
+/// A command that moved to another binary: `main` prints the message and exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("moved: run {0}")]
+pub struct Moved(pub String);
+
+impl Moved {
+    /// `greenops bench …` is now `greenops-bench …`, with the same flags.
+    fn bench(args: &[String]) -> Self {
+        let mut command = String::from("greenops-bench");
+        for arg in args {
+            command.push(' ');
+            command.push_str(arg);
+        }
+        Moved(format!(
+            "{command} (./target/release/greenops-bench after `make release`; see BENCHMARKS.md)"
+        ))
     }
-    Ok(())
 }
 
 async fn retention(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<()> {

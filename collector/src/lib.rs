@@ -3,7 +3,6 @@
 
 pub mod accounting;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod currency;
@@ -209,27 +208,9 @@ impl App {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+/// Completes on SIGINT (Ctrl-C) or SIGTERM ([`greenops_runtime::shutdown_signal`]) and says so
+/// in the log.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
+    greenops_runtime::shutdown_signal().await;
     tracing::info!("shutdown requested");
 }

@@ -1,18 +1,21 @@
 //! The typed settings tree: defaults → `greenops.toml` → `GREENOPS_*` environment → flags
-//! (DESIGN §7). Units are part of every name; secrets are redacted in `Debug`.
+//! (DESIGN §7). Units are part of every name; secrets are [`SecretString`]s (redacted in
+//! `Debug`, zeroed when dropped) and the database URL's password is redacted by hand.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use greenops_runtime::secret::serialize_exposed;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::accounting::rates::SettingsVersion;
 use crate::store::SqliteDurability;
 
 /// Every setting of the collector.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Address of the one HTTP port (agent API, admin API and page, `/metrics`).
@@ -190,15 +193,27 @@ pub struct IngestSettings {
     pub revocation_poll_seconds: u64,
 }
 
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
+    #[serde(serialize_with = "serialize_exposed")]
+    pub bearer_token: Option<SecretString>,
     /// When both are set, `/metrics` requires HTTP basic auth with them (either scheme is
     /// accepted when a bearer token is configured too).
     pub basic_auth_username: Option<String>,
-    pub basic_auth_password: Option<String>,
+    #[serde(serialize_with = "serialize_exposed")]
+    pub basic_auth_password: Option<SecretString>,
+}
+
+/// By value (secrets included): settings are compared in tests.
+impl PartialEq for MetricsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        use greenops_runtime::secret::same;
+        same(&self.bearer_token, &other.bearer_token)
+            && self.basic_auth_username == other.basic_auth_username
+            && same(&self.basic_auth_password, &other.basic_auth_password)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,42 +310,6 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for MetricsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsSettings")
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("basic_auth_username", &self.basic_auth_username)
-            .field(
-                "basic_auth_password",
-                &self.basic_auth_password.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("listen", &self.listen)
-            .field("data_dir", &self.data_dir)
-            .field("database", &self.database)
-            .field("accounting", &self.accounting)
-            .field("enrollment", &self.enrollment)
-            .field("ingest", &self.ingest)
-            .field("metrics", &self.metrics)
-            .field("telemetry", &self.telemetry)
-            .field("auth", &self.auth)
-            .field("admin", &self.admin)
-            .field("retention", &self.retention)
-            .field("tls", &self.tls)
-            .field("http", &self.http)
             .finish()
     }
 }
@@ -490,7 +469,9 @@ impl Settings {
         let m = &self.metrics;
         if m.basic_auth_username.is_some() != m.basic_auth_password.is_some()
             || m.basic_auth_username.as_deref() == Some("")
-            || m.basic_auth_password.as_deref() == Some("")
+            || m.basic_auth_password
+                .as_ref()
+                .is_some_and(|p| p.expose_secret().is_empty())
         {
             return bad(
                 "metrics.basic_auth_username",
@@ -515,7 +496,12 @@ impl Settings {
                 "password_workers must be at most 64 and password_queue at most 10000",
             );
         }
-        if self.metrics.bearer_token.as_deref() == Some("") {
+        if self
+            .metrics
+            .bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().is_empty())
+        {
             return bad(
                 "metrics.bearer_token",
                 "must not be empty (leave it out to turn it off)",
@@ -727,6 +713,142 @@ mod tests {
     fn the_default_config_parses_back_to_the_defaults() {
         let parsed = Settings::from_toml(&default_config_toml()).unwrap();
         assert_eq!(parsed, Settings::default());
+    }
+
+    /// The key names of the settings table at `section` (`""`: the top level), as the
+    /// derived `Deserialize` knows them — `Option`s that serialize to nothing included: an
+    /// unknown key makes it list every field in its error ("expected one of `a`, `b`…").
+    fn keys_of(section: &str) -> Vec<String> {
+        const PROBE: &str = "__not_a_setting__";
+        let header = if section.is_empty() {
+            String::new()
+        } else {
+            format!("[{section}]\n")
+        };
+        let err = toml::from_str::<Settings>(&format!("{header}{PROBE} = 0\n"))
+            .expect_err("the probe key is unknown")
+            .to_string();
+        let listed = err
+            .split_once(&format!("unknown field `{PROBE}`"))
+            .unwrap_or_else(|| panic!("no field list in: {err}"))
+            .1;
+        listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every `(section, key)` the types know; a key is a section when the defaults serialize
+    /// it as a table.
+    fn every_key() -> Vec<Key> {
+        let defaults = toml::Value::try_from(Settings::default()).unwrap();
+        let mut keys = Vec::new();
+        for key in keys_of("") {
+            match defaults.get(&key) {
+                Some(toml::Value::Table(_)) => {
+                    let inner = keys_of(&key);
+                    assert!(!inner.is_empty(), "[{key}] lists no fields");
+                    keys.extend(inner.into_iter().map(|k| (key.clone(), k)));
+                }
+                _ => keys.push((String::new(), key)),
+            }
+        }
+        keys
+    }
+
+    /// A setting's place: its `[section]` (`""`: the top level) and its key.
+    type Key = (String, String);
+
+    /// The template's keys by section: `key = …` lines, and `# key = …` lines (a setting
+    /// documented but left at its default, which is often "unset").
+    fn template_keys(template: &str) -> (Vec<Key>, Vec<Key>) {
+        let is_key = |k: &str| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let (mut set, mut commented) = (Vec::new(), Vec::new());
+        let mut section = String::new();
+        for line in template.lines() {
+            let line = line.trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let (target, text) = match line.strip_prefix('#') {
+                Some(rest) => (&mut commented, rest.trim()),
+                None => (&mut set, line),
+            };
+            if let Some((key, _)) = text.split_once(" = ")
+                && is_key(key)
+            {
+                target.push((section.clone(), key.to_string()));
+            }
+        }
+        (set, commented)
+    }
+
+    #[test]
+    fn the_default_config_documents_every_setting_and_no_other() {
+        let template = default_config_toml();
+        let known = every_key();
+        assert!(known.contains(&(String::new(), "listen".into())));
+        assert!(known.contains(&("metrics".into(), "bearer_token".into())));
+        assert!(known.contains(&("tls".into(), "cert".into())));
+        let (set, commented) = template_keys(&template);
+        let name = |(section, key): &Key| {
+            if section.is_empty() {
+                key.clone()
+            } else {
+                format!("{section}.{key}")
+            }
+        };
+        let undocumented: Vec<String> = known
+            .iter()
+            .filter(|k| !set.contains(k) && !commented.contains(k))
+            .map(name)
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "settings missing from default_config_toml() (add `key = default` or `# key = example` \
+             in their [section]): {undocumented:?}"
+        );
+        let unknown: Vec<String> = set
+            .iter()
+            .chain(&commented)
+            .filter(|k| !known.contains(k))
+            .map(name)
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "default_config_toml() names keys the settings do not have: {unknown:?}"
+        );
+        let twice: Vec<String> = known
+            .iter()
+            .filter(|k| set.iter().chain(&commented).filter(|t| t == k).count() > 1)
+            .map(name)
+            .collect();
+        assert!(twice.is_empty(), "documented more than once: {twice:?}");
+        // The commented examples are real values: with every one of them switched on the
+        // template still parses and validates.
+        let uncommented: String = template
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| commented.iter().any(|(_, c)| c == k)) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        let all_set = Settings::from_toml(&uncommented).unwrap();
+        assert!(all_set.metrics.bearer_token.is_some() && all_set.tls.key.is_some());
     }
 
     #[test]

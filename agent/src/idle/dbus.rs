@@ -2,10 +2,14 @@
 //! and the session bus (GNOME Mutter) and read their replies. Unix sockets, `EXTERNAL`
 //! authentication, little-endian messages; no signals, no file descriptors.
 //!
-//! Written for the agent rather than pulling in a full D-Bus stack: it keeps the binary small
-//! and needs no async runtime inside the sampling loop. The wire format follows the D-Bus
+//! Written for the agent rather than pulling in a full D-Bus stack, to keep the binary small:
+//! with zbus 6 (`tokio` feature, no default features) the stripped release agent measured
+//! 8.30 MB against 7.41 MB without it, over the 8 MB budget. The wire format follows the D-Bus
 //! specification (marshalling, alignment, header fields); tests run it against a real
 //! `dbus-daemon`.
+//!
+//! Every call blocks on the socket (up to [`TIMEOUT`] per read or write), so the agent reads
+//! the sources that use it through [`super::Sampler`], on tokio's blocking pool.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;

@@ -102,9 +102,12 @@ pub fn interpret(
 }
 
 /// Reads logind over the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the standard socket).
+/// Blocking: read it through [`super::Sampler`].
 pub struct LogindSource {
     conn: Option<Connection>,
     last_seen_us: Option<u64>,
+    /// A fixed bus address (tests); `None`: from the environment at each connection.
+    address: Option<String>,
 }
 
 impl LogindSource {
@@ -112,6 +115,16 @@ impl LogindSource {
         Self {
             conn: None,
             last_seen_us: None,
+            address: None,
+        }
+    }
+
+    /// A source on the bus at `address` whatever the environment says.
+    #[cfg(test)]
+    pub fn at(address: &str) -> Self {
+        Self {
+            address: Some(address.to_string()),
+            ..Self::new()
         }
     }
 
@@ -166,10 +179,12 @@ impl IdleSource for LogindSource {
 
     fn read(&mut self) -> Result<Reading, String> {
         if self.conn.is_none() {
-            let address = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
-                .ok()
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| DEFAULT_SYSTEM_BUS.to_string());
+            let address = self.address.clone().unwrap_or_else(|| {
+                std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                    .ok()
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or_else(|| DEFAULT_SYSTEM_BUS.to_string())
+            });
             self.conn = Some(Connection::open(&address).map_err(|e| format!("system bus: {e}"))?);
         }
         let Some(conn) = self.conn.as_mut() else {

@@ -3,6 +3,10 @@
 //!
 //! Platform code lives in per-OS modules; the arithmetic they need is here, platform-neutral
 //! and tested everywhere.
+//!
+//! The sources are blocking: X11 and the hand-written D-Bus client wait on their sockets (up
+//! to a few seconds when a bus does not answer). The run loop reads them through [`Sampler`],
+//! which does that on tokio's blocking pool, so no async worker ever waits on a socket.
 
 #[cfg(target_os = "linux")]
 mod dbus;
@@ -18,6 +22,8 @@ mod x11;
 mod macos;
 #[cfg(windows)]
 mod windows;
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use greenops_protocol::Session;
 
@@ -96,6 +102,46 @@ pub fn read_first(sources: &mut [Box<dyn IdleSource>]) -> Reading {
         }
     }
     Reading::unknown()
+}
+
+/// The idle sources, read off the async workers: each [`Sampler::read`] runs [`read_first`] on
+/// tokio's blocking pool. The sources sit behind a mutex rather than being moved into the
+/// blocking task, so a read whose future is dropped half-way loses nothing (the blocking call
+/// finishes and gives them back), and two reads at once take turns.
+pub struct Sampler {
+    sources: Arc<Mutex<Vec<Box<dyn IdleSource>>>>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler").finish_non_exhaustive()
+    }
+}
+
+impl Sampler {
+    pub fn new(sources: Vec<Box<dyn IdleSource>>) -> Self {
+        Self {
+            sources: Arc::new(Mutex::new(sources)),
+        }
+    }
+
+    /// The first answer of the sources, read on the blocking pool. A panic in a source is
+    /// passed on to the caller, as if it had been read here.
+    pub async fn read(&self) -> Reading {
+        let sources = self.sources.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut sources = sources.lock().unwrap_or_else(PoisonError::into_inner);
+            read_first(&mut sources)
+        });
+        match read.await {
+            Ok(reading) => reading,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => Reading::unknown(),
+            },
+        }
+    }
 }
 
 // Used by the Windows and macOS sources once they are built; tested on every platform now.
@@ -209,6 +255,59 @@ mod tests {
         fn read(&mut self) -> Result<Reading, String> {
             Err("no".into())
         }
+    }
+
+    /// A bus that accepts the connection and never answers: the source waits for its
+    /// socket timeout (2 s) in the blocking pool while a task on the same current-thread
+    /// runtime — the only async worker there is — keeps ticking.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_silent_bus_does_not_block_the_runtime() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::time::{Duration, Instant};
+
+        let dir = std::env::temp_dir().join(format!(
+            "greenops-silent-bus-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bus");
+        // Connections queue in the backlog; nothing ever reads from or writes to them.
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let address = format!("unix:path={}", path.display());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (reading, took, ticks) = runtime.block_on(async {
+            let sampler = Sampler::new(vec![
+                Box::new(logind::LogindSource::at(&address)),
+                Box::new(mutter::MutterSource::at(&address)),
+            ]);
+            let ticks = Arc::new(AtomicU32::new(0));
+            let ticker = tokio::spawn({
+                let ticks = ticks.clone();
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            let started = Instant::now();
+            let reading = sampler.read().await;
+            let took = started.elapsed();
+            ticker.abort();
+            (reading, took, ticks.load(Ordering::Relaxed))
+        });
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(reading, Reading::unknown());
+        assert!(
+            took >= Duration::from_secs(3),
+            "both sources waited for the silent bus: {took:?}"
+        );
+        // About 400 ticks of 10 ms in 4 s; a blocked worker would have managed none.
+        assert!(ticks >= 50, "the runtime ticked {ticks} times in {took:?}");
     }
 
     #[test]

@@ -21,13 +21,28 @@ fn session_bus_address() -> Option<String> {
         })
 }
 
+/// Blocking: read it through [`super::Sampler`].
 pub struct MutterSource {
     conn: Option<Connection>,
+    /// A fixed bus address (tests); `None`: from the environment at each connection.
+    address: Option<String>,
 }
 
 impl MutterSource {
     pub fn new() -> Self {
-        Self { conn: None }
+        Self {
+            conn: None,
+            address: None,
+        }
+    }
+
+    /// A source on the bus at `address` whatever the environment says.
+    #[cfg(test)]
+    pub fn at(address: &str) -> Self {
+        Self {
+            conn: None,
+            address: Some(address.to_string()),
+        }
     }
 }
 
@@ -38,7 +53,10 @@ impl IdleSource for MutterSource {
 
     fn read(&mut self) -> Result<Reading, String> {
         if self.conn.is_none() {
-            let address = session_bus_address().ok_or("no session bus address")?;
+            let address = match &self.address {
+                Some(address) => address.clone(),
+                None => session_bus_address().ok_or("no session bus address")?,
+            };
             self.conn = Some(Connection::open(&address).map_err(|e| format!("session bus: {e}"))?);
         }
         let Some(conn) = self.conn.as_mut() else {

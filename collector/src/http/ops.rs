@@ -24,15 +24,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Whether a scrape carries one of the configured credentials (none configured: anyone).
 /// Secrets are compared as SHA-256 hashes, so timing does not depend on their content.
 fn scrape_allowed(settings: &crate::settings::MetricsSettings, headers: &HeaderMap) -> bool {
-    let basic = settings
-        .basic_auth_username
-        .as_deref()
-        .zip(settings.basic_auth_password.as_deref());
+    use secrecy::ExposeSecret;
+    let basic = settings.basic_auth_username.as_deref().zip(
+        settings
+            .basic_auth_password
+            .as_ref()
+            .map(|p| p.expose_secret()),
+    );
     if settings.bearer_token.is_none() && basic.is_none() {
         return true;
     }
-    let bearer_ok = settings.bearer_token.as_deref().is_some_and(|expected| {
-        bearer(headers).map(TokenHash::of) == Some(TokenHash::of(expected))
+    let bearer_ok = settings.bearer_token.as_ref().is_some_and(|expected| {
+        bearer(headers).map(TokenHash::of) == Some(TokenHash::of(expected.expose_secret()))
     });
     let basic_ok = basic.is_some_and(|(user, password)| {
         let given = super::credentials(headers, "Basic")

@@ -60,6 +60,22 @@ fn help_lists_every_command() {
     }
 }
 
+#[test]
+fn bench_says_where_it_moved_and_fails() {
+    let out = greenops()
+        .args(["bench", "--machines", "10", "--no-ceiling"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("moved: run greenops-bench --machines 10 --no-ceiling"),
+        "{err}"
+    );
+    let help = greenops().arg("--help").output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("bench"));
+}
+
 /// Polls `/readyz` of a collector started as a process until it answers 200.
 async fn wait_until_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,6 +1,7 @@
 //! The ceiling: a minimal axum endpoint that only parses heartbeat JSON (with the same parser
 //! as the collector) and answers, so the benchmark can quote GreenOps as a ratio of what this
-//! machine's HTTP stack can do at all.
+//! machine's HTTP stack can do at all. It runs as `greenops-bench ceiling --listen ADDR`, a
+//! child process of the benchmark.
 
 use std::net::SocketAddr;
 
@@ -25,7 +26,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let app = Router::new().route("/api/v1/heartbeats", post(heartbeats));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, app)
-        .with_graceful_shutdown(crate::shutdown_signal())
+        .with_graceful_shutdown(greenops_runtime::shutdown_signal())
         .await?;
     Ok(())
 }

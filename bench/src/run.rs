@@ -1,15 +1,14 @@
-//! `greenops bench`: durable ingest measured side by side with a ceiling.
+//! The benchmark run: durable ingest measured side by side with a ceiling.
 //!
 //! The collector runs as a child process (`greenops serve`) so its memory and start-up can be
-//! measured alone; the load generator ([`load`]) runs here. Afterwards the store is read back
-//! and every acknowledged heartbeat must be there with exactly the totals the pure accounting
-//! model predicts (zero loss, zero double count). Then the same load runs against the
-//! [`ceiling`] endpoint, and the report ends with `ratio=<greenops / ceiling>`.
-
-pub mod ceiling;
-pub mod load;
+//! measured alone; the load generator ([`crate::load`]) runs here. Afterwards the store is read
+//! back and every acknowledged heartbeat must be there with exactly the totals the pure
+//! accounting model predicts (zero loss, zero double count). Then the same load runs against
+//! the [`crate::ceiling`] endpoint (this binary again, as a child process), and the report ends
+//! with `ratio=<greenops / ceiling>`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +19,18 @@ use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::accounting::{self, Cursor, Increment, Outcome, Rates};
-use crate::settings::AccountingSettings;
-use crate::store::{NewEnrollmentToken, Store};
-use crate::{clock, secrets};
-use load::LoadMachine;
+use greenops_collector::accounting::{self, Cursor, Increment, Outcome, Rates};
+use greenops_collector::settings::AccountingSettings;
+use greenops_collector::store::{NewEnrollmentToken, Store};
+use greenops_collector::{clock, secrets};
+
+use crate::load::{self, LoadMachine};
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// The `greenops` binary to benchmark.
+    pub collector: PathBuf,
     pub machines: usize,
     pub duration: Duration,
     /// Requests per second (open loop); `None` = as fast as possible (closed loop).
@@ -124,7 +126,13 @@ pub async fn run(
     say: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.machines >= 1, "--machines must be at least 1");
-    let exe = std::env::current_exe().context("locating the greenops binary")?;
+    let exe = std::env::current_exe().context("locating the greenops-bench binary")?;
+    anyhow::ensure!(
+        options.collector.is_file(),
+        "no collector binary at {} (build it with `cargo build --release -p greenops-collector`, \
+         or name it with --collector)",
+        options.collector.display()
+    );
     let scratch =
         std::env::temp_dir().join(format!("greenops-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&scratch)?;
@@ -142,7 +150,7 @@ pub async fn run(
     // The collector, as a separate process.
     let addr = free_addr()?;
     let started = Instant::now();
-    let mut collector = Command::new(&exe)
+    let mut collector = Command::new(&options.collector)
         .args([
             "serve",
             "--listen",
@@ -157,7 +165,7 @@ pub async fn run(
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .context("starting the collector")?;
+        .with_context(|| format!("starting {}", options.collector.display()))?;
     wait_until_ready(
         &mut collector,
         &format!("http://{addr}/readyz"),
@@ -170,8 +178,8 @@ pub async fn run(
         cold_start.as_millis()
     ));
 
-    let store = crate::open_store(&{
-        let mut s = crate::settings::Settings::default();
+    let store = greenops_collector::open_store(&{
+        let mut s = greenops_collector::settings::Settings::default();
         s.database.url = url.clone();
         s.database.max_connections = 2;
         s
@@ -290,7 +298,7 @@ pub async fn run(
     } else {
         let addr = free_addr()?;
         let server = Command::new(&exe)
-            .args(["bench-ceiling", "--listen", &addr.to_string()])
+            .args(["ceiling", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -353,7 +361,7 @@ async fn enrol(
 ) -> anyhow::Result<(Vec<LoadMachine>, Duration)> {
     // Machines spread over sites and departments, so the list benchmark filters something.
     for site in &BENCH_SITES[1..] {
-        let fields = crate::store::admin::SiteFields {
+        let fields = greenops_collector::store::admin::SiteFields {
             name: (*site).to_string(),
             currency: "USD".into(),
             price_per_kwh: Decimal::new(12, 2),
@@ -361,7 +369,7 @@ async fn enrol(
             timezone: "UTC".into(),
         };
         match store.create_site(&fields, clock::now_ms()).await {
-            Ok(_) | Err(crate::store::StoreError::Conflict(_)) => {}
+            Ok(_) | Err(greenops_collector::store::StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -488,9 +496,14 @@ async fn time_machine_list(
 ) -> anyhow::Result<ListTiming> {
     let username = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let hash = crate::auth::hash_password(&password)?;
+    let hash = greenops_collector::auth::hash_password(&password)?;
     store
-        .create_user(&username, &hash, crate::store::Role::Admin, clock::now_ms())
+        .create_user(
+            &username,
+            &hash,
+            greenops_collector::store::Role::Admin,
+            clock::now_ms(),
+        )
         .await?;
     let client = reqwest::Client::new();
     let login: serde_json::Value = client
@@ -577,11 +590,12 @@ async fn verify(
         price_per_kwh: Decimal::new(12, 2),
         carbon_g_per_kwh: Decimal::from(420),
     };
-    let by_hostname: std::collections::HashMap<&str, &crate::store::MachineSnapshot> = snapshot
-        .machines
-        .iter()
-        .map(|m| (m.hostname.as_str(), m))
-        .collect();
+    let by_hostname: std::collections::HashMap<&str, &greenops_collector::store::MachineSnapshot> =
+        snapshot
+            .machines
+            .iter()
+            .map(|m| (m.hostname.as_str(), m))
+            .collect();
     let mut expected_all = Increment::default();
     let mut stored_all = Increment::default();
     for (i, m) in machines.iter().enumerate() {

@@ -1,0 +1,135 @@
+//! `greenops-bench`: durable ingest of a `greenops serve` child process measured against a
+//! ceiling endpoint, then every acknowledged heartbeat verified in the store (BENCHMARKS.md).
+
+mod ceiling;
+mod load;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// Measure durable ingest against a ceiling endpoint, then verify every heartbeat.
+#[derive(Debug, Parser)]
+#[command(name = "greenops-bench", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The benchmark's ceiling: an endpoint that only parses heartbeat JSON (started by the
+    /// benchmark itself as a child process).
+    #[command(hide = true)]
+    Ceiling {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The `greenops` binary to benchmark (default: the one beside this binary).
+    #[arg(long, value_name = "FILE")]
+    collector: Option<PathBuf>,
+    /// Simulated agents, each with its own credential.
+    #[arg(long, default_value_t = 100_000)]
+    machines: usize,
+    /// Seconds of load (per side: greenops, then the ceiling).
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Heartbeats per second (open loop); default: as fast as answers come (closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Database to benchmark (default: SQLite in a temporary directory).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Skip the ceiling run.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Rounds of admin machine-list queries (6 kinds, 50 rows each) timed after the run;
+    /// 0 skips them.
+    #[arg(long, default_value_t = 30)]
+    list_rounds: usize,
+    /// Also time the machine list while the load runs (lowers the ingest figures).
+    #[arg(long)]
+    list_under_load: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Ceiling { listen }) => ceiling::serve(listen).await,
+        None => bench(cli.bench).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `greenops` beside this binary (`target/release/greenops` for `target/release/greenops-bench`).
+fn collector_beside_me() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating the greenops-bench binary")?;
+    let dir = me
+        .parent()
+        .context("the greenops-bench binary has no directory")?;
+    Ok(dir.join(format!("greenops{}", std::env::consts::EXE_SUFFIX)))
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let collector = match args.collector {
+        Some(path) => path,
+        None => collector_beside_me()?,
+    };
+    let options = run::BenchOptions {
+        collector,
+        machines: args.machines,
+        duration: Duration::from_secs(args.duration),
+        rate: args.rate,
+        database_url: args.database_url,
+        connections: args.connections,
+        skip_ceiling: args.no_ceiling,
+        scrapes: 5,
+        list_rounds: args.list_rounds,
+        list_under_load: args.list_under_load,
+    };
+    let report = run::run(options.clone(), &|line| eprintln!("{line}")).await?;
+    print!("{}", report.summary(&options));
+    if let Err(e) = report.verified {
+        anyhow::bail!("verification failed: {e}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["greenops-bench", "--machines", "10", "--no-ceiling"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!((cli.bench.machines, cli.bench.no_ceiling), (10, true));
+        let cli =
+            Cli::try_parse_from(["greenops-bench", "ceiling", "--listen", "127.0.0.1:1"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Ceiling { .. })));
+    }
+}
