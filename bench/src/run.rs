@@ -19,8 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use greenops_collector::accounting::{self, Cursor, Increment, Outcome, Rates};
-use greenops_collector::settings::AccountingSettings;
+use greenops_collector::accounting::{self, Cursor, Increment, Outcome};
 use greenops_collector::store::{NewEnrollmentToken, Store};
 use greenops_collector::{clock, secrets};
 
@@ -363,10 +362,12 @@ async fn enrol(
     for site in &BENCH_SITES[1..] {
         let fields = greenops_collector::store::admin::SiteFields {
             name: (*site).to_string(),
-            currency: "USD".into(),
-            price_per_kwh: Decimal::new(12, 2),
-            carbon_intensity_g_per_kwh: Decimal::from(420),
-            timezone: "UTC".into(),
+            version: greenops_collector::store::admin::SiteVersionInfo::flat(
+                "UTC",
+                "USD",
+                Decimal::new(12, 2),
+                Decimal::from(420),
+            ),
         };
         match store.create_site(&fields, clock::now_ms()).await {
             Ok(_) | Err(greenops_collector::store::StoreError::Conflict(_)) => {}
@@ -583,13 +584,20 @@ async fn verify(
     base_ms: i64,
 ) -> anyhow::Result<()> {
     let snapshot = store.fleet_snapshot().await?;
-    let params = AccountingSettings::default().params();
-    let rates = Rates {
-        idle_watts: Decimal::from(65),
-        active_watts: Decimal::from(120),
-        price_per_kwh: Decimal::new(12, 2),
-        carbon_g_per_kwh: Decimal::from(420),
-    };
+    let book = store.rate_book().await?;
+    let now = clock::now_ms();
+    let site_ids: std::collections::HashMap<String, i64> = store
+        .list_sites(now)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.id))
+        .collect();
+    let profile_ids: std::collections::HashMap<String, i64> = store
+        .list_power_profiles(now)
+        .await?
+        .into_iter()
+        .map(|p| (p.name, p.id))
+        .collect();
     let by_hostname: std::collections::HashMap<&str, &greenops_collector::store::MachineSnapshot> =
         snapshot
             .machines
@@ -599,20 +607,39 @@ async fn verify(
     let mut expected_all = Increment::default();
     let mut stored_all = Increment::default();
     for (i, m) in machines.iter().enumerate() {
-        let mut cursor = Cursor::default();
-        let mut expected = Increment::default();
-        for seq in m.next_seq..=result.acked_seq[i] {
-            let body = load::heartbeat_body(i, seq, base_ms);
-            let hb = greenops_protocol::parse_heartbeat_body(body.as_bytes())
-                .map_err(|e| anyhow::anyhow!("{e}"))?[0];
-            if let Outcome::Accepted(inc) = accounting::account(&mut cursor, &hb, params, &rates) {
-                expected.add(&inc);
-            }
-        }
         let hostname = format!("bench-{i:06}.example.test");
         let Some(stored) = by_hostname.get(hostname.as_str()) else {
             bail!("machine {hostname} missing from the store");
         };
+        let placements: Vec<accounting::rates::Placement> = store
+            .machine_placements(&stored.id)
+            .await?
+            .into_iter()
+            .map(|p| accounting::rates::Placement {
+                effective_from_ms: p.effective_from_ms,
+                site_id: site_ids[&p.site],
+                department: p.department,
+                profile_id: profile_ids[&p.power_profile],
+            })
+            .collect();
+        let mut cursor = Cursor::default();
+        let mut expected = Increment::default();
+        for seq in m.next_seq..=result.acked_seq[i] {
+            let body = load::heartbeat_body(i, seq, base_ms);
+            let parsed = greenops_protocol::parse_heartbeat_body(body.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let hb = parsed[0]
+                .heartbeat
+                .clone()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Outcome::Accepted(accepted) =
+                accounting::account(&mut cursor, &hb, &placements, &book)?
+            {
+                for part in &accepted.parts {
+                    expected.add(&part.increment.without_money());
+                }
+            }
+        }
         let t = &stored.totals;
         if (
             t.observed_ms,

@@ -301,6 +301,8 @@ mod tests {
             }),
             cpu_usage_ratio: None,
             memory_usage_ratio: None,
+            uptime_seconds: None,
+            retired: false,
             totals: Increment {
                 idle_ms: (i as i64 * 13) % 7,
                 idle_energy_j: Decimal::new(energy, 1),

@@ -314,6 +314,8 @@ mod tests {
             }),
             cpu_usage_ratio: Some(0.07),
             memory_usage_ratio: Some(0.41),
+            uptime_seconds: None,
+            retired: false,
             totals: Increment {
                 observed_ms: 120_000,
                 idle_ms: 60_000,
@@ -328,6 +330,7 @@ mod tests {
                 currency: "USD".into(),
                 cost: d("0.00037"),
                 idle_cost: d("0.00013"),
+                avoidable_cost: d("0.000126"),
             }],
         };
         let silent = MachineSnapshot {
@@ -436,6 +439,8 @@ mod tests {
                         last: last.map(|(r, idle, s)| LastReport { received_at_ms: r, idle_ms: idle, session: sessions[s] }),
                         cpu_usage_ratio: cpu,
                         memory_usage_ratio: cpu.map(|c| 1.0 - c),
+                        uptime_seconds: None,
+                        retired: false,
                         totals: Increment {
                             observed_ms: ms,
                             idle_ms: ms / 2,
@@ -447,7 +452,7 @@ mod tests {
                         },
                         costs: costs
                             .into_iter()
-                            .map(|(currency, v)| CostTotal { currency, cost: Decimal::new(i64::from(v), 9), idle_cost: Decimal::new(i64::from(v / 2), 9) })
+                            .map(|(currency, v)| CostTotal { currency, cost: Decimal::new(i64::from(v), 9), idle_cost: Decimal::new(i64::from(v / 2), 9), avoidable_cost: Decimal::new(i64::from(v / 3), 9) })
                             .collect(),
                     })
                     .collect(),

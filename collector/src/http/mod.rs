@@ -356,7 +356,7 @@ impl<'de> serde::Deserialize<'de> for DecimalInput {
 
 /// A decimal read as [`DecimalInput`] and written back as a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DecimalOutput(pub rust_decimal::Decimal);
+pub struct DecimalOutput(pub rust_decimal::Decimal);
 
 impl<'de> serde::Deserialize<'de> for DecimalOutput {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -29,6 +29,27 @@ pub struct SiteVersionInfo {
     pub idle_threshold_seconds: Option<u64>,
 }
 
+impl SiteVersionInfo {
+    /// A version with one flat price, one static carbon intensity, the default business hours
+    /// (Monday–Friday 08:00–18:00), no holidays and the global idle threshold.
+    pub fn flat(timezone: &str, currency: &str, price_per_kwh: Decimal, carbon: Decimal) -> Self {
+        SiteVersionInfo {
+            effective_from_ms: i64::MIN,
+            timezone: timezone.to_string(),
+            currency: currency.to_string(),
+            price_per_kwh,
+            bands: Vec::new(),
+            carbon_intensity_g_per_kwh: carbon,
+            business_hours: crate::accounting::rates::default_business_hours()
+                .iter()
+                .map(SpanSpec::of)
+                .collect(),
+            holidays: Vec::new(),
+            idle_threshold_seconds: None,
+        }
+    }
+}
+
 /// A site: where machines are, what their electricity costs and how clean it is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Site {

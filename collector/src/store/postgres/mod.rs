@@ -24,11 +24,6 @@ use super::{Backend, PoolOptions, Store, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// The embedded PostgreSQL migrations.
-pub(crate) fn migrator() -> &'static Migrator {
-    &MIGRATOR
-}
-
 impl Dialect for Postgres {
     const LABEL: &'static str = "postgres";
     const BEGIN_WRITE: &'static str = "BEGIN";
