@@ -12,7 +12,7 @@ use greenops_protocol::{Session, ValidHeartbeat};
 use serde_json::Value;
 use sqlx::{Connection, Row};
 
-use crate::helpers::{dec, fresh_database, spawn_app_with, test_settings};
+use crate::helpers::{dec, fresh_database, poll_until, spawn_app_with, test_settings, wait_for};
 use crate::postgres::missing;
 
 pub(crate) fn agent_binary() -> PathBuf {
@@ -61,16 +61,14 @@ impl Agent {
             .args(["-TERM", &self.0.id().to_string()])
             .status()
             .unwrap();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return (started.elapsed(), status.success());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "agent ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let exited = poll_until(Duration::from_secs(10), || {
+            self.0.try_wait().unwrap().is_some()
+        });
+        let took = started.elapsed();
+        assert!(exited, "agent ignored SIGTERM");
+        // `try_wait` keeps the status once the child is reaped.
+        let status = self.0.try_wait().unwrap().unwrap();
+        (took, status.success())
     }
 }
 
@@ -101,14 +99,6 @@ async fn rows(db: &str, machine_id: &str) -> Vec<(i64, i64, Option<i64>, String)
         .collect()
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// An X server for real idle values, when one can be started.
 fn xvfb() -> Option<(Child, String)> {
     let n = (std::process::id() % 400) + 500;
@@ -125,12 +115,9 @@ fn xvfb() -> Option<(Child, String)> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let started = Instant::now();
-    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-        if started.elapsed() > Duration::from_secs(10) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let socket = format!("/tmp/.X11-unix/X{n}");
+    if !poll_until(Duration::from_secs(10), || Path::new(&socket).exists()) {
+        return None;
     }
     Some((child, format!(":{n}")))
 }
@@ -214,7 +201,14 @@ async fn outages_and_kill_9_lose_nothing_and_totals_stay_exact() {
     agent.kill9();
     let before_kill: u64 = status(&state)["last_seq"].as_u64().unwrap();
     let agent = Agent::start(&server, &token, &state, display.as_deref());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The restarted process takes heartbeats of its own (a fresh seq block) while the
+    // collector is still down.
+    wait_for(
+        "a heartbeat of the restarted agent in the spool",
+        Duration::from_secs(20),
+        async || status(&state)["last_seq"].as_u64().unwrap_or(0) > before_kill + 1,
+    )
+    .await;
     let app = spawn_app_with(settings.clone()).await;
     wait_for(
         "everything delivered after the restart",

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
 
-use crate::helpers::{enroll_body, free_port, fresh_database, hb, past};
+use crate::helpers::{enroll_body, free_port, fresh_database, hb, past, wait_until};
 
 fn greenops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_greenops"));
@@ -78,22 +78,16 @@ fn bench_says_where_it_moved_and_fails() {
 
 /// Polls `/readyz` of a collector started as a process until it answers 200.
 async fn wait_until_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let ready = wait_until(Duration::from_secs(20), async || {
         let status = client
             .get(format!("{base}/readyz"))
             .send()
             .await
             .map(|r| r.status());
-        if status.is_ok_and(|s| s == reqwest::StatusCode::OK) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the collector did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        status.is_ok_and(|s| s == reqwest::StatusCode::OK)
+    })
+    .await;
+    assert!(ready, "the collector did not become ready");
 }
 
 /// A minimal OTLP/HTTP receiver: remembers every JSON trace export it gets.
@@ -201,17 +195,13 @@ async fn serve_exports_traces_and_stops_gracefully_on_sigterm() {
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exited = wait_until(Duration::from_secs(15), async || {
+        child.try_wait().unwrap().is_some()
+    })
+    .await;
+    assert!(exited, "no exit after SIGTERM");
+    // `try_wait` keeps the status once the child is reaped.
+    let status = child.try_wait().unwrap().unwrap();
     let output = child.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
@@ -273,12 +263,9 @@ async fn a_dead_otlp_endpoint_never_blocks_requests() {
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "no exit after SIGTERM with a dead OTLP endpoint"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let exited = wait_until(Duration::from_secs(20), async || {
+        child.try_wait().unwrap().is_some()
+    })
+    .await;
+    assert!(exited, "no exit after SIGTERM with a dead OTLP endpoint");
 }

@@ -14,7 +14,9 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::helpers::{free_port, fresh_database, spawn_app_with, test_settings};
+use crate::helpers::{
+    free_port, fresh_database, poll_until, spawn_app_with, test_settings, wait_for,
+};
 use crate::pack::{dashboard_queries, dashboards, repo};
 use crate::postgres::missing;
 
@@ -26,12 +28,10 @@ impl Drop for Process {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if poll_until(Duration::from_secs(5), || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        }) {
+            return;
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -102,21 +102,6 @@ async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn value_of(sample: &Value) -> f64 {
@@ -195,6 +180,8 @@ async fn prometheus_and_alertmanager_end_to_end() {
                         .unwrap();
                     assert_eq!(res.status(), 200);
                 }
+                // An agent's pace: the point is wall-clock time between heartbeats, which
+                // Prometheus scrapes every second and the rules take rates over.
                 tokio::time::sleep(Duration::from_millis(1000)).await;
             }
         })
@@ -262,7 +249,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     );
     let prom = format!("http://127.0.0.1:{prom_port}");
     let client = reqwest::Client::new();
-    eventually(
+    wait_for(
         "Prometheus scraping the collector",
         Duration::from_secs(60),
         || async {
@@ -279,7 +266,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     )
     .await;
     // Enough samples for rates and the recording rules.
-    eventually(
+    wait_for(
         "idle energy visible to Prometheus",
         Duration::from_secs(60),
         || async {
@@ -305,7 +292,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
 
     // Both replicas serve the idle machine's energy; the recorded power counts it once: half of
     // what a plain sum over the scraped series says.
-    eventually(
+    wait_for(
         "the recorded idle power counting each machine once",
         Duration::from_secs(30),
         || async {
@@ -338,7 +325,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
         for group in doc["groups"].as_sequence().unwrap() {
             for rule in group["rules"].as_sequence().unwrap() {
                 if let Some(record) = rule["record"].as_str() {
-                    eventually(record, Duration::from_secs(20), || async {
+                    wait_for(record, Duration::from_secs(20), || async {
                         !query(&client, &prom, record).await.is_empty()
                     })
                     .await;
@@ -360,7 +347,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
                 .replace("$instance", ".*")
                 .replace("$cluster", ".*")
                 .replace("$machine_id", &idle_pc_id);
-            eventually(
+            wait_for(
                 &format!("{} / {title}: {expr}", path.display()),
                 Duration::from_secs(20),
                 || async { !query(&client, &prom, &expr).await.is_empty() },
@@ -370,7 +357,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     }
 
     // The idle machine alerts, with exact labels, and the notification reaches the webhook.
-    eventually(
+    wait_for(
         "GreenOpsMachineIdleTooLong at the webhook",
         Duration::from_secs(60),
         || async {
@@ -418,7 +405,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
 
     // The user comes back: the alert resolves and the webhook hears it.
     idle_is_over.store(true, Ordering::SeqCst);
-    eventually(
+    wait_for(
         "the resolved notification",
         Duration::from_secs(60),
         || async {
@@ -442,7 +429,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
     let expected = totals.idle_energy_j.to_string().parse::<f64>().unwrap();
     let series =
         format!("greenops_machine_idle_energy_joules_total{{machine_id=\"{idle_pc_id}\"}}");
-    eventually(
+    wait_for(
         "Prometheus to scrape the final totals",
         Duration::from_secs(10),
         || async {

@@ -5,14 +5,11 @@ use greenops_collector::store::NewEnrollmentToken;
 use serde_json::json;
 
 use crate::helpers::{
-    Db, enroll_body, error_of, fresh_database_of, hb, past, spawn_app_on, spawn_app_with,
-    test_settings,
+    Db, TestApp, enroll_body, error_of, fresh_database_of, hb, past, spawn_app_with, test_settings,
+    wait_until,
 };
 
-async fn enrolment_returns_a_credential_and_the_defaults(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn enrolment_returns_a_credential_and_the_defaults(app: TestApp) {
     let token = app.enrollment_token("default", "finance").await;
     let enrolled = app.enroll(&token, "machine-key-0000000001").await;
     assert_eq!(enrolled.machine_id.len(), 32);
@@ -33,10 +30,7 @@ async fn enrolment_returns_a_credential_and_the_defaults(db: Db) {
     app.stop().await;
 }
 
-async fn enrolment_needs_a_valid_token(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn enrolment_needs_a_valid_token(app: TestApp) {
     let mut body = enroll_body("x", "machine-key-0000000002");
     body.as_object_mut().unwrap().remove("enrollment_token");
     let (status, code, _) = error_of(app.post_enroll(&body).await).await;
@@ -51,10 +45,7 @@ async fn enrolment_needs_a_valid_token(db: Db) {
     app.stop().await;
 }
 
-async fn expired_and_used_up_tokens_are_refused(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn expired_and_used_up_tokens_are_refused(app: TestApp) {
     let store = greenops_collector::open_store(&test_settings(&app.db_url))
         .await
         .unwrap();
@@ -100,10 +91,7 @@ async fn expired_and_used_up_tokens_are_refused(db: Db) {
     app.stop().await;
 }
 
-async fn re_enrolling_rotates_the_credential(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn re_enrolling_rotates_the_credential(app: TestApp) {
     let token = app.enrollment_token("default", "").await;
     let first = app.enroll(&token, "machine-key-0000000006").await;
     app.send(&first.agent_token, &hb(1, past(10), Some(1.0)))
@@ -144,10 +132,7 @@ async fn open_enrolment_is_off_unless_turned_on(db: Db) {
     app.stop().await;
 }
 
-async fn bad_enrolment_bodies_get_clear_errors(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn bad_enrolment_bodies_get_clear_errors(app: TestApp) {
     let token = app.enrollment_token("default", "").await;
     let res = app
         .client
@@ -194,29 +179,23 @@ async fn revocation_reaches_a_warm_credential_cache_within_seconds(db: Db) {
     // Rotating the credential revokes the cached one.
     app.enroll(&token, "machine-key-0000000042").await;
     let started = std::time::Instant::now();
-    loop {
+    let refused = wait_until(std::time::Duration::from_secs(5), async || {
         let res = app
             .post_heartbeats(&first.agent_token, &hb(2, past(9), Some(1.0)))
             .await;
-        if res.status() == 401 {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "the revoked credential still works after {:?}",
-            started.elapsed()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        res.status() == 401
+    })
+    .await;
+    assert!(
+        refused,
+        "the revoked credential still works after {:?}",
+        started.elapsed()
+    );
     app.stop().await;
 }
 
 on_both_backends!(
     revocation_reaches_a_warm_credential_cache_within_seconds,
-    enrolment_returns_a_credential_and_the_defaults,
-    enrolment_needs_a_valid_token,
-    expired_and_used_up_tokens_are_refused,
-    re_enrolling_rotates_the_credential,
-    open_enrolment_is_off_unless_turned_on,
-    bad_enrolment_bodies_get_clear_errors,
+    open_enrolment_is_off_unless_turned_on
 );
+on_both_backends!(app: enrolment_returns_a_credential_and_the_defaults, enrolment_needs_a_valid_token, expired_and_used_up_tokens_are_refused, re_enrolling_rotates_the_credential, bad_enrolment_bodies_get_clear_errors);

@@ -2,12 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, Totals, dec, error_of, hb, metric, past, spawn_app_on};
+use crate::helpers::{TestApp, Totals, dec, error_of, hb, metric, past};
 
-async fn the_worked_scenario_is_exact_and_replays_change_nothing(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn the_worked_scenario_is_exact_and_replays_change_nothing(app: TestApp) {
     let m = app.new_machine().await;
     let t = past(10);
     for (seq, at, idle) in [(1, 0, 0.0), (2, 60, 400.0), (3, 120, 30.0)] {
@@ -74,10 +71,7 @@ async fn the_worked_scenario_is_exact_and_replays_change_nothing(db: Db) {
     app.stop().await;
 }
 
-async fn spooled_batches_give_exactly_the_totals_of_live_delivery(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn spooled_batches_give_exactly_the_totals_of_live_delivery(app: TestApp) {
     let live = app.new_machine().await;
     let spooled = app.new_machine().await;
     let t = past(60);
@@ -124,10 +118,7 @@ async fn spooled_batches_give_exactly_the_totals_of_live_delivery(db: Db) {
     app.stop().await;
 }
 
-async fn locked_sessions_and_unknown_idle_drive_status_and_totals(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn locked_sessions_and_unknown_idle_drive_status_and_totals(app: TestApp) {
     let locked = app.new_machine().await;
     let unknown = app.new_machine().await;
     let t = past(5);
@@ -172,10 +163,7 @@ async fn locked_sessions_and_unknown_idle_drive_status_and_totals(db: Db) {
     app.stop().await;
 }
 
-async fn bad_input_gets_the_right_error_and_changes_nothing(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn bad_input_gets_the_right_error_and_changes_nothing(app: TestApp) {
     let m = app.new_machine().await;
     let t = past(10);
     app.send(&m.agent_token, &hb(1, t, Some(0.0))).await;
@@ -321,9 +309,4 @@ async fn bad_input_gets_the_right_error_and_changes_nothing(db: Db) {
     app.stop().await;
 }
 
-on_both_backends!(
-    the_worked_scenario_is_exact_and_replays_change_nothing,
-    spooled_batches_give_exactly_the_totals_of_live_delivery,
-    locked_sessions_and_unknown_idle_drive_status_and_totals,
-    bad_input_gets_the_right_error_and_changes_nothing,
-);
+on_both_backends!(app: the_worked_scenario_is_exact_and_replays_change_nothing, spooled_batches_give_exactly_the_totals_of_live_delivery, locked_sessions_and_unknown_idle_drive_status_and_totals, bad_input_gets_the_right_error_and_changes_nothing);

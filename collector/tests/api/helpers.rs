@@ -2,12 +2,14 @@
 //! and driven over real HTTP.
 
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use greenops_collector::App;
 use greenops_collector::secrets::{ENROLLMENT_TOKEN_PREFIX, TokenHash, generate_token};
 use greenops_collector::settings::Settings;
 use greenops_collector::store::NewEnrollmentToken;
 use greenops_protocol::EnrollResponse;
+use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -70,6 +72,14 @@ pub async fn fresh_database_of(db: Db) -> Option<String> {
 pub async fn spawn_app_on(db: Db) -> Option<TestApp> {
     let url = fresh_database_of(db).await?;
     Some(spawn_app_with(test_settings(&url)).await)
+}
+
+/// Runs `test` with a collector on a fresh database of `db`, or skips it (as
+/// [`fresh_database_of`] reports: `SKIPPED`, or a failure under `CI=true`) when there is none.
+pub async fn with_app(db: Db, test: impl AsyncFnOnce(TestApp)) {
+    if let Some(app) = spawn_app_on(db).await {
+        test(app).await;
+    }
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
@@ -422,10 +432,173 @@ async fn sqlite_totals(db_url: &str, machine_id: &str) -> Totals {
     t
 }
 
+/// How often [`wait_until`] and [`poll_until`] look again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `condition` until it holds; panics with "timed out after … waiting for `what`" when
+/// it has not within `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, condition: impl AsyncFnMut() -> bool) {
+    assert!(
+        wait_until(timeout, condition).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Polls `condition` until it holds: whether it did within `timeout` (for callers that say
+/// more when it did not, or give up quietly).
+pub async fn wait_until(timeout: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_until`] for code outside the runtime (`Drop`, child processes, files).
+pub fn poll_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// A free port on the loopback interface.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port")
+}
+
+/// [`TestApp::call`] as a free function (the admin API tests read better with it).
+pub async fn call(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    app.call(token, method, path, body).await
+}
+
+/// The JSON body of an answer that must have `status`.
+pub async fn ok_json(res: reqwest::Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// How many entries the audit log has.
+pub async fn audit_len(app: &TestApp) -> usize {
+    let store = greenops_collector::open_store(&test_settings(&app.db_url))
+        .await
+        .unwrap();
+    let n = store.audit_log(1000).await.unwrap().len();
+    store.close().await;
+    n
+}
+
+/// Enrols a machine with a token created through the API and answers (id, agent token).
+pub async fn enrol(
+    app: &TestApp,
+    admin: &str,
+    site: &str,
+    department: &str,
+    key: &str,
+) -> (String, String) {
+    let created = ok_json(
+        call(
+            app,
+            admin,
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(json!({"site": site, "department": department})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let res = app
+        .post_enroll(&enroll_body(
+            created["token"].as_str().unwrap(),
+            &format!("{key}-0123456789abcdef"),
+        ))
+        .await;
+    let body = ok_json(res, 201).await;
+    (
+        body["machine_id"].as_str().unwrap().to_string(),
+        body["agent_token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Every state-changing route, with a body that would be valid for an admin.
+pub fn writes() -> Vec<(Method, &'static str, Option<Value>)> {
+    vec![
+        (
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"username": "zed", "password": "a long password!", "role": "viewer"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/admin",
+            Some(json!({"role": "admin"})),
+        ),
+        (Method::DELETE, "/api/v1/users/viewer", None),
+        (
+            Method::POST,
+            "/api/v1/sites",
+            Some(
+                json!({"name": "x", "currency": "EUR", "price_per_kwh": "0.3", "carbon_intensity_g_per_kwh": 50}),
+            ),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/sites/1",
+            Some(json!({"price_per_kwh": "0.2"})),
+        ),
+        (Method::DELETE, "/api/v1/sites/1", None),
+        (
+            Method::POST,
+            "/api/v1/power-profiles",
+            Some(json!({"name": "laptop", "idle_watts": 10, "active_watts": 30})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/power-profiles/1",
+            Some(json!({"idle_watts": 60})),
+        ),
+        (Method::DELETE, "/api/v1/power-profiles/1", None),
+        (
+            Method::PATCH,
+            "/api/v1/machines/nope",
+            Some(json!({"department": "x"})),
+        ),
+        (Method::DELETE, "/api/v1/machines/nope", None),
+        (Method::POST, "/api/v1/enrollment-tokens", Some(json!({}))),
+        (Method::DELETE, "/api/v1/enrollment-tokens/1", None),
+        (
+            Method::POST,
+            "/api/v1/api-tokens",
+            Some(json!({"name": "ci"})),
+        ),
+        (Method::DELETE, "/api/v1/api-tokens/1", None),
+        (
+            Method::PATCH,
+            "/api/v1/settings",
+            Some(json!({"idle_threshold_seconds": 600})),
+        ),
+    ]
 }

@@ -4,7 +4,7 @@
 use greenops_collector::store::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, enroll_body, error_of, hb, past, spawn_app_on};
+use crate::helpers::{Db, TestApp, enroll_body, error_of, hb, past};
 
 async fn get(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
     app.client
@@ -28,10 +28,7 @@ async fn hostnames(app: &TestApp, token: &str, query: &str) -> (Vec<String>, i64
     (names, body["total"].as_i64().unwrap())
 }
 
-async fn list_filter_sort_page_and_retire(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn list_filter_sort_page_and_retire(app: TestApp) {
     let admin = app.operator("admin", Role::Admin).await;
     let viewer = app.operator("viewer", Role::Viewer).await;
     let finance = app.enrollment_token("default", "finance").await;
@@ -150,7 +147,7 @@ async fn list_filter_sort_page_and_retire(db: Db) {
     app.stop().await;
 }
 
-on_both_backends!(list_filter_sort_page_and_retire);
+on_both_backends!(app: list_filter_sort_page_and_retire);
 
 /// The in-memory list of large fleets answers exactly what SQL answers, for every sort, order,
 /// filter and page; a retirement through that collector is visible at once.

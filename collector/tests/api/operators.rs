@@ -4,12 +4,12 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use greenops_collector::store::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, fresh_database_of, spawn_app_with, test_settings};
+use crate::helpers::{Db, TestApp, fresh_database_of, spawn_app_with, test_settings, wait_for};
 
 async fn add_user(app: &TestApp, name: &str, password: &str, role: Role) {
     let store = greenops_collector::open_store(&test_settings(&app.db_url))
@@ -270,16 +270,18 @@ async fn first_start_creates_the_admin_without_default_credentials() {
         }
         let mut child = cmd.spawn().unwrap();
         let client = reqwest::Client::new();
-        let started = Instant::now();
-        while client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(started.elapsed() < Duration::from_secs(20));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(
+            "the collector to answer",
+            Duration::from_secs(20),
+            async || {
+                client
+                    .get(format!("http://127.0.0.1:{port}/readyz"))
+                    .send()
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()

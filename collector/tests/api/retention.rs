@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::helpers::{Db, TestApp, dec, hb, spawn_app_on};
+use crate::helpers::{TestApp, dec, hb};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -98,10 +98,7 @@ fn floor(t: OffsetDateTime, seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(s - s.rem_euclid(seconds)).unwrap()
 }
 
-async fn rollups_keep_every_total(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn rollups_keep_every_total(app: TestApp) {
     let admin = app.operator("admin", Role::Admin).await;
     let machine = app.new_machine().await;
     let now = OffsetDateTime::now_utc();
@@ -240,4 +237,4 @@ async fn rollups_keep_every_total(db: Db) {
     app.stop().await;
 }
 
-on_both_backends!(rollups_keep_every_total);
+on_both_backends!(app: rollups_keep_every_total);

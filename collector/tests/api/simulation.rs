@@ -9,13 +9,10 @@ use std::time::{Duration, Instant};
 use greenops_collector::simulate::{self, Stats};
 
 use crate::helpers::{
-    Db, fresh_database, fresh_database_of, spawn_app_on, spawn_app_with, test_settings,
+    Db, TestApp, fresh_database, fresh_database_of, spawn_app_with, test_settings, wait_until,
 };
 
-async fn simulated_fleet_reaches_the_collector(db: Db) {
-    let Some(app) = spawn_app_on(db).await else {
-        return;
-    };
+async fn simulated_fleet_reaches_the_collector(app: TestApp) {
     let token = app.enrollment_token("default", "sim").await;
     let stats = Arc::new(Stats::default());
     let options = simulate::Options {
@@ -50,7 +47,7 @@ async fn simulated_fleet_reaches_the_collector(db: Db) {
     app.stop().await;
 }
 
-on_both_backends!(simulated_fleet_reaches_the_collector);
+on_both_backends!(app: simulated_fleet_reaches_the_collector);
 
 /// `greenops serve --demo` in an empty directory: SQLite, simulated machines, idle energy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,14 +72,13 @@ async fn demo_shows_idle_energy_within_a_minute() {
     let started = Instant::now();
     let mut idle_joules = 0.0;
     let mut machines = 0;
-    while started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until(Duration::from_secs(60), async || {
         let Ok(res) = client
             .get(format!("http://127.0.0.1:{port}/metrics"))
             .send()
             .await
         else {
-            continue;
+            return false;
         };
         let text = res.text().await.unwrap();
         machines = text.matches("greenops_machine_info{").count();
@@ -91,10 +87,9 @@ async fn demo_shows_idle_energy_within_a_minute() {
             .filter(|l| l.starts_with("greenops_machine_idle_energy_joules_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        if machines == 25 && idle_joules > 0.0 {
-            break;
-        }
-    }
+        machines == 25 && idle_joules > 0.0
+    })
+    .await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::free_port;
+use crate::helpers::{free_port, wait_until};
 
 /// The key of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -52,18 +52,15 @@ impl Browser {
             .expect("starting chromedriver");
         let client = reqwest::Client::new();
         let driver_url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let ready = client.get(format!("{driver_url}/status")).send().await;
-            if let Ok(res) = ready {
-                let body: Value = res.json().await.unwrap_or_default();
-                if body["value"]["ready"] == true {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let started = wait_until(WAIT, async || {
+            let Ok(res) = client.get(format!("{driver_url}/status")).send().await else {
+                return false;
+            };
+            let body: Value = res.json().await.unwrap_or_default();
+            body["value"]["ready"] == true
+        })
+        .await;
+        assert!(started, "chromedriver did not start");
         let profile = std::env::temp_dir().join(format!(
             "greenops-chromium-{}",
             uuid::Uuid::new_v4().simple()
@@ -140,14 +137,14 @@ impl Browser {
 
     /// The first element matching `css`, waiting for it to appear.
     pub async fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(id) = self.try_find(css).await {
-                return id;
-            }
-            assert!(Instant::now() < deadline, "no element matches {css}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut found = None;
+        let appeared = wait_until(WAIT, async || {
+            found = self.try_find(css).await;
+            found.is_some()
+        })
+        .await;
+        assert!(appeared, "no element matches {css}");
+        found.unwrap()
     }
 
     pub async fn click(&self, css: &str) {
@@ -188,15 +185,11 @@ impl Browser {
 
     /// Waits until `js` (an expression) is truthy in the page.
     pub async fn wait_for(&self, js: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let v = self.script(&format!("return !!({js});")).await;
-            if v == true {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {js}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let held = wait_until(WAIT, async || {
+            self.script(&format!("return !!({js});")).await == true
+        })
+        .await;
+        assert!(held, "timed out waiting for {js}");
     }
 
     /// Resizes the window (e.g. to a phone's width).
