@@ -177,10 +177,24 @@ impl Agent {
                     self.status.last_delivery_at = Some(now_rfc3339());
                     self.status.last_delivered_seq = last;
                     self.status.last_error = None;
+                    // Rejected heartbeats can never be accepted: they leave the spool with
+                    // the rest of the answered batch, and the log says which and why.
+                    for result in &answer.results {
+                        if let Some(error) = &result.error {
+                            tracing::warn!(
+                                seq = result.seq,
+                                code = %error.code,
+                                field = %error.field,
+                                reason = %error.message,
+                                "the collector rejected a heartbeat; dropped from the spool"
+                            );
+                        }
+                    }
                     tracing::debug!(
                         sent = batch.len(),
                         accepted = answer.accepted,
                         duplicates = answer.duplicates,
+                        rejected = answer.rejected,
                         "delivered"
                     );
                 }
@@ -201,6 +215,23 @@ impl Agent {
                 Err(SendError::Retry { reason, after }) => {
                     self.fail(reason, after);
                     return;
+                }
+                Err(SendError::Refused { status: 422, body }) => {
+                    let body: String = body.chars().take(2000).collect();
+                    // Every heartbeat of the request was rejected (DESIGN §3): none can ever
+                    // be accepted, so exactly these leave the spool.
+                    tracing::warn!(
+                        first_seq = batch[0].seq,
+                        last_seq = last,
+                        %body,
+                        "the collector rejected every heartbeat sent; dropped from the spool"
+                    );
+                    if let Err(e) = self.spool.ack(last) {
+                        self.fail(format!("cannot update the spool: {e}"), None);
+                        return;
+                    }
+                    self.refusals = 0;
+                    self.status.last_error = Some(format!("heartbeats rejected: {body}"));
                 }
                 Err(SendError::Refused { status, body }) => {
                     self.refusals += 1;

@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use greenops_collector::accounting::{self, Cursor, Increment, Outcome};
+use greenops_collector::accounting::{self, Increment};
 use greenops_collector::store::{NewEnrollmentToken, Store};
 use greenops_collector::{clock, secrets};
 
@@ -585,19 +585,6 @@ async fn verify(
 ) -> anyhow::Result<()> {
     let snapshot = store.fleet_snapshot().await?;
     let book = store.rate_book().await?;
-    let now = clock::now_ms();
-    let site_ids: std::collections::HashMap<String, i64> = store
-        .list_sites(now)
-        .await?
-        .into_iter()
-        .map(|s| (s.name, s.id))
-        .collect();
-    let profile_ids: std::collections::HashMap<String, i64> = store
-        .list_power_profiles(now)
-        .await?
-        .into_iter()
-        .map(|p| (p.name, p.id))
-        .collect();
     let by_hostname: std::collections::HashMap<&str, &greenops_collector::store::MachineSnapshot> =
         snapshot
             .machines
@@ -611,35 +598,21 @@ async fn verify(
         let Some(stored) = by_hostname.get(hostname.as_str()) else {
             bail!("machine {hostname} missing from the store");
         };
-        let placements: Vec<accounting::rates::Placement> = store
-            .machine_placements(&stored.id)
-            .await?
-            .into_iter()
-            .map(|p| accounting::rates::Placement {
-                effective_from_ms: p.effective_from_ms,
-                site_id: site_ids[&p.site],
-                department: p.department,
-                profile_id: profile_ids[&p.power_profile],
-            })
-            .collect();
-        let mut cursor = Cursor::default();
-        let mut expected = Increment::default();
+        let placements =
+            greenops_collector::store::accounting_placements(store, &stored.id).await?;
+        let mut beats = Vec::new();
         for seq in m.next_seq..=result.acked_seq[i] {
             let body = load::heartbeat_body(i, seq, base_ms);
             let parsed = greenops_protocol::parse_heartbeat_body(body.as_bytes())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let hb = parsed[0]
-                .heartbeat
-                .clone()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if let Outcome::Accepted(accepted) =
-                accounting::account(&mut cursor, &hb, &placements, &book)?
-            {
-                for part in &accepted.parts {
-                    expected.add(&part.increment.without_money());
-                }
-            }
+            beats.push(
+                parsed[0]
+                    .heartbeat
+                    .clone()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
         }
+        let expected = accounting::replay(&beats, &placements, &book)?.without_money();
         let t = &stored.totals;
         if (
             t.observed_ms,

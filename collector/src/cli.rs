@@ -76,6 +76,9 @@ pub enum Command {
     /// Manage enrollment tokens (what agents need to enrol).
     #[command(subcommand)]
     EnrollmentToken(EnrollmentTokenCommand),
+    /// Import hourly grid carbon intensity for a site.
+    #[command(subcommand)]
+    CarbonIntensity(CarbonIntensityCommand),
     /// Check a configuration file and explain what is wrong with it.
     CheckConfig {
         /// The file to check (default: --config, or ./greenops.toml).
@@ -204,6 +207,22 @@ pub enum EnrollmentTokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum CarbonIntensityCommand {
+    /// Import a CSV of `hour_start,g_co2e_per_kwh` rows (UTC hour starts in RFC 3339, e.g.
+    /// `2026-12-01T13:00:00Z,212.5`; a header line is allowed). All rows or none; hours that
+    /// have started cannot be changed. Hours without a value use the site's static intensity.
+    Import {
+        /// The site's name.
+        #[arg(long)]
+        site: String,
+        /// The CSV file (`-` reads standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+}
+
 impl Cli {
     /// Runs the chosen command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
@@ -227,6 +246,7 @@ impl Cli {
                 Ok(())
             }
             Command::EnrollmentToken(command) => enrollment_token(config, command).await,
+            Command::CarbonIntensity(command) => carbon_intensity(config, command).await,
             Command::CheckConfig { file } => check_config(config, file),
             Command::Healthcheck { url } => healthcheck(config, url).await,
             Command::DefaultConfig => {
@@ -332,6 +352,30 @@ async fn retention(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<()>
         report.hours_rolled,
         settings.retention.hourly_days
     );
+    Ok(())
+}
+
+async fn carbon_intensity(
+    config: Option<&Path>,
+    command: CarbonIntensityCommand,
+) -> anyhow::Result<()> {
+    let CarbonIntensityCommand::Import { site, file, db } = command;
+    let csv = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let store = open_migrated(config, db).await?;
+    let passwords = crate::auth::PasswordPool::new(1, 0);
+    let ctx = Ctx::cli(store.as_ref(), &passwords);
+    let result = async {
+        let id = crate::operations::catalog::site_id_by_name(ctx, &site).await?;
+        crate::operations::catalog::import_intensity(ctx, id, &csv).await
+    }
+    .await;
+    store.close().await;
+    let hours = result.map_err(cli_error)?;
+    eprintln!("imported {hours} hours of carbon intensity for site '{site}'");
     Ok(())
 }
 
@@ -592,18 +636,43 @@ async fn start_demo(
             created_at_ms: clock::now_ms(),
         })
         .await?;
+    // A restart resumes where the last run stopped: only the time since then is replayed
+    // (at most the usual 8 hours), never time the demo database has already seen.
+    let defaults = crate::simulate::Options::default();
+    let now = clock::now_ms();
+    let last_seen = store
+        .fleet_snapshot()
+        .await?
+        .machines
+        .iter()
+        .filter_map(|m| m.last.map(|l| l.received_at_ms))
+        .max();
+    let catch_up = match last_seen {
+        None => defaults.catch_up,
+        Some(at) => {
+            Duration::from_millis(u64::try_from(now - at).unwrap_or(0)).min(defaults.catch_up)
+        }
+    };
     let options = crate::simulate::Options {
         url: base.to_string(),
         enrollment_token: token,
         machines: 25,
         speed: 60.0,
         fleet_seed: crate::simulate::DEMO_FLEET_SEED,
-        ..crate::simulate::Options::default()
+        catch_up,
+        ..defaults
     };
     tracing::info!(
         machines = options.machines,
-        "demo: simulating an office (the last 8 hours replayed at 60x, then real time); \
-         watch {base}/metrics"
+        "demo: simulating an office ({} replayed at 60x, then real time); watch {base}/metrics",
+        if last_seen.is_some() {
+            format!(
+                "the {} minutes since the last run",
+                catch_up.as_secs().div_ceil(60)
+            )
+        } else {
+            "the last 8 hours".to_string()
+        }
     );
     let stats = Arc::new(crate::simulate::Stats::default());
     Ok(tokio::spawn(async move {

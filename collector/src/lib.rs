@@ -96,6 +96,10 @@ impl App {
             .refresh(store.as_ref())
             .await
             .context("loading the stored accounting settings")?;
+        accounting
+            .record_version(store.as_ref(), clock::now_ms())
+            .await
+            .context("storing the accounting settings in force")?;
         let settings_watch = accounting.clone().watch(
             store.clone(),
             Duration::from_secs(settings.ingest.revocation_poll_seconds),

@@ -96,14 +96,16 @@ CREATE TABLE rates_version (
 );
 INSERT INTO rates_version (id, version) VALUES (1, 1);
 
--- Raw heartbeats: only what was observed. `observed_ms` is the interval this heartbeat closed
+-- Raw heartbeats: only what was observed, and the agent's `seq` (to trace a stored heartbeat
+-- back to the agent; duplicates are decided by the machine row's cursor). `observed_ms` is the interval this heartbeat closed
 -- (0 when unobserved); `state` packs the session (bits 0-1: 0 unknown, 1 active, 2 locked,
 -- 3 none), CPU (bits 2-12: permille + 1, 0 = not reported) and memory (bits 13-23, the same).
--- idle_ms NULL = unknown (clamped to 2^31 - 1 ms, which no threshold reaches). 52 bytes a row.
+-- idle_ms NULL = unknown (clamped to 2^31 - 1 ms, which no threshold reaches). 60 bytes a row.
 ALTER TABLE heartbeats RENAME TO heartbeats_v1;
 ALTER INDEX heartbeats_sent_at RENAME TO heartbeats_v1_sent_at;
 CREATE TABLE heartbeats (
     sent_at_ms  BIGINT NOT NULL,
+    seq         BIGINT NOT NULL,
     machine     INTEGER NOT NULL,
     idle_ms     INTEGER,
     observed_ms INTEGER NOT NULL,

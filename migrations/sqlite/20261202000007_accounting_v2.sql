@@ -87,6 +87,7 @@ ALTER TABLE heartbeats RENAME TO heartbeats_v1;
 DROP INDEX heartbeats_sent_at;
 CREATE TABLE heartbeats (
     sent_at_ms  INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
     machine     INTEGER NOT NULL,
     idle_ms     INTEGER,
     observed_ms INTEGER NOT NULL,

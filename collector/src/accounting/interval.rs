@@ -120,6 +120,25 @@ pub fn account(
     }))
 }
 
+/// Totals of a stream delivered to a fresh machine in the given order: what the collector
+/// stores for it (duplicates skipped). For reference computations in tests and benchmarks.
+pub fn replay<'a>(
+    heartbeats: impl IntoIterator<Item = &'a ValidHeartbeat>,
+    placements: &[Placement],
+    book: &RateBook,
+) -> Result<Increment, MissingRates> {
+    let mut cursor = Cursor::default();
+    let mut total = Increment::default();
+    for hb in heartbeats {
+        if let Outcome::Accepted(accepted) = account(&mut cursor, hb, placements, book)? {
+            for part in &accepted.parts {
+                total.add(&part.increment);
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// The hour a part ending at `end_ms` (exclusive) is stored under.
 fn bucket(end_ms: i64) -> i64 {
     (end_ms - 1).div_euclid(HOUR_MS) * HOUR_MS

@@ -14,7 +14,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 pub mod interval;
 pub mod rates;
 
-pub use interval::{Accepted, Attribution, Cursor, MissingRates, Outcome, Part, account};
+pub use interval::{Accepted, Attribution, Cursor, MissingRates, Outcome, Part, account, replay};
 pub use rates::RateBook;
 
 /// Decimal places kept for cost and CO₂ increments.

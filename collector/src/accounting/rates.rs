@@ -159,7 +159,7 @@ impl SiteVersion {
                 };
                 let local: DateTime = time.to_datetime(day);
                 let ambiguous = self.timezone.to_ambiguous_timestamp(local);
-                for instant in [ambiguous.clone().earlier(), ambiguous.later()]
+                for instant in [ambiguous.earlier(), ambiguous.later()]
                     .into_iter()
                     .flatten()
                 {
@@ -350,10 +350,9 @@ impl SpanSpec {
         }
         let mut days = 0u8;
         for d in &self.days {
-            let i = Weekdays::NAMES
-                .iter()
-                .position(|n| n == d)
-                .ok_or_else(|| format!("days: '{d}' is not one of mon, tue, wed, thu, fri, sat, sun"))?;
+            let i = Weekdays::NAMES.iter().position(|n| n == d).ok_or_else(|| {
+                format!("days: '{d}' is not one of mon, tue, wed, thu, fri, sat, sun")
+            })?;
             days |= 1 << i;
         }
         let start = parse_clock(&self.start)
@@ -470,7 +469,10 @@ mod tests {
             end: "24:00".into(),
         };
         let parsed = span.parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((parsed.start_min, parsed.end_min, parsed.days.0), (510, 1440, 0b1_0001));
+        assert_eq!(
+            (parsed.start_min, parsed.end_min, parsed.days.0),
+            (510, 1440, 0b1_0001)
+        );
         assert_eq!(SpanSpec::of(&parsed), span);
         for (days, start, end) in [
             (vec![], "08:00", "09:00"),
@@ -496,7 +498,13 @@ mod tests {
         // 2026-03-30 a Monday (UTC+2 from then on).
         let peak = Band {
             span: SpanSpec {
-                days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()],
+                days: vec![
+                    "mon".into(),
+                    "tue".into(),
+                    "wed".into(),
+                    "thu".into(),
+                    "fri".into(),
+                ],
                 start: "07:00".into(),
                 end: "19:00".into(),
             }
@@ -513,11 +521,24 @@ mod tests {
         assert_eq!(v.price_at(ms("2026-03-27T05:30:00Z")), Decimal::new(20, 2));
         assert_eq!(v.price_at(ms("2026-03-27T06:00:00Z")), Decimal::new(30, 2));
         assert!(v.after_hours_at(ms("2026-03-29T10:00:00Z")), "Sunday");
-        assert!(!v.after_hours_at(ms("2026-03-30T06:00:00Z")), "Monday 08:00 local");
+        assert!(
+            !v.after_hours_at(ms("2026-03-30T06:00:00Z")),
+            "Monday 08:00 local"
+        );
         assert!(v.after_hours_at(ms("2026-03-30T05:59:59Z")));
         let mut edges = Vec::new();
-        v.local_edges(ms("2026-03-29T00:00:00Z"), ms("2026-03-31T00:00:00Z"), &mut edges);
-        for edge in ["2026-03-29T01:00:00Z", "2026-03-30T05:00:00Z", "2026-03-30T06:00:00Z", "2026-03-30T16:00:00Z", "2026-03-30T17:00:00Z"] {
+        v.local_edges(
+            ms("2026-03-29T00:00:00Z"),
+            ms("2026-03-31T00:00:00Z"),
+            &mut edges,
+        );
+        for edge in [
+            "2026-03-29T01:00:00Z",
+            "2026-03-30T05:00:00Z",
+            "2026-03-30T06:00:00Z",
+            "2026-03-30T16:00:00Z",
+            "2026-03-30T17:00:00Z",
+        ] {
             assert!(edges.contains(&ms(edge)), "{edge} missing from {edges:?}");
         }
     }
@@ -548,8 +569,14 @@ mod tests {
                 sleep_watts: Decimal::ZERO,
             },
         ];
-        assert_eq!(in_force(&versions, 999).map(|v| v.idle_watts), Some(Decimal::ONE));
-        assert_eq!(in_force(&versions, 1000).map(|v| v.idle_watts), Some(Decimal::TWO));
+        assert_eq!(
+            in_force(&versions, 999).map(|v| v.idle_watts),
+            Some(Decimal::ONE)
+        );
+        assert_eq!(
+            in_force(&versions, 1000).map(|v| v.idle_watts),
+            Some(Decimal::TWO)
+        );
         let mut out = Vec::new();
         changes(&versions, 0, 2000, &mut out);
         assert_eq!(out, vec![1000]);

@@ -67,7 +67,8 @@ fn placement(from: i64, site_id: i64, department: &str, profile_id: i64) -> Plac
 /// One UTC site with a flat tariff, the desktop profile (65 / 120 / 2 W), default settings.
 fn flat_book() -> RateBook {
     let mut book = RateBook::default();
-    book.sites.insert(PARIS, vec![site("UTC", "EUR", "0.12", "420")]);
+    book.sites
+        .insert(PARIS, vec![site("UTC", "EUR", "0.12", "420")]);
     book.profiles
         .insert(DESKTOP, vec![profile(i64::MIN, "65", "120", "2")]);
     book
@@ -105,8 +106,8 @@ fn run_with(hbs: &[ValidHeartbeat], placements: &[Placement], book: &RateBook) -
         outcomes: Vec::new(),
     };
     for h in hbs {
-        let outcome = account(&mut run.cursor, h, placements, book)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let outcome =
+            account(&mut run.cursor, h, placements, book).unwrap_or_else(|e| panic!("{e}"));
         run.add(&outcome);
         run.outcomes.push(outcome);
     }
@@ -356,7 +357,10 @@ fn a_move_keeps_the_past_where_it_was_incurred() {
         .keys()
         .map(|a| (a.site_id, a.department.as_str(), a.currency.as_str()))
         .collect();
-    assert_eq!(currencies, vec![(PARIS, "it", "EUR"), (TOKYO, "sales", "JPY")]);
+    assert_eq!(
+        currencies,
+        vec![(PARIS, "it", "EUR"), (TOKYO, "sales", "JPY")]
+    );
     for inc in r.by_attribution.values() {
         assert_eq!(inc.observed_ms, 30_000);
     }
@@ -425,6 +429,95 @@ fn fractional_watts_and_prices_stay_exact() {
     );
     assert_eq!(r.total.idle_energy_j, d("753.045"));
     assert!(r.total.cost.scale() <= MONEY_SCALE);
+}
+
+/// The worked example of the README (docs/ACCOUNTING.md): a Paris site with a peak band that
+/// ends at 18:30 local time, one imported hour of grid intensity, an interval that crosses
+/// the band's end, a gap, and an interval that crosses into an hour without imported values.
+#[test]
+fn the_documented_worked_example() {
+    // 2026-12-01 is a Tuesday; Paris is UTC+1 in winter.
+    let at = |text: &str| {
+        text.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let mut paris = site("Europe/Paris", "EUR", "0.18", "60");
+    paris.tariff.bands = vec![Band {
+        span: SpanSpec {
+            days: vec![
+                "mon".into(),
+                "tue".into(),
+                "wed".into(),
+                "thu".into(),
+                "fri".into(),
+            ],
+            start: "08:00".into(),
+            end: "18:30".into(),
+        }
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}")),
+        price_per_kwh: d("0.30"),
+    }];
+    let mut book = RateBook::default();
+    book.sites.insert(PARIS, vec![paris]);
+    book.profiles
+        .insert(DESKTOP, vec![profile(i64::MIN, "65", "120", "2")]);
+    book.intensity.insert(
+        PARIS,
+        BTreeMap::from([(at("2026-12-01T17:00:00Z"), d("36"))]),
+    );
+    let beat = |seq, sent: &str, idle_s: i64| ValidHeartbeat {
+        seq,
+        sent_at_ms: at(sent),
+        idle_ms: Some(idle_s * 1000),
+        session: Session::Active,
+        cpu_usage_ratio: None,
+        memory_usage_ratio: None,
+        uptime_seconds: None,
+    };
+    let r = run_with(
+        &[
+            beat(1, "2026-12-01T17:29:00Z", 10),
+            beat(2, "2026-12-01T17:31:00Z", 420),
+            beat(3, "2026-12-01T17:59:00Z", 0),
+            beat(4, "2026-12-01T18:01:00Z", 30),
+        ],
+        &at_paris(),
+        &book,
+    );
+    let t = &r.total;
+    assert_eq!(
+        (t.observed_ms, t.idle_ms, t.gap_ms),
+        (240_000, 120_000, 1_680_000)
+    );
+    assert_eq!(t.after_hours_idle_ms, 120_000);
+    assert_eq!(
+        (t.energy_j, t.idle_energy_j, t.avoidable_energy_j),
+        (d("22200"), d("7800"), d("7560"))
+    );
+    assert_eq!(
+        (t.cost, t.idle_cost, t.avoidable_cost),
+        (d("0.00124"), d("0.00052"), d("0.000504"))
+    );
+    assert_eq!(
+        (t.co2_g, t.idle_co2_g, t.avoidable_co2_g),
+        (d("0.27"), d("0.078"), d("0.0756"))
+    );
+    // Stored as two hourly rows: 17:00 (both intervals' first parts) and 18:00.
+    let hours: BTreeSet<i64> = r
+        .outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Accepted(a) => Some(a.parts.iter().map(|p| p.hour_ms).collect::<Vec<_>>()),
+            Outcome::Duplicate => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        hours,
+        BTreeSet::from([at("2026-12-01T17:00:00Z"), at("2026-12-01T18:00:00Z")])
+    );
 }
 
 #[test]
@@ -575,7 +668,13 @@ fn known_at(changes: &[Timed], now_ms: i64) -> (RateBook, Vec<Placement>) {
     let mut paris = site("Europe/Paris", "EUR", "0.20", "60");
     paris.tariff.bands = vec![Band {
         span: SpanSpec {
-            days: vec!["mon".into(), "tue".into(), "wed".into(), "thu".into(), "fri".into()],
+            days: vec![
+                "mon".into(),
+                "tue".into(),
+                "wed".into(),
+                "thu".into(),
+                "fri".into(),
+            ],
             start: "07:00".into(),
             end: "19:00".into(),
         }
@@ -679,7 +778,9 @@ fn reference(hbs: &[ValidHeartbeat], placements: &[Placement], book: &RateBook) 
         let mut second = start;
         while second < end {
             let p = in_force(placements, second).unwrap_or_else(|| panic!("placement"));
-            let site = book.site_at(p.site_id, second).unwrap_or_else(|| panic!("site"));
+            let site = book
+                .site_at(p.site_id, second)
+                .unwrap_or_else(|| panic!("site"));
             let watts = book
                 .profile_at(p.profile_id, second)
                 .unwrap_or_else(|| panic!("profile"));

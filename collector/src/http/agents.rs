@@ -124,8 +124,10 @@ async fn heartbeats(
             return Err(e);
         }
     };
-    let positions: Vec<(usize, bool, Option<u64>)> =
-        parsed.iter().map(|p| (p.index, p.in_batch, p.seq)).collect();
+    let positions: Vec<(usize, bool, Option<u64>)> = parsed
+        .iter()
+        .map(|p| (p.index, p.in_batch, p.seq))
+        .collect();
     let job = HeartbeatJob {
         machine_id,
         credential: TokenHash::of(token),
@@ -153,20 +155,15 @@ async fn heartbeats(
             let (status, error) = match outcome {
                 HeartbeatOutcome::Accepted => (HeartbeatStatus::Accepted, None),
                 HeartbeatOutcome::Duplicate => (HeartbeatStatus::Duplicate, None),
-                HeartbeatOutcome::Rejected(e) => {
+                HeartbeatOutcome::Rejected(why, e) => {
                     // The planner names fields of one heartbeat; in a batch they are nested.
                     let field = if in_batch && !e.field.starts_with("heartbeats[") {
                         format!("heartbeats[{index}].{}", e.field)
                     } else {
                         e.field
                     };
-                    let code = if e.message.contains("ahead of the server clock") {
-                        "clock_ahead"
-                    } else {
-                        "invalid_field"
-                    };
                     let error = HeartbeatError {
-                        code: code.into(),
+                        code: why.code().into(),
                         field,
                         message: e.message,
                     };
@@ -197,7 +194,16 @@ async fn heartbeats(
             .filter_map(|r| r.error.as_ref())
             .map(|e| (e.field.clone(), e.message.clone()))
             .collect();
+        let all_ahead = response
+            .results
+            .iter()
+            .all(|r| r.error.as_ref().is_some_and(|e| e.code == "clock_ahead"));
         return Err(ApiError::Rejected {
+            code: if all_ahead {
+                "clock_ahead"
+            } else {
+                "invalid_field"
+            },
             message: if response.results.len() == 1 {
                 let e = response.results[0].error.as_ref();
                 e.map(|e| format!("{} {}", e.field, e.message))

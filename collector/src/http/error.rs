@@ -41,9 +41,11 @@ pub enum ApiError {
     Busy(&'static str),
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// Every heartbeat of a request was rejected: 422 naming each field.
+    /// Every heartbeat of a request was rejected: 422 naming each field; `code` is
+    /// `clock_ahead` when that is why all of them were, else `invalid_field`.
     #[error("{message}")]
     Rejected {
+        code: &'static str,
         message: String,
         fields: BTreeMap<String, String>,
     },
@@ -80,11 +82,9 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", (*m).into())
             }
             ApiError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, "busy", (*m).into()),
-            ApiError::Rejected { message, .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                message.clone(),
-            ),
+            ApiError::Rejected { code, message, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code, message.clone())
+            }
             ApiError::MethodNotAllowed(m) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

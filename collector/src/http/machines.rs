@@ -85,7 +85,7 @@ async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<MachineView>>> {
     let status = match params.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(
             Status::ALL
                 .into_iter()
@@ -94,7 +94,7 @@ async fn list(
         ),
     };
     let sort = match params.sort.as_deref() {
-        None | Some("") => MachineSort::Hostname,
+        None => MachineSort::Hostname,
         Some(s) => MachineSort::parse(s).ok_or_else(|| {
             invalid(
                 "sort",
@@ -103,7 +103,7 @@ async fn list(
         })?,
     };
     let descending = match params.order.as_deref() {
-        None | Some("") | Some("asc") => false,
+        None | Some("asc") => false,
         Some("desc") => true,
         Some(_) => return Err(invalid("order", "must be asc or desc")),
     };
@@ -349,7 +349,8 @@ async fn history(
     live_machine(&state, &id).await?;
     const HOUR: i64 = crate::accounting::rates::HOUR_MS;
     let now = crate::clock::now_ms();
-    let to = timestamp_param("to", params.to.as_deref())?.unwrap_or(now - now.rem_euclid(HOUR) + HOUR);
+    let to =
+        timestamp_param("to", params.to.as_deref())?.unwrap_or(now - now.rem_euclid(HOUR) + HOUR);
     let from = timestamp_param("from", params.from.as_deref())?.unwrap_or(to - 86_400_000);
     if from >= to {
         return Err(invalid("from", "must be before to"));
@@ -358,14 +359,17 @@ async fn history(
     let from = from - from.rem_euclid(HOUR);
     let span = to - from;
     let step_ms = match params.step.as_deref() {
-        None | Some("") => ((span / 96).max(HOUR) + HOUR - 1) / HOUR * HOUR,
+        None => ((span / 96).max(HOUR) + HOUR - 1) / HOUR * HOUR,
         Some(v) => v
             .parse::<i64>()
             .ok()
             .filter(|s| (3600..=31_622_400).contains(s) && s % 3600 == 0)
             .map(|s| s * 1000)
             .ok_or_else(|| {
-                invalid("step", "must be whole hours in seconds (3600, 7200, …) up to 31622400")
+                invalid(
+                    "step",
+                    "must be whole hours in seconds (3600, 7200, …) up to 31622400",
+                )
             })?,
     };
     let points = (span + step_ms - 1) / step_ms;

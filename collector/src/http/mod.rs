@@ -279,7 +279,7 @@ pub(crate) fn number(
     max: i64,
 ) -> Result<i64, ApiError> {
     match value {
-        None | Some("") => Ok(default),
+        None => Ok(default),
         Some(v) => v
             .parse::<i64>()
             .ok()
@@ -316,7 +316,7 @@ pub(crate) fn rfc3339(ms: i64) -> Option<String> {
 /// An optional RFC 3339 query parameter as milliseconds since the epoch.
 pub(crate) fn timestamp_param(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     match value {
-        None | Some("") => Ok(None),
+        None => Ok(None),
         Some(v) => time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
             .ok()
             .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())

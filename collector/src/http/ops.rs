@@ -85,7 +85,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         return Ok(response);
     }
     let started = std::time::Instant::now();
-    let snapshot = state.store.fleet_snapshot().await?;
+    let mut snapshot = state.store.fleet_snapshot().await?;
+    // Retired machines have no per-machine series (their history stays in reports and stats).
+    snapshot.machines.retain(|m| !m.retired);
     tracing::debug!(
         machines = snapshot.machines.len(),
         snapshot_ms = started.elapsed().as_millis() as u64,

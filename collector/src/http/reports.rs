@@ -96,13 +96,13 @@ async fn energy_csv(
         return Err(invalid("from", "must be before to"));
     }
     let (group, name) = match params.group_by.as_deref() {
-        None | Some("") | Some("machine") => (Grouping::Machine, "machine"),
+        None | Some("machine") => (Grouping::Machine, "machine"),
         Some("site") => (Grouping::Site, "site"),
         Some("department") => (Grouping::Department, "department"),
         Some(_) => return Err(invalid("group_by", "must be machine, site or department")),
     };
     let attribution = match params.attribution.as_deref() {
-        None | Some("") | Some("incurred") => Attribution::Incurred,
+        None | Some("incurred") => Attribution::Incurred,
         Some("current") => Attribution::Current,
         Some(_) => return Err(invalid("attribution", "must be incurred or current")),
     };

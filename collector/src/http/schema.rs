@@ -3,7 +3,9 @@
 //! ISO 4217 currencies and IANA time zones as enumerations, decimal ranges as patterns.
 //! Used with `#[schema(schema_with = …)]`; a `_patch` variant also allows `null` (keep).
 
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::{RefOr, SchemaFormat};
 
 /// Control characters (Unicode category Cc), refused in every text field.
@@ -339,13 +341,9 @@ pub mod field {
     pub fn holidays_patch() -> Schema {
         nullable(
             ArrayBuilder::new()
-                .items(
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .format(Some(SchemaFormat::KnownFormat(
-                            utoipa::openapi::KnownFormat::Date,
-                        ))),
-                )
+                .items(ObjectBuilder::new().schema_type(Type::String).format(Some(
+                    SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date),
+                )))
                 .max_items(Some(400))
                 .build()
                 .into(),
@@ -417,7 +415,11 @@ mod tests {
             "abc",
             "",
         ];
-        for (schema, max, dp) in [(price(), 1000, 6), (carbon(), 5000, 3), (watts(), 10_000, 3)] {
+        for (schema, max, dp) in [
+            (price(), 1000, 6),
+            (carbon(), 5000, 3),
+            (watts(), 10_000, 3),
+        ] {
             for text in candidates {
                 let by_operation =
                     plain_decimal(text).is_some_and(|d| check_range("x", d, max, dp).is_ok());

@@ -128,7 +128,10 @@ fn rates(
     responses((status = 200, description = "every site", body = Page<SiteView>),
         (status = 401, description = "not signed in")),
     security(("session" = []), ("bearer" = [])))]
-async fn list_sites(State(state): State<AppState>, _viewer: Viewer) -> Result<Json<Page<SiteView>>> {
+async fn list_sites(
+    State(state): State<AppState>,
+    _viewer: Viewer,
+) -> Result<Json<Page<SiteView>>> {
     let sites = state.store.list_sites(crate::clock::now_ms()).await?;
     Ok(Json(Page::all(sites.into_iter().map(Into::into).collect())))
 }
@@ -187,9 +190,14 @@ async fn update_site(
         input.holidays,
     );
     r.idle_threshold_seconds = input.idle_threshold_seconds.map(|s| (s > 0).then_some(s));
-    let site =
-        catalog::update_site(state.ctx(&admin.username), id, input.name.as_deref(), r, from)
-            .await?;
+    let site = catalog::update_site(
+        state.ctx(&admin.username),
+        id,
+        input.name.as_deref(),
+        r,
+        from,
+    )
+    .await?;
     Ok(Json(site.into()))
 }
 
@@ -460,8 +468,13 @@ async fn list_profiles(
     State(state): State<AppState>,
     _viewer: Viewer,
 ) -> Result<Json<Page<PowerProfileView>>> {
-    let profiles = state.store.list_power_profiles(crate::clock::now_ms()).await?;
-    Ok(Json(Page::all(profiles.into_iter().map(Into::into).collect())))
+    let profiles = state
+        .store
+        .list_power_profiles(crate::clock::now_ms())
+        .await?;
+    Ok(Json(Page::all(
+        profiles.into_iter().map(Into::into).collect(),
+    )))
 }
 
 /// Creates a power profile (admins only).

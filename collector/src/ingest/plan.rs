@@ -10,7 +10,7 @@ use greenops_protocol::ValidationError;
 use crate::accounting::{self, Attribution, Increment, MissingRates, Outcome, RateBook};
 use crate::store::ingest::{
     HeartbeatJob, HeartbeatOutcome, JobOutcome, LockedMachine, MachineUpdate, Plan, Planner,
-    RawHeartbeat, TotalsDelta, UsageDelta, pack_state,
+    RawHeartbeat, Rejection, TotalsDelta, UsageDelta, pack_state,
 };
 
 /// Plans batches with the clock-skew allowance in force when the batch is committed.
@@ -23,49 +23,18 @@ pub struct Accountant {
 pub type PlanError = MissingRates;
 
 impl Planner for Accountant {
+    /// A batch fails as a whole (the requests get 500 and their agents retry) when an interval
+    /// cannot be priced — only possible with an inconsistent database, where guessing a rate
+    /// or refusing the heartbeats for good would both lose the truth.
     fn plan(
         &self,
         jobs: &[HeartbeatJob],
         locked: &HashMap<String, LockedMachine>,
         book: &RateBook,
-    ) -> Plan {
-        match plan(jobs, locked, book, self.max_clock_skew_ms) {
-            Ok(plan) => plan,
-            Err(e) => {
-                // Unreachable with a consistent database (every placement names a site and a
-                // profile with versions). Refuse the affected heartbeats instead of guessing.
-                tracing::error!(error = %e, "a heartbeat batch could not be priced");
-                refuse_all(jobs, locked, &e)
-            }
-        }
-    }
-}
-
-fn refuse_all(
-    jobs: &[HeartbeatJob],
-    locked: &HashMap<String, LockedMachine>,
-    e: &MissingRates,
-) -> Plan {
-    let outcomes = jobs
-        .iter()
-        .map(|job| match locked.get(&job.machine_id) {
-            None => JobOutcome::UnknownMachine,
-            Some(_) => JobOutcome::Committed(
-                job.heartbeats
-                    .iter()
-                    .map(|_| {
-                        HeartbeatOutcome::Rejected(ValidationError::new(
-                            "$",
-                            format!("cannot be accounted now ({e}); retried deliveries will be"),
-                        ))
-                    })
-                    .collect(),
-            ),
+    ) -> Result<Plan, PlanError> {
+        plan(jobs, locked, book, self.max_clock_skew_ms).inspect_err(|e| {
+            tracing::error!(error = %e, "a heartbeat batch could not be priced");
         })
-        .collect();
-    Plan {
-        outcomes,
-        ..Plan::default()
     }
 }
 
@@ -106,7 +75,10 @@ pub fn plan(
         let mut results = Vec::with_capacity(job.heartbeats.len());
         for candidate in &job.heartbeats {
             // 1. Duplicate, decided first (DESIGN §2): a replay is acknowledged whatever else.
-            if candidate.seq.is_some_and(|seq| seq <= state.cursor.last_seq) {
+            if candidate
+                .seq
+                .is_some_and(|seq| seq <= state.cursor.last_seq)
+            {
                 results.push(HeartbeatOutcome::Duplicate);
                 continue;
             }
@@ -114,19 +86,25 @@ pub fn plan(
             let hb = match &candidate.heartbeat {
                 Ok(hb) => *hb,
                 Err(e) => {
-                    results.push(HeartbeatOutcome::Rejected(e.clone()));
+                    results.push(HeartbeatOutcome::Rejected(
+                        Rejection::InvalidField,
+                        e.clone(),
+                    ));
                     continue;
                 }
             };
             // 2. Clock ahead of the server.
             if accounting::clock_ahead(hb.sent_at_ms, job.received_at_ms, max_clock_skew_ms) {
-                results.push(HeartbeatOutcome::Rejected(ValidationError::new(
-                    "sent_at",
-                    format!(
-                        "is more than {} s ahead of the server clock; fix the agent's clock",
-                        max_clock_skew_ms / 1000
+                results.push(HeartbeatOutcome::Rejected(
+                    Rejection::ClockAhead,
+                    ValidationError::new(
+                        "sent_at",
+                        format!(
+                            "is more than {} s ahead of the server clock; fix the agent's clock",
+                            max_clock_skew_ms / 1000
+                        ),
                     ),
-                )));
+                ));
                 continue;
             }
             match accounting::account(&mut state.cursor, &hb, &machine.placements, book)? {
@@ -138,9 +116,8 @@ pub fn plan(
                     raw.push(RawHeartbeat {
                         machine: machine.num,
                         sent_at_ms: hb.sent_at_ms,
-                        idle_ms: hb
-                            .idle_ms
-                            .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
+                        seq: hb.seq as i64,
+                        idle_ms: hb.idle_ms.map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
                         observed_ms: i32::try_from(accepted.observed_ms).unwrap_or(i32::MAX),
                         state: pack_state(&hb),
                     });

@@ -38,6 +38,9 @@ pub fn effective_from(stated: Option<i64>, now_ms: i64) -> Result<i64, OpError> 
     }
 }
 
+/// An object before and after a change.
+pub type BeforeAfter<T> = (T, T);
+
 /// One kind of catalog object (sites, power profiles): how it is stored and audited.
 pub trait Kind: Send + Sync {
     /// As listed and answered.
@@ -57,7 +60,7 @@ pub trait Kind: Send + Sync {
         id: i64,
         name: &str,
         now_ms: i64,
-    ) -> impl Future<Output = Result<Option<(Self::Item, Self::Item)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<BeforeAfter<Self::Item>>, StoreError>> + Send;
     fn remove(
         store: &dyn Store,
         id: i64,
@@ -67,7 +70,9 @@ pub trait Kind: Send + Sync {
 
 fn taken<K: Kind>(name: &str) -> impl FnOnce(StoreError) -> OpError + '_ {
     move |e| match e {
-        StoreError::Conflict(_) => OpError::Conflict(format!("{} '{name}' already exists", K::NOUN)),
+        StoreError::Conflict(_) => {
+            OpError::Conflict(format!("{} '{name}' already exists", K::NOUN))
+        }
         other => other.into(),
     }
 }
@@ -205,18 +210,38 @@ impl SiteRates {
 
     /// These changes over `base` (or over the defaults, for a new site), validated.
     fn apply(self, base: Option<&SiteVersionInfo>) -> Result<SiteVersionInfo, OpError> {
-        let timezone = pick("timezone", self.timezone, base.map(|b| b.timezone.clone()), Some("UTC".into()))?;
+        let timezone = pick(
+            "timezone",
+            self.timezone,
+            base.map(|b| b.timezone.clone()),
+            Some("UTC".into()),
+        )?;
         check_timezone("timezone", &timezone)?;
-        let currency = pick("currency", self.currency, base.map(|b| b.currency.clone()), Some("USD".into()))?;
+        let currency = pick(
+            "currency",
+            self.currency,
+            base.map(|b| b.currency.clone()),
+            Some("USD".into()),
+        )?;
         check_currency("currency", &currency)?;
-        let price = pick("price_per_kwh", self.price_per_kwh, base.map(|b| b.price_per_kwh), None)?;
+        let price = pick(
+            "price_per_kwh",
+            self.price_per_kwh,
+            base.map(|b| b.price_per_kwh),
+            None,
+        )?;
         let carbon = pick(
             "carbon_intensity_g_per_kwh",
             self.carbon_intensity_g_per_kwh,
             base.map(|b| b.carbon_intensity_g_per_kwh),
             None,
         )?;
-        let bands = pick("bands", self.bands, base.map(|b| b.bands.clone()), Some(Vec::new()))?;
+        let bands = pick(
+            "bands",
+            self.bands,
+            base.map(|b| b.bands.clone()),
+            Some(Vec::new()),
+        )?;
         check_bands(&bands)?;
         let business_hours = pick(
             "business_hours",
@@ -225,7 +250,12 @@ impl SiteRates {
             Some(default_business_hours().iter().map(SpanSpec::of).collect()),
         )?;
         check_spans("business_hours", &business_hours)?;
-        let holidays = pick("holidays", self.holidays, base.map(|b| b.holidays.clone()), Some(Vec::new()))?;
+        let holidays = pick(
+            "holidays",
+            self.holidays,
+            base.map(|b| b.holidays.clone()),
+            Some(Vec::new()),
+        )?;
         let holidays = check_holidays(&holidays)?;
         let idle_threshold_seconds = match self.idle_threshold_seconds {
             Some(v) => v,
@@ -268,8 +298,12 @@ pub async fn create_site(ctx: Ctx<'_>, name: &str, rates: SiteRates) -> Result<S
         .create_site(&fields, crate::clock::now_ms())
         .await
         .map_err(taken::<Sites>(name))?;
-    ctx.audit("site_created", &site.name, serde_json::json!({"after": site}))
-        .await?;
+    ctx.audit(
+        "site_created",
+        &site.name,
+        serde_json::json!({"after": site}),
+    )
+    .await?;
     Ok(site)
 }
 
@@ -288,7 +322,10 @@ pub async fn update_site(
     }
     if rates.is_empty() {
         if stated_from.is_some() {
-            return Err(invalid("effective_from", "says when rate changes apply; none were given"));
+            return Err(invalid(
+                "effective_from",
+                "says when rate changes apply; none were given",
+            ));
         }
         return match site {
             Some(site) => Ok(site),
@@ -303,8 +340,12 @@ pub async fn update_site(
     }
     let from = effective_from(stated_from, now)?;
     let versions = ctx.store.site_versions(id).await?;
-    let started = versions.partition_point(|v| v.effective_from_ms <= from).max(1);
-    let base = versions.get(started - 1).ok_or_else(|| not_found::<Sites>(id))?;
+    let started = versions
+        .partition_point(|v| v.effective_from_ms <= from)
+        .max(1);
+    let base = versions
+        .get(started - 1)
+        .ok_or_else(|| not_found::<Sites>(id))?;
     let version = SiteVersionInfo {
         effective_from_ms: from,
         ..rates.apply(Some(base))?
@@ -341,8 +382,18 @@ impl ProfileWatts {
     }
 
     fn apply(self, base: Option<&ProfileVersionInfo>) -> Result<ProfileVersionInfo, OpError> {
-        let idle = pick("idle_watts", self.idle_watts, base.map(|b| b.idle_watts), None)?;
-        let active = pick("active_watts", self.active_watts, base.map(|b| b.active_watts), None)?;
+        let idle = pick(
+            "idle_watts",
+            self.idle_watts,
+            base.map(|b| b.idle_watts),
+            None,
+        )?;
+        let active = pick(
+            "active_watts",
+            self.active_watts,
+            base.map(|b| b.active_watts),
+            None,
+        )?;
         let sleep = pick(
             "sleep_watts",
             self.sleep_watts,
@@ -406,7 +457,10 @@ pub async fn update_profile(
     };
     if watts.is_empty() {
         if stated_from.is_some() {
-            return Err(invalid("effective_from", "says when watt changes apply; none were given"));
+            return Err(invalid(
+                "effective_from",
+                "says when watt changes apply; none were given",
+            ));
         }
         return match profile {
             Some(p) => Ok(p),
@@ -417,7 +471,9 @@ pub async fn update_profile(
     let existing = current().await?;
     let mut versions = vec![existing.current.clone()];
     versions.extend(existing.scheduled.iter().cloned());
-    let started = versions.partition_point(|v| v.effective_from_ms <= from).max(1);
+    let started = versions
+        .partition_point(|v| v.effective_from_ms <= from)
+        .max(1);
     let version = ProfileVersionInfo {
         effective_from_ms: from,
         ..watts.apply(versions.get(started - 1))?
@@ -449,10 +505,7 @@ pub async fn import_intensity(ctx: Ctx<'_>, site_id: i64, csv: &str) -> Result<u
     if !ctx.store.import_intensity(site_id, &hours, now).await? {
         return Err(OpError::NotFound(format!("site {site_id} not found")));
     }
-    let (first, last) = (
-        hours.first().map(|h| h.0),
-        hours.last().map(|h| h.0),
-    );
+    let (first, last) = (hours.first().map(|h| h.0), hours.last().map(|h| h.0));
     ctx.audit(
         "carbon_intensity_imported",
         &site_id.to_string(),
@@ -460,6 +513,17 @@ pub async fn import_intensity(ctx: Ctx<'_>, site_id: i64, csv: &str) -> Result<u
     )
     .await?;
     Ok(hours.len())
+}
+
+/// The id of the site called `name` (404 when there is none).
+pub async fn site_id_by_name(ctx: Ctx<'_>, name: &str) -> Result<i64, OpError> {
+    ctx.store
+        .list_sites(crate::clock::now_ms())
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.id)
+        .ok_or_else(|| OpError::NotFound(format!("site '{name}' not found")))
 }
 
 /// Most lines one intensity import may hold (five years of hours).
@@ -479,7 +543,10 @@ pub fn parse_intensity_csv(csv: &str, now_ms: i64) -> Result<Vec<(i64, Decimal)>
         let (hour, value) = text
             .split_once(',')
             .ok_or_else(|| bad("expected hour_start,g_co2e_per_kwh"))?;
-        let (hour, value) = (hour.trim().trim_matches('"'), value.trim().trim_matches('"'));
+        let (hour, value) = (
+            hour.trim().trim_matches('"'),
+            value.trim().trim_matches('"'),
+        );
         if line == 1 && hour == "hour_start" {
             continue;
         }
@@ -488,12 +555,16 @@ pub fn parse_intensity_csv(csv: &str, now_ms: i64) -> Result<Vec<(i64, Decimal)>
         let ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
             .map_err(|_| bad("hour_start is out of range"))?;
         if ms.rem_euclid(crate::accounting::rates::HOUR_MS) != 0 {
-            return Err(bad("hour_start must be the start of a UTC hour (minutes and seconds 0)"));
+            return Err(bad(
+                "hour_start must be the start of a UTC hour (minutes and seconds 0)",
+            ));
         }
         let g = plain_decimal(value)
             .ok_or_else(|| bad("g_co2e_per_kwh must be a plain decimal number"))?;
         if g > Decimal::from(5000) || g.scale() > INTENSITY_DP {
-            return Err(bad("g_co2e_per_kwh must be from 0 to 5000 with at most 3 decimals"));
+            return Err(bad(
+                "g_co2e_per_kwh must be from 0 to 5000 with at most 3 decimals",
+            ));
         }
         if ms <= now_ms {
             return Err(OpError::Conflict(format!(
@@ -505,7 +576,10 @@ pub fn parse_intensity_csv(csv: &str, now_ms: i64) -> Result<Vec<(i64, Decimal)>
             return Err(bad("this hour is listed twice"));
         }
         if hours.len() > MAX_INTENSITY_LINES {
-            return Err(invalid("csv", format!("at most {MAX_INTENSITY_LINES} hours per import")));
+            return Err(invalid(
+                "csv",
+                format!("at most {MAX_INTENSITY_LINES} hours per import"),
+            ));
         }
     }
     if hours.is_empty() {
@@ -516,7 +590,12 @@ pub fn parse_intensity_csv(csv: &str, now_ms: i64) -> Result<Vec<(i64, Decimal)>
 
 /// A field of a create or change: the given value, else the current one, else the default;
 /// with none of them the field is required.
-fn pick<T>(name: &str, given: Option<T>, current: Option<T>, default: Option<T>) -> Result<T, OpError> {
+fn pick<T>(
+    name: &str,
+    given: Option<T>,
+    current: Option<T>,
+    default: Option<T>,
+) -> Result<T, OpError> {
     given
         .or(current)
         .or(default)
@@ -579,14 +658,21 @@ fn check_bands(bands: &[BandSpec]) -> Result<(), OpError> {
         }
         .parse()
         .map_err(|why| invalid(&field, why))?;
-        let price = plain_decimal(&b.price_per_kwh)
-            .ok_or_else(|| invalid(&format!("{field}.price_per_kwh"), "must be a plain decimal string such as \"0.25\""))?;
+        let price = plain_decimal(&b.price_per_kwh).ok_or_else(|| {
+            invalid(
+                &format!("{field}.price_per_kwh"),
+                "must be a plain decimal string such as \"0.25\"",
+            )
+        })?;
         check_range(&format!("{field}.price_per_kwh"), price, 1000, PRICE_DP)?;
         for (j, other) in spans.iter().enumerate() {
             let o: &crate::accounting::rates::DailySpan = other;
             let shared_day = o.days.0 & span.days.0 != 0;
             if shared_day && o.start_min < span.end_min && span.start_min < o.end_min {
-                return Err(invalid(&field, format!("overlaps bands[{j}] on a shared day")));
+                return Err(invalid(
+                    &field,
+                    format!("overlaps bands[{j}] on a shared day"),
+                ));
             }
         }
         spans.push(span);
@@ -599,7 +685,8 @@ fn check_spans(field: &str, spans: &[SpanSpec]) -> Result<(), OpError> {
         return Err(invalid(field, format!("at most {MAX_SPANS} spans")));
     }
     for (i, s) in spans.iter().enumerate() {
-        s.parse().map_err(|why| invalid(&format!("{field}[{i}]"), why))?;
+        s.parse()
+            .map_err(|why| invalid(&format!("{field}[{i}]"), why))?;
     }
     Ok(())
 }
@@ -625,7 +712,10 @@ pub fn check_range(field: &str, value: Decimal, max: i64, max_dp: u32) -> Result
         return Err(invalid(field, format!("must be from 0 to {max}")));
     }
     if value.scale() > max_dp {
-        return Err(invalid(field, format!("must have at most {max_dp} decimal places")));
+        return Err(invalid(
+            field,
+            format!("must have at most {max_dp} decimal places"),
+        ));
     }
     Ok(value.normalize())
 }
@@ -654,7 +744,10 @@ mod tests {
     fn decimals_must_be_written_plainly() {
         assert_eq!(plain_decimal("0.12"), Some(Decimal::new(12, 2)));
         assert_eq!(plain_decimal("65"), Some(Decimal::from(65)));
-        for bad in ["-1.5", "-0", "1_000", " 0.1 ", "1e3", ".5", "5.", "", "-", "0x10", "1.2.3", "NaN", "007"] {
+        for bad in [
+            "-1.5", "-0", "1_000", " 0.1 ", "1e3", ".5", "5.", "", "-", "0x10", "1.2.3", "NaN",
+            "007",
+        ] {
             assert_eq!(plain_decimal(bad), None, "{bad:?}");
         }
     }
@@ -677,8 +770,15 @@ mod tests {
         let now = 1_000_000;
         assert_eq!(effective_from(None, now).ok(), Some(now));
         assert_eq!(effective_from(Some(now + 5), now).ok(), Some(now + 5));
-        assert_eq!(effective_from(Some(now - 500), now).ok(), Some(now), "request travel time");
-        assert!(matches!(effective_from(Some(now - 5000), now), Err(OpError::Conflict(_))));
+        assert_eq!(
+            effective_from(Some(now - 500), now).ok(),
+            Some(now),
+            "request travel time"
+        );
+        assert!(matches!(
+            effective_from(Some(now - 5000), now),
+            Err(OpError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -692,9 +792,15 @@ mod tests {
             Err(OpError::Invalid(v)) => v.field,
             other => panic!("{other:?}"),
         };
-        assert_eq!(field("2027-01-01T00:00:00Z,250\n2027-01-01T00:30:00Z,1"), "line 2");
+        assert_eq!(
+            field("2027-01-01T00:00:00Z,250\n2027-01-01T00:30:00Z,1"),
+            "line 2"
+        );
         assert_eq!(field("2027-01-01T00:00:00Z,abc"), "line 1");
-        assert_eq!(field("2027-01-01T00:00:00Z,1\n2027-01-01T00:00:00Z,2"), "line 2");
+        assert_eq!(
+            field("2027-01-01T00:00:00Z,1\n2027-01-01T00:00:00Z,2"),
+            "line 2"
+        );
         assert_eq!(field("x"), "line 1");
         assert_eq!(field(""), "csv");
         assert!(matches!(

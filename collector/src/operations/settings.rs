@@ -48,9 +48,15 @@ pub async fn update(
     };
     after.check().map_err(|(field, why)| invalid(field, why))?;
     let json = serde_json::to_string(&after).map_err(|e| OpError::Internal(e.into()))?;
-    ctx.store
-        .put_setting(SETTINGS_KEY, &json, crate::clock::now_ms())
-        .await?;
+    let now = crate::clock::now_ms();
+    if after.version(now) != before.version(now) {
+        // What an interval is changes from now on; time already incurred keeps its rules,
+        // even when its heartbeats arrive later.
+        ctx.store
+            .add_accounting_version(after.version(now), now)
+            .await?;
+    }
+    ctx.store.put_setting(SETTINGS_KEY, &json, now).await?;
     live.set(after);
     ctx.audit(
         "settings_updated",

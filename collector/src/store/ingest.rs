@@ -40,8 +40,27 @@ pub struct HeartbeatJob {
 pub enum HeartbeatOutcome {
     Accepted,
     Duplicate,
-    /// Refused for good (the agent drops it): a field and why.
-    Rejected(ValidationError),
+    /// Refused for good (the agent drops it): why, and the field with an explanation.
+    Rejected(Rejection, ValidationError),
+}
+
+/// Why a heartbeat was refused for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// A value outside the protocol's ranges.
+    InvalidField,
+    /// `sent_at` beyond the clock-skew allowance.
+    ClockAhead,
+}
+
+impl Rejection {
+    /// The `code` the API answers.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::InvalidField => "invalid_field",
+            Rejection::ClockAhead => "clock_ahead",
+        }
+    }
 }
 
 /// What committing one job did.
@@ -70,6 +89,8 @@ pub struct LockedMachine {
 pub struct RawHeartbeat {
     pub machine: i64,
     pub sent_at_ms: i64,
+    /// The agent's `seq` (stored as a signed 64-bit integer: seq above `i64::MAX` wraps).
+    pub seq: i64,
     /// Clamped to `i32::MAX` ms (24.8 days): beyond any threshold or gap, so nothing is lost.
     pub idle_ms: Option<i32>,
     /// The observed interval this heartbeat closed (0 when unobserved).
@@ -86,7 +107,8 @@ pub fn pack_state(hb: &ValidHeartbeat) -> i32 {
         Session::Locked => 2,
         Session::None => 3,
     };
-    let permille = |r: Option<f64>| r.map_or(0, |r| (r.clamp(0.0, 1.0) * 1000.0).round() as i32 + 1);
+    let permille =
+        |r: Option<f64>| r.map_or(0, |r| (r.clamp(0.0, 1.0) * 1000.0).round() as i32 + 1);
     session | (permille(hb.cpu_usage_ratio) << 2) | (permille(hb.memory_usage_ratio) << 13)
 }
 
@@ -145,7 +167,7 @@ pub trait Planner: Send + Sync {
         jobs: &[HeartbeatJob],
         locked: &HashMap<String, LockedMachine>,
         book: &RateBook,
-    ) -> Plan;
+    ) -> Result<Plan, crate::accounting::MissingRates>;
 }
 
 /// The rate book a collector holds, replaced when the store's rate data changes.

@@ -25,9 +25,9 @@ use rust_decimal::Decimal;
 use crate::accounting::{Increment, LastReport};
 use crate::secrets::TokenHash;
 
+pub use ingest::{HeartbeatJob, JobOutcome};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, path_of as sqlite_path};
-pub use ingest::{HeartbeatJob, JobOutcome};
 pub use traits::{AdminObjectStore, IngestStore, OperatorStore, RatesStore, ReportStore, Store};
 
 /// Which backend a store talks to.
@@ -310,7 +310,6 @@ impl MachineSort {
             _ => return None,
         })
     }
-
 }
 
 /// One row of the machines list.
@@ -341,6 +340,45 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub details: String,
+}
+
+/// A machine's placements as the accounting uses them (site and profile ids), oldest first.
+pub async fn accounting_placements(
+    store: &dyn Store,
+    machine_id: &str,
+) -> Result<Vec<crate::accounting::rates::Placement>, StoreError> {
+    let now = crate::clock::now_ms();
+    let sites: std::collections::HashMap<String, i64> = store
+        .list_sites(now)
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.id))
+        .collect();
+    let profiles: std::collections::HashMap<String, i64> = store
+        .list_power_profiles(now)
+        .await?
+        .into_iter()
+        .map(|p| (p.name, p.id))
+        .collect();
+    store
+        .machine_placements(machine_id)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let site_id = *sites
+                .get(&p.site)
+                .ok_or_else(|| StoreError::NotFound(format!("site '{}'", p.site)))?;
+            let profile_id = *profiles.get(&p.power_profile).ok_or_else(|| {
+                StoreError::NotFound(format!("power profile '{}'", p.power_profile))
+            })?;
+            Ok(crate::accounting::rates::Placement {
+                effective_from_ms: p.effective_from_ms,
+                site_id,
+                department: p.department,
+                profile_id,
+            })
+        })
+        .collect()
 }
 
 /// Opens the store named by `url` (does not migrate).

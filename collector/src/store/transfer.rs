@@ -204,6 +204,7 @@ const TABLES: &[Table] = &[
         name: "heartbeats",
         columns: &[
             ("sent_at_ms", Int),
+            ("seq", Int),
             ("machine", Int32),
             ("idle_ms", OptInt32),
             ("observed_ms", Int32),
@@ -273,7 +274,11 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "settings",
-        columns: &[("key", Kind::Text), ("value", Kind::Text), ("updated_at_ms", Int)],
+        columns: &[
+            ("key", Kind::Text),
+            ("value", Kind::Text),
+            ("updated_at_ms", Int),
+        ],
         order: "key",
     },
     Table {
@@ -560,9 +565,9 @@ async fn verify(
                 v.into_iter().map(Decimal::from).sum()
             }
             _ => {
-                let v: Vec<sqlx::types::Text<Decimal>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT {column} FROM machine_totals"
-                )))
+                let v: Vec<sqlx::types::Text<Decimal>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                    format!("SELECT {column} FROM machine_totals"),
+                ))
                 .fetch_all(&mut **src)
                 .await?;
                 v.into_iter().map(|d| d.0).sum()

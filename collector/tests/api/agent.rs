@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use greenops_collector::accounting::{self, Cursor, Increment, Outcome, Rates};
 use greenops_protocol::{Session, ValidHeartbeat};
 use serde_json::Value;
 use sqlx::{Connection, Row};
 
-use crate::helpers::{dec, fresh_database, poll_until, spawn_app_with, test_settings, wait_for};
+use crate::helpers::{
+    fresh_database, model_totals, poll_until, spawn_app_with, test_settings, wait_for,
+};
 use crate::postgres::missing;
 
 pub(crate) fn agent_binary() -> PathBuf {
@@ -79,21 +80,25 @@ fn status(state: &Path) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn rows(db: &str, machine_id: &str) -> Vec<(i64, i64, Option<i64>, String)> {
+/// The stored heartbeats of a machine: seq, sent_at, idle (ms) and the packed state.
+async fn rows(db: &str, machine_id: &str) -> Vec<(i64, i64, Option<i64>, i32)> {
     let mut conn = sqlx::PgConnection::connect(db).await.unwrap();
-    let rows = sqlx::query("SELECT seq, sent_at_ms, idle_input_ms, session FROM heartbeats WHERE machine_id = $1 ORDER BY seq")
-        .bind(machine_id)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    let rows = sqlx::query(
+        "SELECT seq, sent_at_ms, idle_ms::int8 AS idle_ms, state FROM heartbeats
+         WHERE machine = (SELECT num FROM machines WHERE id = $1) ORDER BY seq",
+    )
+    .bind(machine_id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.ok();
     rows.into_iter()
         .map(|r| {
             (
                 r.get("seq"),
                 r.get("sent_at_ms"),
-                r.get("idle_input_ms"),
-                r.get("session"),
+                r.get("idle_ms"),
+                r.get("state"),
             )
         })
         .collect()
@@ -270,29 +275,24 @@ async fn outages_and_kill_9_lose_nothing_and_totals_stay_exact() {
     assert_eq!(seqs.iter().collect::<BTreeSet<_>>().len(), seqs.len());
 
     // The totals are exactly what live delivery of these heartbeats gives.
-    let params = greenops_collector::settings::AccountingSettings::default().params();
-    let rates = Rates {
-        idle_watts: dec("65"),
-        active_watts: dec("120"),
-        price_per_kwh: dec("0.12"),
-        carbon_g_per_kwh: dec("420"),
-    };
-    let mut cursor = Cursor::default();
-    let mut expected = Increment::default();
-    for (seq, sent_at_ms, idle_ms, session) in &stored {
-        let hb = ValidHeartbeat {
+    let beats: Vec<ValidHeartbeat> = stored
+        .iter()
+        .map(|(seq, sent_at_ms, idle_ms, state)| ValidHeartbeat {
             seq: *seq as u64,
             sent_at_ms: *sent_at_ms,
             idle_ms: *idle_ms,
-            session: Session::from_stored(session),
+            session: match state & 3 {
+                1 => Session::Active,
+                2 => Session::Locked,
+                3 => Session::None,
+                _ => Session::Unknown,
+            },
             cpu_usage_ratio: None,
             memory_usage_ratio: None,
             uptime_seconds: None,
-        };
-        if let Outcome::Accepted(inc) = accounting::account(&mut cursor, &hb, params, &rates) {
-            expected.add(&inc);
-        }
-    }
+        })
+        .collect();
+    let expected = model_totals(&db, &machine_id, &beats).await;
     let got = app.totals(&machine_id).await;
     assert_eq!(
         (

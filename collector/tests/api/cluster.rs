@@ -1,10 +1,11 @@
 //! Several collectors on one database: no double counting under concurrent delivery of the
 //! same heartbeats, and totals that survive a restart.
 
-use greenops_collector::accounting::{self, Cursor, Increment, Outcome};
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, dec, fresh_database_of, hb, past, spawn_app_with, test_settings};
+use crate::helpers::{
+    Db, fresh_database_of, hb, model_totals, past, spawn_app_with, test_settings, valid_beats,
+};
 
 async fn two_collectors_receiving_the_same_heartbeats_never_double_count(db: Db) {
     let Some(url) = fresh_database_of(db).await else {
@@ -62,24 +63,10 @@ async fn two_collectors_receiving_the_same_heartbeats_never_double_count(db: Db)
     }
 
     // The expected totals: the pure model applied once, in order.
-    let params = greenops_collector::settings::AccountingSettings::default().params();
-    let rates = accounting::Rates {
-        idle_watts: dec("65"),
-        active_watts: dec("120"),
-        price_per_kwh: dec("0.12"),
-        carbon_g_per_kwh: dec("420"),
-    };
-    let mut cursor = Cursor::default();
-    let mut expected = Increment::default();
-    for b in &beats {
-        let body = serde_json::to_vec(b).unwrap();
-        let valid = greenops_protocol::parse_heartbeat_body(&body).unwrap()[0];
-        if let Outcome::Accepted(inc) = accounting::account(&mut cursor, &valid, params, &rates) {
-            expected.add(&inc);
-        }
-    }
-    assert!(expected.idle_ms > 0);
+    let valid = valid_beats(&beats);
     for m in &machines {
+        let expected = model_totals(&url, &m.machine_id, &valid).await;
+        assert!(expected.idle_ms > 0);
         let got = a.totals(&m.machine_id).await;
         assert_eq!(got.heartbeat_rows, 30);
         assert_eq!(got.last_seq, 30);

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use greenops_collector::accounting::{self, Cursor, Increment, Outcome, Params, Rates};
+use greenops_collector::accounting::{self, Increment};
+use greenops_collector::ingest::plan::Accountant;
 use greenops_collector::secrets::{TokenHash, generate_token};
-use greenops_collector::settings::AccountingSettings;
+use greenops_collector::store::ingest::{Candidate, HeartbeatOutcome, RateBookCache};
 use greenops_collector::store::{
     EnrollAuth, EnrollCommand, EnrollRefusal, HeartbeatJob, JobOutcome, NewEnrollmentToken, Store,
     StoreError,
@@ -27,18 +28,39 @@ async fn store(db: Db) -> Option<(Arc<dyn Store>, String)> {
 
 const T0: i64 = 1_795_770_900_000;
 
-fn params() -> Params {
-    AccountingSettings::default().params()
+/// Commits jobs the way the ingest writer does (a fresh rate book cache: loaded from the store).
+async fn commit(store: &dyn Store, jobs: &[HeartbeatJob]) -> Vec<JobOutcome> {
+    let planner = Accountant {
+        max_clock_skew_ms: 300_000,
+    };
+    store
+        .commit_heartbeats(jobs, &RateBookCache::new(), &planner)
+        .await
+        .unwrap()
 }
 
-fn default_rates() -> Rates {
-    Rates {
-        idle_watts: dec("65"),
-        active_watts: dec("120"),
-        price_per_kwh: dec("0.12"),
-        carbon_g_per_kwh: dec("420"),
+fn job(
+    id: &str,
+    credential: TokenHash,
+    received_at_ms: i64,
+    beats: &[ValidHeartbeat],
+) -> HeartbeatJob {
+    HeartbeatJob {
+        machine_id: id.into(),
+        credential,
+        received_at_ms,
+        heartbeats: beats
+            .iter()
+            .map(|b| Candidate {
+                seq: Some(b.seq),
+                heartbeat: Ok(*b),
+            })
+            .collect(),
     }
 }
+
+const A: HeartbeatOutcome = HeartbeatOutcome::Accepted;
+const D: HeartbeatOutcome = HeartbeatOutcome::Duplicate;
 
 fn beat(seq: u64, at_s: i64, idle_s: Option<i64>) -> ValidHeartbeat {
     ValidHeartbeat {
@@ -214,35 +236,28 @@ async fn commits_account_exactly(db: Db) {
     };
     let s = store.as_ref();
     let t = token(s, "default", None, None).await;
-    let (id, _) = enroll(s, EnrollAuth::Token(t), "key-00000000000000010")
+    let (id, cred) = enroll(s, EnrollAuth::Token(t), "key-00000000000000010")
         .await
         .unwrap();
     // Two jobs for the same machine in one batch, a duplicate, and an unknown machine.
     let jobs = vec![
-        HeartbeatJob {
-            machine_id: id.clone(),
-            received_at_ms: T0,
-            heartbeats: vec![beat(1, 0, Some(0))],
-        },
-        HeartbeatJob {
-            machine_id: "nope".into(),
-            received_at_ms: T0,
-            heartbeats: vec![beat(1, 0, Some(0))],
-        },
-        HeartbeatJob {
-            machine_id: id.clone(),
-            received_at_ms: T0 + 120_000,
-            heartbeats: vec![
+        job(&id, cred, T0, &[beat(1, 0, Some(0))]),
+        job("nope", cred, T0, &[beat(1, 0, Some(0))]),
+        job(
+            &id,
+            cred,
+            T0 + 120_000,
+            &[
                 beat(2, 60, Some(400)),
                 beat(3, 120, Some(30)),
                 beat(3, 120, Some(30)),
             ],
-        },
+        ),
     ];
-    let outcomes = s.commit_heartbeats(&jobs, params()).await.unwrap();
-    assert_eq!(outcomes[0], JobOutcome::Committed(vec![true]));
+    let outcomes = commit(s, &jobs).await;
+    assert_eq!(outcomes[0], JobOutcome::Committed(vec![A]));
     assert_eq!(outcomes[1], JobOutcome::UnknownMachine);
-    assert_eq!(outcomes[2], JobOutcome::Committed(vec![true, true, false]));
+    assert_eq!(outcomes[2], JobOutcome::Committed(vec![A, A, D]));
     let (totals, costs) = totals_of(s, &id).await;
     assert_eq!(
         (totals.observed_ms, totals.idle_ms, totals.unknown_ms),
@@ -261,8 +276,8 @@ async fn commits_account_exactly(db: Db) {
         vec![("USD".into(), "0.00037".into(), "0.00013".into())]
     );
     // Replaying everything changes nothing.
-    let replay = s.commit_heartbeats(&jobs, params()).await.unwrap();
-    assert_eq!(replay[2], JobOutcome::Committed(vec![false, false, false]));
+    let replay = commit(s, &jobs).await;
+    assert_eq!(replay[2], JobOutcome::Committed(vec![D, D, D]));
     assert_eq!(totals_of(s, &id).await, (totals, costs));
     let snap = s.fleet_snapshot().await.unwrap();
     let m = snap.machines.iter().find(|m| m.id == id).unwrap();
@@ -295,8 +310,7 @@ async fn concurrent_writers_never_double_count(db: Db) {
                 &format!("key-concurrent-{i:06}"),
             )
             .await
-            .unwrap()
-            .0,
+            .unwrap(),
         );
     }
     let beats: Vec<ValidHeartbeat> = (1..=40)
@@ -310,51 +324,34 @@ async fn concurrent_writers_never_double_count(db: Db) {
             for chunk in beats.chunks(5) {
                 let jobs: Vec<HeartbeatJob> = ids
                     .iter()
-                    .map(|id| HeartbeatJob {
-                        machine_id: id.clone(),
-                        received_at_ms: T0,
-                        heartbeats: chunk.to_vec(),
-                    })
+                    .map(|(id, cred)| job(id, *cred, T0 + 3_000_000, chunk))
                     .collect();
-                store.commit_heartbeats(&jobs, params()).await.unwrap();
+                commit(store.as_ref(), &jobs).await;
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let expected = model(&beats);
-    for id in &ids {
+    for (id, _) in &ids {
+        let expected = model(a.as_ref(), id, &beats).await;
         let (got, _) = totals_of(a.as_ref(), id).await;
-        assert_eq!(
-            got,
-            Increment {
-                cost: got.cost,
-                idle_cost: got.idle_cost,
-                ..expected.clone()
-            }
-        );
+        assert_eq!(got, expected);
     }
     a.close().await;
     b.close().await;
 }
 
-/// The pure model's totals for a stream delivered once, in order.
-fn model(beats: &[ValidHeartbeat]) -> Increment {
-    let mut cursor = Cursor::default();
-    let mut total = Increment::default();
-    for b in beats {
-        if let Outcome::Accepted(inc) =
-            accounting::account(&mut cursor, b, params(), &default_rates())
-        {
-            total.add(&inc);
-        }
-    }
-    Increment {
-        cost: Default::default(),
-        idle_cost: Default::default(),
-        ..total
-    }
+/// The pure model's totals (without money, as the snapshot's `totals`) for a stream delivered
+/// once, in order, with the store's rates and the machine's placements.
+async fn model(store: &dyn Store, id: &str, beats: &[ValidHeartbeat]) -> Increment {
+    let book = store.rate_book().await.unwrap();
+    let placements = greenops_collector::store::accounting_placements(store, id)
+        .await
+        .unwrap();
+    accounting::replay(beats, &placements, &book)
+        .unwrap()
+        .without_money()
 }
 
 async fn any_split_into_batches_gives_the_model_totals(db: Db) {
@@ -379,7 +376,7 @@ async fn any_split_into_batches_gives_the_model_totals(db: Db) {
         .map(|_| strategy.new_tree(&mut runner).unwrap().current())
         .collect();
     for (n, (steps, splits)) in cases.into_iter().enumerate() {
-        let (id, _) = enroll(
+        let (id, cred) = enroll(
             store.as_ref(),
             EnrollAuth::Token(t),
             &format!("key-split-{n:08}"),
@@ -401,43 +398,159 @@ async fn any_split_into_batches_gives_the_model_totals(db: Db) {
             let len = splits[k % splits.len()].min(beats.len() - i);
             // Every batch also re-sends the previous one (as after a lost answer).
             let start = i.saturating_sub(len);
-            let job = HeartbeatJob {
-                machine_id: id.clone(),
-                received_at_ms: T0,
-                heartbeats: beats[start..i + len].to_vec(),
-            };
-            store.commit_heartbeats(&[job], params()).await.unwrap();
+            commit(
+                store.as_ref(),
+                &[job(&id, cred, T0 + 10_000_000, &beats[start..i + len])],
+            )
+            .await;
             i += len;
             k += 1;
         }
         let (got, _) = totals_of(store.as_ref(), &id).await;
-        let expected = model(&beats);
-        prop_assert_eq_totals(&got, &expected);
+        assert_eq!(got, model(store.as_ref(), &id, &beats).await);
     }
     store.close().await;
 }
 
-fn prop_assert_eq_totals(got: &Increment, expected: &Increment) {
-    assert_eq!(
-        (
-            got.observed_ms,
-            got.idle_ms,
-            got.unknown_ms,
-            got.energy_j,
-            got.idle_energy_j,
-            got.co2_g,
-            got.idle_co2_g
-        ),
-        (
-            expected.observed_ms,
-            expected.idle_ms,
-            expected.unknown_ms,
-            expected.energy_j,
-            expected.idle_energy_j,
-            expected.co2_g,
-            expected.idle_co2_g
-        )
-    );
+/// Issue #13, item 5: a new credential starts a new `seq` space; the machine keeps its totals,
+/// and its high-water mark keeps replays of the old credential's time from counting again.
+async fn a_new_credential_starts_a_new_seq_space(db: Db) {
+    let Some((store, _)) = store(db).await else {
+        return;
+    };
+    let s = store.as_ref();
+    let t = token(s, "default", None, None).await;
+    let (id, first) = enroll(s, EnrollAuth::Token(t), "key-reenrol-000000001")
+        .await
+        .unwrap();
+    let early = [
+        beat(1, 0, Some(0)),
+        beat(2, 60, Some(0)),
+        beat(3, 120, Some(0)),
+    ];
+    commit(s, &[job(&id, first, T0 + 120_000, &early)]).await;
+    let (again, second) = enroll(s, EnrollAuth::Token(t), "key-reenrol-000000001")
+        .await
+        .unwrap();
+    assert_eq!(again, id);
+    // A restored snapshot: seq 1 again, first re-sending old time, then new time.
+    let restored = [beat(1, 60, Some(0)), beat(2, 180, Some(0))];
+    let outcomes = commit(s, &[job(&id, second, T0 + 180_000, &restored)]).await;
+    assert_eq!(outcomes[0], JobOutcome::Committed(vec![A, A]));
+    // The old credential is gone.
+    let stale = commit(
+        s,
+        &[job(&id, first, T0 + 240_000, &[beat(4, 240, Some(0))])],
+    )
+    .await;
+    assert_eq!(stale[0], JobOutcome::UnknownMachine);
+    let (totals, _) = totals_of(s, &id).await;
+    // 0–120 s from the first credential, 120–180 s from the second: nothing twice.
+    assert_eq!(totals.observed_ms, 180_000);
+    // Replaying the second credential's heartbeats is a duplicate.
+    let replay = commit(s, &[job(&id, second, T0 + 180_000, &restored)]).await;
+    assert_eq!(replay[0], JobOutcome::Committed(vec![D, D]));
+    store.close().await;
+}
+
+/// Issue #13, items 2 and 3, at the store: a price change and a move that happened before
+/// delivery price and place the spooled time as incurred, split at the exact moment.
+async fn spooled_time_is_priced_and_placed_as_incurred(db: Db) {
+    use greenops_collector::store::admin::{PlacementPatch, SiteFields, SiteVersionInfo};
+    let Some((store, _)) = store(db).await else {
+        return;
+    };
+    let s = store.as_ref();
+    let now = greenops_collector::clock::now_ms();
+    s.create_site(
+        &SiteFields {
+            name: "tokyo".into(),
+            version: SiteVersionInfo::flat("Asia/Tokyo", "JPY", dec("31"), dec("450")),
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let t = token(s, "default", None, None).await;
+    let (id, cred) = enroll(s, EnrollAuth::Token(t), "key-incurred-00000001")
+        .await
+        .unwrap();
+    // The default site gets a new price 100 s from now; the machine moves to Tokyo 160 s from
+    // now. The agent reports from now on but delivers only after both.
+    let base = now - now.rem_euclid(1000);
+    let default_site = s
+        .list_sites(now)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.name == "default")
+        .unwrap();
+    let cheaper = SiteVersionInfo {
+        effective_from_ms: base + 100_000,
+        ..SiteVersionInfo::flat("UTC", "USD", dec("0.06"), dec("420"))
+    };
+    s.add_site_version(default_site.id, &cheaper, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let patch = PlacementPatch {
+        site: Some("tokyo".into()),
+        department: Some("sales".into()),
+        power_profile: None,
+    };
+    s.place_machine(&id, &patch, base + 160_000, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let at = |seq: u64, s_: i64| ValidHeartbeat {
+        sent_at_ms: base + s_ * 1000,
+        ..beat(seq, 0, Some(0))
+    };
+    let beats = [at(1, 0), at(2, 60), at(3, 120), at(4, 180)];
+    commit(s, &[job(&id, cred, base + 200_000, &beats)]).await;
+    let (totals, costs) = totals_of(s, &id).await;
+    assert_eq!(totals.observed_ms, 180_000);
+    // 100 s × 120 W at 0.12 USD, 60 s at 0.06 USD, 20 s in Tokyo at 31 JPY per kWh.
+    let kwh = |j: i64| rust_decimal::Decimal::from(j) / rust_decimal::Decimal::from(3_600_000);
+    let want_usd = (kwh(12_000) * dec("0.12") + kwh(7_200) * dec("0.06")).normalize();
+    let want_jpy = (kwh(2_400) * dec("31")).round_dp(12).normalize();
+    let by: std::collections::HashMap<_, _> = costs
+        .iter()
+        .map(|(c, cost, _)| (c.as_str(), cost.clone()))
+        .collect();
+    assert_eq!(by.get("USD"), Some(&want_usd.to_string()), "{costs:?}");
+    assert_eq!(by.get("JPY"), Some(&want_jpy.to_string()), "{costs:?}");
+    store.close().await;
+}
+
+/// Issue #13, item 4: retiring hides a machine but keeps its history in every total.
+async fn retired_machines_keep_their_totals(db: Db) {
+    let Some((store, _)) = store(db).await else {
+        return;
+    };
+    let s = store.as_ref();
+    let t = token(s, "default", None, None).await;
+    let (id, cred) = enroll(s, EnrollAuth::Token(t), "key-retire-0000000001")
+        .await
+        .unwrap();
+    commit(
+        s,
+        &[job(
+            &id,
+            cred,
+            T0 + 60_000,
+            &[beat(1, 0, Some(0)), beat(2, 60, Some(900))],
+        )],
+    )
+    .await;
+    let (before, _) = totals_of(s, &id).await;
+    assert!(s.retire_machine(&id, T0 + 70_000).await.unwrap());
+    let snap = s.fleet_snapshot().await.unwrap();
+    let m = snap.machines.iter().find(|m| m.id == id).unwrap();
+    assert!(m.retired);
+    assert_eq!(m.totals, before);
+    assert_eq!(s.machine_for_credential(&cred).await.unwrap(), None);
+    store.close().await;
 }
 
 on_both_backends!(
@@ -446,4 +559,7 @@ on_both_backends!(
     commits_account_exactly,
     concurrent_writers_never_double_count,
     any_split_into_batches_gives_the_model_totals,
+    a_new_credential_starts_a_new_seq_space,
+    spooled_time_is_priced_and_placed_as_incurred,
+    retired_machines_keep_their_totals,
 );

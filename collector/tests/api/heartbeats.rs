@@ -134,8 +134,10 @@ async fn locked_sessions_and_unknown_idle_drive_status_and_totals(app: TestApp) 
     )
     .await;
 
+    // Locking the screen for a coffee is not waste: the threshold applies to every session
+    // state (v1 counted those 20 s).
     let l = app.totals(&locked.machine_id).await;
-    assert_eq!((l.observed_ms, l.idle_ms), (60_000, 20_000));
+    assert_eq!((l.observed_ms, l.idle_ms), (60_000, 0));
     let u = app.totals(&unknown.machine_id).await;
     assert_eq!(
         (u.observed_ms, u.unknown_ms, u.idle_ms),
@@ -193,10 +195,9 @@ async fn bad_input_gets_the_right_error_and_changes_nothing(app: TestApp) {
         (next(json!({"seq": "three"})), "seq"),
         (next(json!({"sent_at": "27/11/2026 09:15"})), "sent_at"),
         (next(json!({"session": "asleep"})), "session"),
-        (next(json!({"sent_at": "2099-01-01T00:00:00Z"})), "sent_at"),
         (
-            json!({"heartbeats": [next(json!({})), next(json!({"seq": 4, "idle_seconds": "x"}))]}),
-            "heartbeats[1].idle_seconds",
+            json!({"heartbeats": [next(json!({"seq": 3, "session": 7})), next(json!({"seq": 4, "idle_seconds": "x"}))]}),
+            "heartbeats[0].session",
         ),
     ];
     for (body, field) in cases {
@@ -205,6 +206,19 @@ async fn bad_input_gets_the_right_error_and_changes_nothing(app: TestApp) {
         assert_eq!((status, code.as_str()), (422, "invalid_field"), "{body}");
         assert_eq!(named.as_deref(), Some(field), "{body}");
     }
+    // A clock far ahead of the server's: its own code.
+    let (status, code, named) = error_of(
+        app.post_heartbeats(
+            &m.agent_token,
+            &next(json!({"sent_at": "2099-01-01T00:00:00Z"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str(), named.as_deref()),
+        (422, "clock_ahead", Some("sent_at"))
+    );
     let mut missing_idle = next(json!({}));
     missing_idle.as_object_mut().unwrap().remove("idle_seconds");
     let (status, _, named) =
@@ -291,9 +305,25 @@ async fn bad_input_gets_the_right_error_and_changes_nothing(app: TestApp) {
         before,
         "bad input changed totals"
     );
-    // ...and the machine still works.
-    let answer = app.send(&m.agent_token, &next(json!({}))).await;
-    assert_eq!(answer["accepted"], 1);
+    // ...and one bad heartbeat never refuses its neighbours: the good one of a batch counts.
+    let answer = app
+        .send(
+            &m.agent_token,
+            &json!({"heartbeats": [next(json!({})), next(json!({"seq": 4, "idle_seconds": "x"}))]}),
+        )
+        .await;
+    assert_eq!(
+        (&answer["accepted"], &answer["rejected"]),
+        (&json!(1), &json!(1)),
+        "{answer}"
+    );
+    assert_eq!(answer["results"][0]["status"], "accepted");
+    assert_eq!(answer["results"][1]["status"], "rejected");
+    assert_eq!(answer["results"][1]["error"]["code"], "invalid_field");
+    assert_eq!(
+        answer["results"][1]["error"]["field"],
+        "heartbeats[1].idle_seconds"
+    );
     let after = app.totals(&m.machine_id).await;
     assert_eq!(after.idle_ms - before.idle_ms, 60_000);
     let text = app.metrics().await;

@@ -12,7 +12,6 @@ use greenops_protocol::EnrollResponse;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use sqlx::Row;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
@@ -278,58 +277,126 @@ pub fn enroll_body(token: &str, key: &str) -> Value {
     })
 }
 
-/// Exact totals of a machine, straight from the database.
+/// Exact totals of a machine, straight from the database: its running totals (summed over
+/// the attributions it was incurred in), checked against the sum of its stored hourly and daily
+/// usage rows, which they must always equal to the last digit.
 pub async fn totals(db_url: &str, machine_id: &str) -> Totals {
-    if db_url.starts_with("sqlite:") {
-        return sqlite_totals(db_url, machine_id).await;
-    }
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
-    let m = sqlx::query(
-        "SELECT last_seq, observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, co2_g,
-                idle_co2_g,
-                COALESCE((SELECT SUM(cost) FROM machine_cost_totals WHERE machine_id = $1), 0) AS cost,
-                COALESCE((SELECT SUM(idle_cost) FROM machine_cost_totals WHERE machine_id = $1), 0) AS idle_cost,
-                (SELECT COUNT(*) FROM heartbeats WHERE machine_id = $1) AS rows
-         FROM machines WHERE id = $1",
-    )
-    .bind(machine_id)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    let t = Totals {
-        last_seq: m.get("last_seq"),
-        observed_ms: m.get("observed_ms"),
-        idle_ms: m.get("idle_ms"),
-        unknown_ms: m.get("unknown_ms"),
-        energy_j: m.get("energy_j"),
-        idle_energy_j: m.get("idle_energy_j"),
-        co2_g: m.get("co2_g"),
-        idle_co2_g: m.get("idle_co2_g"),
-        cost: m.get("cost"),
-        idle_cost: m.get("idle_cost"),
-        heartbeat_rows: m.get("rows"),
+    // Decimals are read as text on both backends (SQLite stores them as TEXT) and summed here.
+    const SUMS: &str = "observed_ms, idle_ms, unknown_ms, CAST(energy_j AS TEXT),
+        CAST(idle_energy_j AS TEXT), CAST(co2_g AS TEXT), CAST(idle_co2_g AS TEXT),
+        CAST(cost AS TEXT), CAST(idle_cost AS TEXT)";
+    let totals_sql = format!("SELECT {SUMS} FROM machine_totals WHERE machine_id = $1");
+    let usage_sql = format!(
+        "SELECT {SUMS} FROM usage_hours WHERE machine = (SELECT num FROM machines WHERE id = $1)
+         UNION ALL
+         SELECT {SUMS} FROM usage_days WHERE machine = (SELECT num FROM machines WHERE id = $1)"
+    );
+    let head_sql = "SELECT last_seq, (SELECT COUNT(*) FROM heartbeats
+                        WHERE machine = (SELECT num FROM machines WHERE id = $1))
+                    FROM machines WHERE id = $1";
+    type Row = (
+        i64,
+        i64,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    let (head, totals, usage): ((i64, i64), Vec<Row>, Vec<Row>) = if db_url.starts_with("sqlite:") {
+        use sqlx::Connection;
+        let path = greenops_collector::store::sqlite_path(db_url);
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        let out = (
+            sqlx::query_as(sqlx::AssertSqlSafe(head_sql))
+                .bind(machine_id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap(),
+            sqlx::query_as(sqlx::AssertSqlSafe(totals_sql))
+                .bind(machine_id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap(),
+            sqlx::query_as(sqlx::AssertSqlSafe(usage_sql))
+                .bind(machine_id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap(),
+        );
+        conn.close().await.ok();
+        out
+    } else {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+        let out = (
+            sqlx::query_as(sqlx::AssertSqlSafe(head_sql))
+                .bind(machine_id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap(),
+            sqlx::query_as(sqlx::AssertSqlSafe(totals_sql))
+                .bind(machine_id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap(),
+            sqlx::query_as(sqlx::AssertSqlSafe(usage_sql))
+                .bind(machine_id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap(),
+        );
+        conn.close().await.ok();
+        out
     };
-    // The running totals must always equal the sum of the stored increments, exactly: raw
-    // heartbeats plus the hourly and daily rollups of older ones.
-    let sums = sqlx::query(
-        "SELECT COALESCE(SUM(observed_ms), 0)::BIGINT AS observed_ms,
-                COALESCE(SUM(energy_j), 0) AS energy_j, COALESCE(SUM(cost), 0) AS cost,
-                COALESCE(SUM(idle_co2_g), 0) AS idle_co2_g
-         FROM (SELECT machine_id, observed_ms, energy_j, cost, idle_co2_g FROM heartbeats
-               UNION ALL SELECT machine_id, observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_hours
-               UNION ALL SELECT machine_id, observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_days) h
-         WHERE machine_id = $1",
-    )
-    .bind(machine_id)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    assert_eq!(t.observed_ms, sums.get::<i64, _>("observed_ms"));
-    assert_eq!(t.energy_j, sums.get::<Decimal, _>("energy_j"));
-    assert_eq!(t.cost, sums.get::<Decimal, _>("cost"));
-    assert_eq!(t.idle_co2_g, sums.get::<Decimal, _>("idle_co2_g"));
-    conn.close().await.ok();
+    let sum = |rows: &[Row]| {
+        let mut t = Totals {
+            last_seq: head.0,
+            observed_ms: 0,
+            idle_ms: 0,
+            unknown_ms: 0,
+            energy_j: Decimal::ZERO,
+            idle_energy_j: Decimal::ZERO,
+            co2_g: Decimal::ZERO,
+            idle_co2_g: Decimal::ZERO,
+            cost: Decimal::ZERO,
+            idle_cost: Decimal::ZERO,
+            heartbeat_rows: head.1,
+        };
+        for r in rows {
+            t.observed_ms += r.0;
+            t.idle_ms += r.1;
+            t.unknown_ms += r.2;
+            t.energy_j += dec(&r.3);
+            t.idle_energy_j += dec(&r.4);
+            t.co2_g += dec(&r.5);
+            t.idle_co2_g += dec(&r.6);
+            t.cost += dec(&r.7);
+            t.idle_cost += dec(&r.8);
+        }
+        for v in [
+            &mut t.energy_j,
+            &mut t.idle_energy_j,
+            &mut t.co2_g,
+            &mut t.idle_co2_g,
+            &mut t.cost,
+            &mut t.idle_cost,
+        ] {
+            *v = v.normalize();
+        }
+        t
+    };
+    let t = sum(&totals);
+    assert_eq!(
+        t,
+        sum(&usage),
+        "running totals differ from the stored usage rows"
+    );
     t
 }
 
@@ -361,75 +428,37 @@ pub async fn error_of(res: reqwest::Response) -> (u16, String, Option<String>) {
     (status, code, field)
 }
 
-/// The SQLite version of [`totals`]: decimals are TEXT there, so sums are taken in Rust.
-async fn sqlite_totals(db_url: &str, machine_id: &str) -> Totals {
-    use sqlx::Connection;
-    use sqlx::types::Text;
-    let path = greenops_collector::store::sqlite_path(db_url);
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+/// What the accounting model gives for `beats` delivered once, in order, to the machine
+/// (with the rates and placements stored in its database), without money: the reference the
+/// stored totals are compared with.
+pub async fn model_totals(
+    db_url: &str,
+    machine_id: &str,
+    beats: &[greenops_protocol::ValidHeartbeat],
+) -> greenops_collector::accounting::Increment {
+    let store = greenops_collector::open_store(&test_settings(db_url))
         .await
         .unwrap();
-    let m = sqlx::query(
-        "SELECT last_seq, observed_ms, idle_ms, unknown_ms, energy_j, idle_energy_j, co2_g,
-                idle_co2_g FROM machines WHERE id = ?1",
-    )
-    .bind(machine_id)
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    let d = |row: &sqlx::sqlite::SqliteRow, c: &str| row.get::<Text<Decimal>, _>(c).0;
-    let costs =
-        sqlx::query("SELECT cost, idle_cost FROM machine_cost_totals WHERE machine_id = ?1")
-            .bind(machine_id)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-    let raw_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM heartbeats WHERE machine_id = ?1")
-        .bind(machine_id)
-        .fetch_one(&mut conn)
+    let book = store.rate_book().await.unwrap();
+    let placements = greenops_collector::store::accounting_placements(store.as_ref(), machine_id)
         .await
         .unwrap();
-    // Raw heartbeats plus the hourly and daily rollups of older ones.
-    let rows = sqlx::query(
-        "SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeats WHERE machine_id = ?1
-         UNION ALL SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_hours WHERE machine_id = ?1
-         UNION ALL SELECT observed_ms, energy_j, cost, idle_co2_g FROM heartbeat_days WHERE machine_id = ?1",
-    )
-    .bind(machine_id)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    let t = Totals {
-        last_seq: m.get("last_seq"),
-        observed_ms: m.get("observed_ms"),
-        idle_ms: m.get("idle_ms"),
-        unknown_ms: m.get("unknown_ms"),
-        energy_j: d(&m, "energy_j"),
-        idle_energy_j: d(&m, "idle_energy_j"),
-        co2_g: d(&m, "co2_g"),
-        idle_co2_g: d(&m, "idle_co2_g"),
-        cost: costs.iter().map(|r| d(r, "cost")).sum(),
-        idle_cost: costs.iter().map(|r| d(r, "idle_cost")).sum(),
-        heartbeat_rows: raw_rows,
-    };
-    assert_eq!(
-        t.observed_ms,
-        rows.iter()
-            .map(|r| r.get::<i64, _>("observed_ms"))
-            .sum::<i64>()
-    );
-    assert_eq!(
-        t.energy_j,
-        rows.iter().map(|r| d(r, "energy_j")).sum::<Decimal>()
-    );
-    assert_eq!(t.cost, rows.iter().map(|r| d(r, "cost")).sum::<Decimal>());
-    assert_eq!(
-        t.idle_co2_g,
-        rows.iter().map(|r| d(r, "idle_co2_g")).sum::<Decimal>()
-    );
-    conn.close().await.ok();
-    t
+    store.close().await;
+    greenops_collector::accounting::replay(beats, &placements, &book).unwrap()
+}
+
+/// Parses heartbeat JSON bodies (one heartbeat each) as the collector does.
+pub fn valid_beats(bodies: &[Value]) -> Vec<greenops_protocol::ValidHeartbeat> {
+    bodies
+        .iter()
+        .map(|b| {
+            let bytes = serde_json::to_vec(b).unwrap();
+            greenops_protocol::parse_heartbeat_body(&bytes).unwrap()[0]
+                .heartbeat
+                .clone()
+                .unwrap()
+        })
+        .collect()
 }
 
 /// How often [`wait_until`] and [`poll_until`] look again.

@@ -51,19 +51,22 @@ async fn history_stats_and_csv_agree_with_metrics(app: TestApp) {
     }
     let metrics = app.metrics().await;
 
-    // History of A in 1-minute steps: the steps add up to the machine's totals.
+    // History of A in hourly steps (the resolution of stored usage), over three whole hours
+    // around the heartbeats: the steps add up to the machine's totals.
     let rfc = |t: time::OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap()
     };
-    let from = rfc(t - Duration::from_secs(60));
-    let to = rfc(t + Duration::from_secs(240));
+    let start = t - Duration::from_secs(60);
+    let start = start.replace_time(time::Time::from_hms(start.hour(), 0, 0).unwrap());
+    let from = rfc(start);
+    let to = rfc(start + Duration::from_secs(3 * 3600));
     let history = ok_json(
         call(
             &app,
             &viewer,
             Method::GET,
-            &format!("/api/v1/machines/{a}/history?from={from}&to={to}&step=60"),
+            &format!("/api/v1/machines/{a}/history?from={from}&to={to}&step=3600"),
             None,
         )
         .await,
@@ -71,7 +74,7 @@ async fn history_stats_and_csv_agree_with_metrics(app: TestApp) {
     )
     .await;
     let points = history["points"].as_array().unwrap();
-    assert_eq!(points.len(), 5);
+    assert_eq!(points.len(), 3);
     let sum = |k: &str| points.iter().map(|p| p[k].as_f64().unwrap()).sum::<f64>();
     assert_eq!(
         (
@@ -81,7 +84,10 @@ async fn history_stats_and_csv_agree_with_metrics(app: TestApp) {
         ),
         (120.0, 60.0, 60.0)
     );
-    assert_eq!(sum("observed_seconds") + sum("unobserved_seconds"), 300.0);
+    assert_eq!(
+        sum("observed_seconds") + sum("unobserved_seconds"),
+        10_800.0
+    );
     let energy: Decimal = points
         .iter()
         .map(|p| dec(p["energy_joules"].as_str().unwrap()))
@@ -89,9 +95,10 @@ async fn history_stats_and_csv_agree_with_metrics(app: TestApp) {
     assert_eq!(energy, Decimal::from(11_100));
     for (query, field) in [
         ("?step=1", "step"),
+        ("?step=5400", "step"),
         ("?from=yesterday", "from"),
         ("?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
-        ("?from=2020-01-01T00:00:00Z&step=60", "step"),
+        ("?from=2020-01-01T00:00:00Z&step=3600", "step"),
     ] {
         let (status, _, f) = error_of(
             call(

@@ -77,14 +77,25 @@ async fn settings_apply_to_ingest_and_replicas(db: Db) {
     })
     .await;
     assert!(adopted, "the replica never saw the new threshold");
-    // …and accounts with it: 120 s idle over a 60 s interval is 60 s of waste (none at 300 s).
+    // …and accounts with it from the moment of the change: 120 s idle over a 60 s interval
+    // after it is 60 s of waste (the agent clock may run ahead of the server's by up to
+    // `max_clock_skew_seconds`)…
     let (id, agent) = enrol(&replica, &admin, "default", "", "key").await;
-    let t = past(3);
+    let t = past(0) + Duration::from_secs(1);
     replica.send(&agent, &hb(1, t, Some(0.0))).await;
     replica
         .send(&agent, &hb(2, t + Duration::from_secs(60), Some(120.0)))
         .await;
     assert_eq!(replica.totals(&id).await.idle_ms, 60_000);
+    // …while time incurred before the change keeps the threshold of then (300 s), even when
+    // its heartbeats arrive afterwards.
+    let (late, agent) = enrol(&replica, &admin, "default", "", "key-late").await;
+    let t = past(3);
+    replica.send(&agent, &hb(1, t, Some(0.0))).await;
+    replica
+        .send(&agent, &hb(2, t + Duration::from_secs(60), Some(120.0)))
+        .await;
+    assert_eq!(replica.totals(&late).await.idle_ms, 0);
     replica.stop().await;
     app.stop().await;
 }

@@ -153,7 +153,7 @@ async fn migrate_data_moves_an_installation_with_identical_metrics() {
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&rolled.stdout).starts_with("rolled up 4 raw heartbeats"),
+        String::from_utf8_lossy(&rolled.stdout).starts_with("deleted 4 raw heartbeats"),
         "{}",
         String::from_utf8_lossy(&rolled.stdout)
     );

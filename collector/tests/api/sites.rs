@@ -69,31 +69,47 @@ async fn sites_profiles_and_placement(app: TestApp) {
     .await;
 
     let (id, agent) = enrol(&app, &admin, "default", "sales", "key-1").await;
-    // One observed interval at the default site and profile…
-    let t = past(6);
+    // One observed interval at the default site and profile… (the agent clock may run up to
+    // `max_clock_skew_seconds` ahead, which lets this test report time after the move now)
+    let t = past(0) - Duration::from_secs(80);
     app.send(&agent, &hb(1, t, Some(0.0))).await;
     app.send(&agent, &hb(2, t + Duration::from_secs(60), Some(400.0)))
         .await;
-    // …then the machine moves to Paris on a laptop profile: later time uses the new rates.
+    // …then the machine moves to Paris on a laptop profile from t+100 s (20 s from now): time
+    // after that uses
+    // the new rates, time before it keeps the old ones, whenever its heartbeat arrives.
+    let from = (t + Duration::from_secs(100))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let moved = ok_json(
         call(
             &app,
             &admin,
             Method::PATCH,
             &format!("/api/v1/machines/{id}"),
-            Some(json!({"site": "paris", "power_profile": "laptop", "department": "field"})),
+            Some(json!({"site": "paris", "power_profile": "laptop", "department": "field", "effective_from": from})),
         )
         .await,
         200,
     )
     .await;
+    // The answer shows the placement in force now and the scheduled one.
+    assert_eq!(moved["site"], "default", "{moved}");
+    let placements = moved["placements"].as_array().unwrap();
+    let last = placements.last().unwrap();
     assert_eq!(
         (
-            moved["site"].as_str(),
-            moved["department"].as_str(),
-            moved["power_profile"].as_str()
+            last["site"].as_str(),
+            last["department"].as_str(),
+            last["power_profile"].as_str(),
+            last["effective_from"].as_str()
         ),
-        (Some("paris"), Some("field"), Some("laptop"))
+        (
+            Some("paris"),
+            Some("field"),
+            Some("laptop"),
+            Some(from.as_str())
+        )
     );
     app.send(&agent, &hb(3, t + Duration::from_secs(120), Some(400.0)))
         .await;
@@ -109,10 +125,10 @@ async fn sites_profiles_and_placement(app: TestApp) {
         200,
     )
     .await;
-    // 60 s idle at 65 W, then 60 s idle at 10 W: the history is not rewritten.
+    // 60 s idle at 65 W, then 40 s at 65 W and 20 s at 10 W: split at the move.
     assert_eq!(
         dec(detail["idle_energy_j"].as_str().unwrap()),
-        Decimal::from(60 * 65 + 60 * 10)
+        Decimal::from(60 * 65 + 40 * 65 + 20 * 10)
     );
     let costs: HashMap<String, String> = detail["costs"]
         .as_array()
@@ -125,12 +141,34 @@ async fn sites_profiles_and_placement(app: TestApp) {
             )
         })
         .collect();
-    // 600 J at 0.25 EUR per kWh, rounded to 12 places once per increment (DESIGN §2).
+    // 200 J at 0.25 EUR per kWh, rounded to 12 places once per increment.
     assert_eq!(
         dec(&costs["EUR"]),
-        (dec("600") / dec("3600000") * dec("0.25")).round_dp(12)
+        (dec("200") / dec("3600000") * dec("0.25")).round_dp(12)
     );
     assert!(costs.contains_key("USD"));
+    // Once in force, the move shows in lists and labels (the placement poll runs every
+    // `ingest.revocation_poll_seconds`).
+    crate::helpers::wait_for(
+        "the move to come into force",
+        Duration::from_secs(60),
+        async || {
+            let now = ok_json(
+                call(
+                    &app,
+                    &admin,
+                    Method::GET,
+                    &format!("/api/v1/machines/{id}"),
+                    None,
+                )
+                .await,
+                200,
+            )
+            .await;
+            now["site"] == "paris"
+        },
+    )
+    .await;
     let metrics = app.metrics().await;
     assert!(metrics.contains(&format!("greenops_machine_idle_energy_cost_total{{machine_id=\"{id}\",site=\"paris\",department=\"field\",currency=\"EUR\"}}")), "{metrics}");
 
@@ -204,7 +242,7 @@ async fn sites_profiles_and_placement(app: TestApp) {
     )
     .await;
     let entry = &audit["items"][0];
-    assert_eq!(entry["action"], "site_updated");
+    assert_eq!(entry["action"], "site_rates_changed");
     let details: Value = serde_json::from_str(entry["details"].as_str().unwrap()).unwrap();
     assert_eq!(
         (

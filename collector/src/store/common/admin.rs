@@ -108,7 +108,10 @@ fn current_and_scheduled<T: Clone>(
 ) -> Option<(T, Vec<T>)> {
     let started = versions.partition_point(|v| from(v) <= now_ms).max(1);
     let current = versions.get(started - 1)?.clone();
-    Some((current, versions.get(started..).unwrap_or_default().to_vec()))
+    Some((
+        current,
+        versions.get(started..).unwrap_or_default().to_vec(),
+    ))
 }
 
 /// JSON text of a list-valued version field.
@@ -137,13 +140,14 @@ where
     #[tracing::instrument(name = "store.create_site", skip_all, fields(backend = DB::LABEL))]
     async fn create_site(&self, site: &SiteFields, now_ms: i64) -> Result<Site, StoreError> {
         let mut tx = begin_rates_change(self.pool()).await?;
-        let id: i64 =
-            sqlx::query_scalar("INSERT INTO sites (name, created_at_ms) VALUES ($1, $2) RETURNING id")
-                .bind(site.name.as_str())
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| conflict_or(e, || format!("site '{}'", site.name)))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sites (name, created_at_ms) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(site.name.as_str())
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, || format!("site '{}'", site.name)))?;
         let first = SiteVersionInfo {
             effective_from_ms: i64::MIN,
             ..site.version.clone()
@@ -375,7 +379,10 @@ where
             return Ok(None);
         };
         let site = patch.site.as_deref().unwrap_or(&before.site);
-        let profile = patch.power_profile.as_deref().unwrap_or(&before.power_profile);
+        let profile = patch
+            .power_profile
+            .as_deref()
+            .unwrap_or(&before.power_profile);
         let department = patch.department.as_deref().unwrap_or(&before.department);
         let site_id: i64 = sqlx::query_scalar("SELECT id FROM sites WHERE name = $1")
             .bind(site)
@@ -631,10 +638,7 @@ where
     .bind(dec::<DB>(v.carbon_intensity_g_per_kwh))
     .bind(hours.as_str())
     .bind(holidays.as_str())
-    .bind(
-        v.idle_threshold_seconds
-            .and_then(|s| i64::try_from(s).ok()),
-    )
+    .bind(v.idle_threshold_seconds.and_then(|s| i64::try_from(s).ok()))
     .bind(now_ms)
     .execute(&mut **tx)
     .await
@@ -666,7 +670,11 @@ where
     .bind(now_ms)
     .execute(&mut **tx)
     .await
-    .map_err(|e| conflict_or(e, || "a version of this profile from that moment".to_string()))?;
+    .map_err(|e| {
+        conflict_or(e, || {
+            "a version of this profile from that moment".to_string()
+        })
+    })?;
     Ok(())
 }
 
@@ -679,7 +687,11 @@ where
     for<'q> &'q str: ColumnIndex<DB::Row>,
     for<'q> String: Type<DB> + Decode<'q, DB>,
 {
-    let filter = if only.is_some() { "WHERE s.id = $1" } else { "WHERE $1 = $1" };
+    let filter = if only.is_some() {
+        "WHERE s.id = $1"
+    } else {
+        "WHERE $1 = $1"
+    };
     let named: Vec<NamedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT s.id, s.name,
                 (SELECT COUNT(*) FROM machines m WHERE m.site_id = s.id AND m.retired_at_ms IS NULL)
@@ -689,7 +701,11 @@ where
     .bind(only.unwrap_or(0))
     .fetch_all(pool)
     .await?;
-    let vfilter = if only.is_some() { "WHERE site_id = $1" } else { "WHERE $1 = $1" };
+    let vfilter = if only.is_some() {
+        "WHERE site_id = $1"
+    } else {
+        "WHERE $1 = $1"
+    };
     let rows: Vec<SiteVersionRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {SITE_VERSION_COLUMNS} FROM site_versions {vfilter}
          ORDER BY site_id, effective_from_ms"
@@ -745,7 +761,11 @@ where
     for<'q> &'q str: ColumnIndex<DB::Row>,
     for<'q> String: Type<DB> + Decode<'q, DB>,
 {
-    let filter = if only.is_some() { "WHERE p.id = $1" } else { "WHERE $1 = $1" };
+    let filter = if only.is_some() {
+        "WHERE p.id = $1"
+    } else {
+        "WHERE $1 = $1"
+    };
     let named: Vec<NamedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT p.id, p.name,
                 (SELECT COUNT(*) FROM machines m
@@ -755,7 +775,11 @@ where
     .bind(only.unwrap_or(0))
     .fetch_all(pool)
     .await?;
-    let vfilter = if only.is_some() { "WHERE profile_id = $1" } else { "WHERE $1 = $1" };
+    let vfilter = if only.is_some() {
+        "WHERE profile_id = $1"
+    } else {
+        "WHERE $1 = $1"
+    };
     let rows: Vec<ProfileVersionRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {PROFILE_VERSION_COLUMNS} FROM profile_versions {vfilter}
          ORDER BY profile_id, effective_from_ms"
@@ -771,11 +795,8 @@ where
         .into_iter()
         .filter_map(|n| {
             let list = versions.remove(&n.id).unwrap_or_default();
-            let (current, scheduled) = current_and_scheduled(
-                &list,
-                |v: &ProfileVersionInfo| v.effective_from_ms,
-                now_ms,
-            )?;
+            let (current, scheduled) =
+                current_and_scheduled(&list, |v: &ProfileVersionInfo| v.effective_from_ms, now_ms)?;
             Some(PowerProfile {
                 id: n.id,
                 name: n.name,

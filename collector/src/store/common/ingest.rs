@@ -362,13 +362,12 @@ where
 {
     let mut totals: HashMap<String, (Increment, Vec<CostTotal>)> = HashMap::new();
     {
-        let mut rows = sqlx::query_as::<_, TotalsByMachine<DB::Decimal>>(sqlx::AssertSqlSafe(
-            format!(
+        let mut rows =
+            sqlx::query_as::<_, TotalsByMachine<DB::Decimal>>(sqlx::AssertSqlSafe(format!(
                 "SELECT machine_id, currency, {} FROM machine_totals ORDER BY machine_id, currency",
                 column_list("")
-            ),
-        ))
-        .fetch(&mut *tx);
+            )))
+            .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
             let values = Increment::from(row.values);
             let entry = totals.entry(row.machine_id).or_default();

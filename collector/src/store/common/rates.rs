@@ -61,7 +61,12 @@ impl<D: Into<Decimal> + Clone> SiteVersionRow<D> {
     /// longer parses is logged and read as its default.
     fn version(&self) -> SiteVersion {
         let warn = |what: &str, e: &str| {
-            tracing::error!(site_id = self.site_id, what, error = e, "unreadable stored rate");
+            tracing::error!(
+                site_id = self.site_id,
+                what,
+                error = e,
+                "unreadable stored rate"
+            );
         };
         let timezone = jiff::tz::TimeZone::get(&self.timezone).unwrap_or_else(|e| {
             warn("timezone", &e.to_string());
@@ -211,7 +216,10 @@ where
         ..RateBook::default()
     };
     for row in &sites {
-        book.sites.entry(row.site_id).or_default().push(row.version());
+        book.sites
+            .entry(row.site_id)
+            .or_default()
+            .push(row.version());
     }
     for row in &profiles {
         book.profiles

@@ -43,10 +43,12 @@ where
     let mut sums: BTreeMap<String, CostTotal> = BTreeMap::new();
     for row in rows {
         let v = Increment::from(row.values);
-        let c = sums.entry(row.currency.clone()).or_insert_with(|| CostTotal {
-            currency: row.currency,
-            ..CostTotal::default()
-        });
+        let c = sums
+            .entry(row.currency.clone())
+            .or_insert_with(|| CostTotal {
+                currency: row.currency,
+                ..CostTotal::default()
+            });
         c.cost += v.cost;
         c.idle_cost += v.idle_cost;
         c.avoidable_cost += v.avoidable_cost;
@@ -190,7 +192,9 @@ where
     type Key = (i64, i64, i64, String, i64, String);
     let values = column_list("");
     let rows: Vec<Source<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT machine, hour_ms AS at_ms, site_id, department, profile_id, currency, {values}
+        "SELECT CAST(machine AS BIGINT) AS machine, hour_ms AS at_ms,
+                CAST(site_id AS BIGINT) AS site_id, department,
+                CAST(profile_id AS BIGINT) AS profile_id, currency, {values}
          FROM usage_hours WHERE hour_ms < $1 LIMIT $2"
     )))
     .bind(before_ms)
@@ -230,21 +234,23 @@ where
     let key_sql = "machine = $1 AND day_ms = $2 AND site_id = $3 AND department = $4
                    AND profile_id = $5 AND currency = $6";
     for ((machine, day, site, department, profile, currency), add) in &sums {
-        let existing: Option<IncrementRow<DB::Decimal>> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {values} FROM usage_days WHERE {key_sql}"
-            )))
-            .bind(*machine)
-            .bind(*day)
-            .bind(*site)
-            .bind(department.as_str())
-            .bind(*profile)
-            .bind(currency.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<IncrementRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("SELECT {values} FROM usage_days WHERE {key_sql}"),
+        ))
+        .bind(*machine)
+        .bind(*day)
+        .bind(*site)
+        .bind(department.as_str())
+        .bind(*profile)
+        .bind(currency.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
         let mut total = existing.map(Increment::from).unwrap_or_default();
         total.add(add);
-        let placeholders = (7..22).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+        let placeholders = (7..22)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO usage_days (machine, day_ms, site_id, department, profile_id, currency,
                  {values})

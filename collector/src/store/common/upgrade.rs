@@ -13,8 +13,8 @@ use super::increments::{column_list, decimals, times};
 use super::{Dialect, SqlStore, dec, session_from_db};
 use crate::accounting::Increment;
 use crate::accounting::rates::HOUR_MS;
-use crate::store::ingest::pack_state;
 use crate::store::StoreError;
+use crate::store::ingest::pack_state;
 
 /// The settings key the migration sets while v1 data waits to be carried forward.
 const PENDING: &str = "v1_data_pending";
@@ -200,6 +200,7 @@ where
             let values = Increment::from(row.values);
             raw.push((
                 row.sent_at_ms,
+                row.seq,
                 m.num,
                 row.idle_input_ms
                     .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
@@ -218,14 +219,15 @@ where
         heartbeats += raw.len() as u64;
         for chunk in raw.chunks(CHUNK) {
             let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO heartbeats (sent_at_ms, machine, idle_ms, observed_ms, state) ",
+                "INSERT INTO heartbeats (sent_at_ms, seq, machine, idle_ms, observed_ms, state) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.0)
-                    .push_bind(i32::try_from(r.1).unwrap_or(i32::MAX))
-                    .push_bind(r.2)
+                    .push_bind(r.1)
+                    .push_bind(i32::try_from(r.2).unwrap_or(i32::MAX))
                     .push_bind(r.3)
-                    .push_bind(r.4);
+                    .push_bind(r.4)
+                    .push_bind(r.5);
             });
             q.build().persistent(false).execute(&mut **tx).await?;
         }
@@ -268,18 +270,21 @@ where
             "INSERT INTO machine_totals (machine_id, site_id, department, currency, {}) ",
             column_list("")
         ));
-        q.push_values(chunk, |mut b, ((machine, site, department, currency), v)| {
-            b.push_bind(machine.as_str())
-                .push_bind(*site)
-                .push_bind(department.as_str())
-                .push_bind(currency.as_str());
-            for t in times(v) {
-                b.push_bind(t);
-            }
-            for d in decimals(v) {
-                b.push_bind(dec::<DB>(d));
-            }
-        });
+        q.push_values(
+            chunk,
+            |mut b, ((machine, site, department, currency), v)| {
+                b.push_bind(machine.as_str())
+                    .push_bind(*site)
+                    .push_bind(department.as_str())
+                    .push_bind(currency.as_str());
+                for t in times(v) {
+                    b.push_bind(t);
+                }
+                for d in decimals(v) {
+                    b.push_bind(dec::<DB>(d));
+                }
+            },
+        );
         q.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok((heartbeats, written))

@@ -113,7 +113,9 @@ impl IngestStore for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         let locked = assemble_locked(rows, placements);
-        let plan = planner.plan(jobs, &locked, &book);
+        let plan = planner
+            .plan(jobs, &locked, &book)
+            .map_err(|e| StoreError::Internal(sqlx::Error::Decode(Box::new(e))))?;
         insert_raw(&mut tx, &plan.raw).await?;
         add_usage(&mut tx, &plan.usage).await?;
         add_totals(&mut tx, &plan.totals).await?;
@@ -139,9 +141,10 @@ impl IngestStore for PostgresStore {
 }
 
 /// Inserts raw heartbeats given as one array per column, in this order.
-const INSERT_RAW: &str = "INSERT INTO heartbeats (sent_at_ms, machine, idle_ms,
+const INSERT_RAW: &str = "INSERT INTO heartbeats (sent_at_ms, seq, machine, idle_ms,
          observed_ms, state)
-     SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::int4[], $4::int4[], $5::int4[])";
+     SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int4[], $4::int4[], $5::int4[],
+                          $6::int4[])";
 
 async fn insert_raw(
     tx: &mut Transaction<'_, Postgres>,
@@ -151,6 +154,7 @@ async fn insert_raw(
         return Ok(());
     }
     let sent: Vec<i64> = rows.iter().map(|r| r.sent_at_ms).collect();
+    let seq: Vec<i64> = rows.iter().map(|r| r.seq).collect();
     let machine: Vec<i32> = rows
         .iter()
         .map(|r| i32::try_from(r.machine).unwrap_or(i32::MAX))
@@ -160,6 +164,7 @@ async fn insert_raw(
     let state: Vec<i32> = rows.iter().map(|r| r.state).collect();
     sqlx::query(INSERT_RAW)
         .bind(&sent)
+        .bind(&seq)
         .bind(&machine)
         .bind(&idle)
         .bind(&observed)
@@ -174,8 +179,8 @@ fn value_arrays<'a, T: 'a>(
     rows: &'a [T],
     increment: impl Fn(&T) -> &Increment,
 ) -> (Vec<Vec<i64>>, Vec<Vec<Decimal>>) {
-    let mut ints = vec![Vec::with_capacity(rows.len()); 5];
-    let mut decs = vec![Vec::with_capacity(rows.len()); 10];
+    let mut ints: Vec<Vec<i64>> = (0..5).map(|_| Vec::with_capacity(rows.len())).collect();
+    let mut decs: Vec<Vec<Decimal>> = (0..10).map(|_| Vec::with_capacity(rows.len())).collect();
     for row in rows {
         let i = increment(row);
         for (column, v) in ints.iter_mut().zip(times(i)) {
@@ -223,7 +228,10 @@ async fn add_usage(
         .iter()
         .map(|r| i32::try_from(r.attribution.profile_id).unwrap_or(i32::MAX))
         .collect();
-    let currency: Vec<&str> = rows.iter().map(|r| r.attribution.currency.as_str()).collect();
+    let currency: Vec<&str> = rows
+        .iter()
+        .map(|r| r.attribution.currency.as_str())
+        .collect();
     let (ints, decs) = value_arrays(rows, |r| &r.increment);
     let sql = format!(
         "INSERT INTO usage_hours (machine, hour_ms, site_id, department, profile_id, currency,

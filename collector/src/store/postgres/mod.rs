@@ -12,7 +12,6 @@
 mod ingest;
 mod reports;
 
-
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
@@ -27,7 +26,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 impl Dialect for Postgres {
     const LABEL: &'static str = "postgres";
     const BEGIN_WRITE: &'static str = "BEGIN";
-    const RATES_LOCK_EXCLUSIVE: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7310453)");
+    const RATES_LOCK_EXCLUSIVE: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(7310453)");
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const NUM_BY_INSERT: bool = false;
     const ROW_ID: &'static str = "ctid";

@@ -121,7 +121,9 @@ impl IngestStore for SqliteStore {
             placements.extend(query.fetch_all(&mut *tx).await?);
         }
         let locked = assemble_locked(rows, placements);
-        let plan = planner.plan(jobs, &locked, &book);
+        let plan = planner
+            .plan(jobs, &locked, &book)
+            .map_err(|e| StoreError::Internal(sqlx::Error::Decode(Box::new(e))))?;
         for rows in plan.raw.chunks(ROWS_PER_STATEMENT) {
             insert_raw(&mut tx, rows).await?;
         }
@@ -160,10 +162,11 @@ pub(crate) async fn insert_raw(
         return Ok(());
     }
     let mut q = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO heartbeats (sent_at_ms, machine, idle_ms, observed_ms, state) ",
+        "INSERT INTO heartbeats (sent_at_ms, seq, machine, idle_ms, observed_ms, state) ",
     );
     q.push_values(rows, |mut b, r| {
         b.push_bind(r.sent_at_ms)
+            .push_bind(r.seq)
             .push_bind(r.machine)
             .push_bind(r.idle_ms)
             .push_bind(r.observed_ms)
@@ -368,7 +371,10 @@ async fn update_machine(
     .bind(hb.session.as_str())
     .bind(hb.cpu_usage_ratio)
     .bind(hb.memory_usage_ratio)
-    .bind(hb.uptime_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
+    .bind(
+        hb.uptime_seconds
+            .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+    )
     .bind(u.machine_id.as_str())
     .execute(&mut **tx)
     .await?;
