@@ -105,12 +105,27 @@ fn x11_idle_grows_and_resets_on_input() {
         "idle time grows: {first} then {later}"
     );
 
-    let moved = Command::new("xdotool")
-        .args(["mousemove", "100", "100", "mousemove", "200", "150"])
-        .env("DISPLAY", &display)
-        .status()
-        .unwrap();
-    assert!(moved.success());
+    // xdotool has been seen to fail once on a loaded machine without saying much: try again
+    // a few times, and show what it said if it never succeeds.
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let moved = Command::new("xdotool")
+            .args(["mousemove", "100", "100", "mousemove", "200", "150"])
+            .env("DISPLAY", &display)
+            .output()
+            .unwrap();
+        if moved.status.success() {
+            tries.clear();
+            break;
+        }
+        tries.push(format!(
+            "{}: {}",
+            moved.status,
+            String::from_utf8_lossy(&moved.stderr).trim()
+        ));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(tries.is_empty(), "xdotool failed: {tries:?}");
     let (after, _) = agent_idle(&display);
     let after = after.unwrap();
     assert!(after < 1.0, "input resets idle time: {after}");

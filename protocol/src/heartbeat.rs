@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use crate::MAX_BATCH_HEARTBEATS;
 use crate::error::ValidationError;
 
-/// The user session as the agent sees it. `locked` and `none` count as idle since the
-/// lock or logoff.
+/// The user session as the agent sees it. A `locked` or `none` session makes the machine's
+/// status `idle`; waste time still follows the idle threshold, as for every session state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -59,5 +59,6 @@ mod simulation;
 mod sites;
 mod tls;
 mod tokens;
+mod upgrade;
 mod users;
 mod webdriver;
