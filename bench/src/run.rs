@@ -62,6 +62,8 @@ pub struct BenchReport {
     pub list: Option<ListTiming>,
     /// The same list requests while the ingest load runs.
     pub list_under_load: Option<ListTiming>,
+    /// Raw heartbeats stored and their bytes at rest.
+    pub storage: Option<greenops_collector::store::ingest::HeartbeatStorage>,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -260,6 +262,21 @@ pub async fn run(
         )),
         Err(e) => say(&format!("VERIFICATION FAILED: {e}")),
     }
+    let storage = match store.heartbeat_storage().await {
+        Ok(s) => {
+            say(&format!(
+                "storage: {} raw heartbeats in {} bytes ({:.1} bytes per heartbeat, table and indexes)",
+                s.rows,
+                s.bytes,
+                s.bytes as f64 / s.rows.max(1) as f64
+            ));
+            Some(s)
+        }
+        Err(e) => {
+            say(&format!("could not measure heartbeat storage: {e}"));
+            None
+        }
+    };
     let list = if options.list_rounds > 0 {
         let t = time_machine_list(&store, addr, options.list_rounds).await?;
         say(&format!(
@@ -337,6 +354,7 @@ pub async fn run(
         peak_rss_kib: peak,
         list,
         list_under_load,
+        storage,
     })
 }
 
@@ -720,6 +738,14 @@ impl BenchReport {
                 l.p(0.5).as_secs_f64() * 1e3,
                 l.p(0.95).as_secs_f64() * 1e3,
                 l.list.len(),
+            ));
+        }
+        if let Some(s) = &self.storage {
+            out.push_str(&format!(
+                "heartbeat_rows={} heartbeat_bytes={} bytes_per_heartbeat={:.1}\n",
+                s.rows,
+                s.bytes,
+                s.bytes as f64 / s.rows.max(1) as f64
             ));
         }
         if let Some(c) = &self.ceiling {

@@ -170,6 +170,14 @@ pub trait Planner: Send + Sync {
     ) -> Result<Plan, crate::accounting::MissingRates>;
 }
 
+/// How much room raw heartbeats take at rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartbeatStorage {
+    pub rows: u64,
+    /// Table, indexes and (PostgreSQL) TOAST, as the database's own size functions count them.
+    pub bytes: u64,
+}
+
 /// The rate book a collector holds, replaced when the store's rate data changes.
 #[derive(Debug, Default)]
 pub struct RateBookCache {

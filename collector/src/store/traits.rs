@@ -11,7 +11,7 @@ use super::admin::{
     ApiTokenInfo, EnrollmentTokenInfo, Placement, PlacementPatch, PowerProfile, PowerProfileFields,
     ProfileVersionInfo, ReportQuery, ReportRow, Site, SiteFields, SiteVersionInfo,
 };
-use super::ingest::{Planner, RateBookCache};
+use super::ingest::{HeartbeatStorage, Planner, RateBookCache};
 use super::retention::{Rollup, RollupBatch};
 use super::{
     AuditEntry, Backend, CostTotal, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot,
@@ -68,6 +68,10 @@ pub trait IngestStore: Send + Sync {
 
     /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Raw heartbeats stored and the bytes they take at rest (table and indexes, as the
+    /// database itself counts them), for the benchmark's `bytes_per_heartbeat`.
+    async fn heartbeat_storage(&self) -> Result<HeartbeatStorage, StoreError>;
 }
 
 /// Operators and what they share: accounts, sessions, login limits, settings, the audit log.

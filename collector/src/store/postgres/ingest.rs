@@ -17,7 +17,7 @@ use crate::store::common::ingest::{
 };
 use crate::store::common::rates::{load_rate_book, rates_version_in};
 use crate::store::ingest::{
-    MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
+    HeartbeatStorage, MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
 };
 use crate::store::{
     EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot, HeartbeatJob, IngestStore,
@@ -132,6 +132,23 @@ impl IngestStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         shared::fleet_snapshot(tx).await
+    }
+
+    #[tracing::instrument(
+        name = "store.heartbeat_storage",
+        skip_all,
+        fields(backend = "postgres")
+    )]
+    async fn heartbeat_storage(&self) -> Result<HeartbeatStorage, StoreError> {
+        let (rows, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM heartbeats), pg_total_relation_size('heartbeats')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(HeartbeatStorage {
+            rows: u64::try_from(rows).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 
     #[tracing::instrument(name = "store.retire_machine", skip_all, fields(backend = "postgres"))]

@@ -20,7 +20,7 @@ use crate::store::common::ingest::{
 };
 use crate::store::common::rates::{load_rate_book, rates_version_in};
 use crate::store::ingest::{
-    MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
+    HeartbeatStorage, MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
 };
 use crate::store::{
     EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot, HeartbeatJob, IngestStore,
@@ -145,6 +145,22 @@ impl IngestStore for SqliteStore {
     #[tracing::instrument(name = "store.retire_machine", skip_all, fields(backend = "sqlite"))]
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
         shared::retire_machine(&self.pool, id, now_ms).await
+    }
+
+    #[tracing::instrument(name = "store.heartbeat_storage", skip_all, fields(backend = "sqlite"))]
+    async fn heartbeat_storage(&self) -> Result<HeartbeatStorage, StoreError> {
+        // `dbstat` counts the pages of the table and of its index as stored in the file.
+        let (rows, bytes): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM heartbeats),
+                    (SELECT SUM(pgsize) FROM dbstat
+                     WHERE name IN ('heartbeats', 'heartbeats_sent_at'))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(HeartbeatStorage {
+            rows: u64::try_from(rows).unwrap_or(0),
+            bytes: bytes.and_then(|b| u64::try_from(b).ok()).unwrap_or(0),
+        })
     }
 }
 
