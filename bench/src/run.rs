@@ -603,6 +603,7 @@ async fn verify(
 ) -> anyhow::Result<()> {
     let snapshot = store.fleet_snapshot().await?;
     let book = store.rate_book().await?;
+    let ids = greenops_collector::store::PlacementIds::load(store).await?;
     let by_hostname: std::collections::HashMap<&str, &greenops_collector::store::MachineSnapshot> =
         snapshot
             .machines
@@ -616,8 +617,7 @@ async fn verify(
         let Some(stored) = by_hostname.get(hostname.as_str()) else {
             bail!("machine {hostname} missing from the store");
         };
-        let placements =
-            greenops_collector::store::accounting_placements(store, &stored.id).await?;
+        let placements = ids.placements(store, &stored.id).await?;
         let mut beats = Vec::new();
         for seq in m.next_seq..=result.acked_seq[i] {
             let body = load::heartbeat_body(i, seq, base_ms);

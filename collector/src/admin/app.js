@@ -84,19 +84,71 @@
   const when = (ms) => (ms ? new Date(ms).toLocaleString() : "—");
   const badge = (status) => h("span", { class: `badge ${status}` }, status);
 
+  // ---- Rates in local time: days, spans, bands, moments ---------------------------------
+  const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+  function parseDays(text) {
+    const out = [];
+    for (const part of text.split(",").map((x) => x.trim().toLowerCase()).filter(Boolean)) {
+      const m = part.match(/^([a-z]{3})(?:-([a-z]{3}))?$/);
+      const a = m ? DAYS.indexOf(m[1]) : -1, b = m ? DAYS.indexOf(m[2] || m[1]) : -1;
+      if (a < 0 || b < a) throw new Error(`"${part}" is not a day or a range of days (mon, tue, … sun; e.g. mon-fri)`);
+      for (let i = a; i <= b; i++) if (!out.includes(DAYS[i])) out.push(DAYS[i]);
+    }
+    if (!out.length) throw new Error("name at least one day");
+    return DAYS.filter((d) => out.includes(d));
+  }
+  function formatDays(days) {
+    const idx = days.map((d) => DAYS.indexOf(d)).sort((a, b) => a - b);
+    const runs = [];
+    for (const i of idx) {
+      const last = runs[runs.length - 1];
+      if (last && last[1] === i - 1) last[1] = i; else runs.push([i, i]);
+    }
+    return runs.map(([a, b]) => (a === b ? DAYS[a] : b === a + 1 ? `${DAYS[a]},${DAYS[b]}` : `${DAYS[a]}-${DAYS[b]}`)).join(",");
+  }
+  // One span per line (or separated by ";"): "mon-fri 08:00-18:30", bands add a price.
+  function parseSpans(text, withPrice) {
+    const example = withPrice ? "mon-fri 08:00-18:30 0.30" : "mon-fri 08:00-18:00";
+    return text.split(/[\n;]/).map((l) => l.trim()).filter(Boolean).map((line, i) => {
+      const m = line.match(/^(\S+)\s+(\d{1,2}:\d\d)\s*-\s*(\d{1,2}:\d\d)(?:\s+(\S+))?$/);
+      if (!m || Boolean(m[4]) !== withPrice) throw new Error(`line ${i + 1}: write it as "${example}"`);
+      const pad = (t) => t.padStart(5, "0");
+      let days;
+      try { days = parseDays(m[1]); } catch (e) { throw new Error(`line ${i + 1}: ${e.message}`); }
+      const span = { days, start: pad(m[2]), end: pad(m[3]) };
+      if (withPrice) span.price_per_kwh = m[4];
+      return span;
+    });
+  }
+  const formatSpans = (spans, withPrice) => (spans || [])
+    .map((x) => `${formatDays(x.days)} ${x.start}-${x.end}${withPrice ? ` ${x.price_per_kwh}` : ""}`).join("\n");
+  const parseList = (text) => text.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean);
+  // A datetime-local value is the browser's local time; the API wants RFC 3339.
+  function parseMoment(text) {
+    const t = Date.parse(text);
+    if (Number.isNaN(t)) throw new Error("not a date and time");
+    return new Date(t).toISOString();
+  }
+  const fromField = { name: "effective_from", label: "Effective from", type: "datetime-local", parse: parseMoment,
+    hint: "Empty: now. Never in the past." };
+  const since = (iso) => (iso ? new Date(iso).toLocaleString() : "the beginning");
+
   // ---- Forms with field-level errors -------------------------------------------------
   // fields: [{name, label, type, value, options, required, step, min}]
   function formFor(fields, submitLabel, onSubmit, extra) {
     const errors = {};
     const inputs = {};
     const formError = h("p", { class: "form-error", role: "alert" });
-    const form = h("form", { class: "inline", novalidate: true, "data-write": extra && extra.write ? "" : null });
+    const form = h("form", { class: "inline", novalidate: true, id: extra && extra.id, "data-write": extra && extra.write ? "" : null });
     for (const f of fields) {
       const id = `f-${Math.random().toString(36).slice(2)}`;
       let input;
       if (f.options) {
         input = h("select", { id, name: f.name },
           f.options.map((o) => h("option", { value: o.value ?? o, selected: (o.value ?? o) === f.value }, o.label ?? o)));
+      } else if (f.type === "textarea") {
+        input = h("textarea", { id, name: f.name, rows: f.rows || 3, placeholder: f.placeholder, spellcheck: "false" });
+        input.value = f.value ?? "";
       } else {
         input = h("input", { id, name: f.name, type: f.type || "text", value: f.value ?? "", step: f.step, min: f.min,
           autocomplete: f.autocomplete || "off", required: f.required, placeholder: f.placeholder });
@@ -105,7 +157,8 @@
       input.setAttribute("aria-describedby", `${id}-err`);
       inputs[f.name] = input;
       errors[f.name] = err;
-      form.append(h("div", { class: "field" }, h("label", { for: id }, f.label), input, err));
+      form.append(h("div", { class: f.wide ? "field wide" : "field" }, h("label", { for: id }, f.label), input,
+        f.hint ? h("p", { class: "hint" }, f.hint) : null, err));
     }
     form.append(h("div", { class: "field" }, h("button", { type: "submit" }, submitLabel)));
     const wrap = h("div", {}, form, formError);
@@ -114,20 +167,27 @@
       for (const n of Object.keys(errors)) { errors[n].textContent = ""; inputs[n].removeAttribute("aria-invalid"); }
       formError.textContent = "";
       const values = {};
+      const fieldError = (name, msg) => { errors[name].textContent = msg; inputs[name].setAttribute("aria-invalid", "true"); };
+      let bad = false;
       for (const f of fields) {
         const raw = inputs[f.name].value;
         if (raw === "" && !f.keepEmpty) continue;
-        values[f.name] = f.type === "number" ? Number(raw) : raw;
+        try {
+          values[f.name] = f.parse ? f.parse(raw) : (f.type === "number" ? Number(raw) : raw);
+        } catch (e) { fieldError(f.name, e.message); bad = true; }
       }
+      if (bad) return;
       try {
         await onSubmit(values, form);
       } catch (e) {
-        if (!(e instanceof ApiError)) throw e;
+        if (!(e instanceof ApiError)) { formError.textContent = e.message; return; }
         let shown = false;
         for (const [name, msg] of Object.entries(e.fields)) {
-          if (errors[name]) {
-            errors[name].textContent = msg;
-            inputs[name].setAttribute("aria-invalid", "true");
+          // A server field such as `bands[1]` belongs to the `bands` input.
+          const base = name.replace(/[[.].*$/, "");
+          const target = errors[name] ? name : (errors[base] ? base : null);
+          if (target) {
+            fieldError(target, target === name ? msg : `${name.slice(base.length).replace(/^\./, "")}: ${msg}`);
             shown = true;
           }
         }
@@ -224,10 +284,10 @@
     if (!me) return showLogin();
     const { view, arg, params } = parseHash();
     stopRefresh();
-    const views = { overview, machines, machine, sites, profiles, users, enrollment, "api-tokens": apiTokens, settings, audit };
+    const views = { overview, machines, machine, sites, site, profiles, users, enrollment, "api-tokens": apiTokens, settings, audit };
     const render = views[view] || overview;
     const content = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-    shell(view === "machine" ? "machines" : view, content);
+    shell({ machine: "machines", site: "sites" }[view] || view, content);
     try {
       await render(content, arg, params);
     } catch (e) {
@@ -331,8 +391,14 @@
     const list = h("div", {});
     const pager = h("div", { class: "pager" });
     const stamp = h("p", { class: "refreshed" });
-    const exportLinks = h("div", { class: "actions" }, ["machine", "site", "department"].map((g) =>
-      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `CSV by ${g}`)));
+    const attribution = h("select", { id: "export-attribution", title: "Attribution of the CSV export" },
+      [["incurred", "where incurred"], ["current", "where machines are now"]].map(([v, l]) => h("option", { value: v }, l)));
+    const links = ["machine", "site", "department"].map((g) =>
+      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `CSV by ${g}`));
+    attribution.addEventListener("change", () => {
+      for (const a of links) a.href = `/api/v1/reports/energy.csv?group_by=${a.dataset.export}&attribution=${attribution.value}`;
+    });
+    const exportLinks = h("div", { class: "actions" }, h("label", { for: "export-attribution", class: "muted" }, "CSV"), attribution, links);
     root.replaceChildren(h("div", { class: "row" }, h("h1", {}, "Machines"), h("div", { class: "spacer" }), exportLinks),
       h("div", { class: "panel" }, filters), h("div", { class: "panel" }, list, pager), stamp);
     const load = async () => {
@@ -397,8 +463,14 @@
         ["Energy", kwh(mm.energy_j)], ["Idle energy", kwh(mm.idle_energy_j)]]
         .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
       costs.replaceChildren(table([{ label: "Currency", cell: (c) => c.currency }, { label: "Cost", num: true, cell: (c) => num(c.cost, 4) },
-        { label: "Idle cost", num: true, cell: (c) => num(c.idle_cost, 4) }], mm.costs, "No cost accounted yet."));
+        { label: "Idle cost", num: true, cell: (c) => num(c.idle_cost, 4) },
+        { label: "Avoidable cost", num: true, cell: (c) => num(c.avoidable_cost, 4) }], mm.costs, "No cost accounted yet."));
+      placements.replaceChildren(table([{ label: "From", cell: (x) => since(x.effective_from) }, { label: "Site", cell: (x) => x.site },
+        { label: "Department", cell: (x) => x.department || "—" }, { label: "Power profile", cell: (x) => x.power_profile },
+        { label: "", cell: (x) => (x.effective_from && Date.parse(x.effective_from) > Date.now() ? "scheduled" : "") }],
+      mm.placements.slice().reverse()));
     };
+    const placements = h("div", { id: "placements" });
     fill(m);
     const loadChart = async () => {
       const span = { "24h": 864e5, "7d": 7 * 864e5, "30d": 30 * 864e5 }[range.value];
@@ -412,15 +484,18 @@
     const parts = [h("p", {}, h("a", { href: "#/machines" }, "‹ All machines")), h("h1", { class: "host" }, m.hostname),
       h("div", { class: "panel" }, h("div", { class: "row" }, h("h2", {}, "History"), h("div", { class: "spacer" }),
         h("div", { class: "field" }, h("label", { for: "history-range" }, "Range"), range)), chartBox),
-      h("div", { class: "panel" }, h("h2", {}, "Facts"), facts), h("div", { class: "panel" }, h("h2", {}, "Totals by currency"), costs)];
+      h("div", { class: "panel" }, h("h2", {}, "Facts"), facts), h("div", { class: "panel" }, h("h2", {}, "Totals by currency"), costs),
+      h("div", { class: "panel" }, h("h2", {}, "Placements"),
+        h("p", { class: "muted" }, "Newest first. Time is accounted where the machine was when it was incurred."), placements)];
     if (isAdmin()) {
       const [sites, profiles] = await Promise.all([api("GET", "/api/v1/sites"), api("GET", "/api/v1/power-profiles")]);
       parts.push(h("div", { class: "panel", "data-write": "" }, h("h2", {}, "Placement"),
-        h("p", { class: "muted" }, "Changes apply to time accounted from now on; history is never rewritten."),
+        h("p", { class: "muted" }, "A move applies from now (or a later moment); time already incurred stays where it was."),
         formFor([
           { name: "site", label: "Site", options: sites.items.map((x) => x.name), value: m.site },
           { name: "department", label: "Department", value: m.department, keepEmpty: true },
           { name: "power_profile", label: "Power profile", options: profiles.items.map((x) => x.name), value: m.power_profile },
+          fromField,
         ], "Save placement", async (v) => { fill(await api("PATCH", `/api/v1/machines/${encodeURIComponent(id)}`, v)); }, { write: true }),
         h("h2", {}, "Retire"),
         h("p", { class: "muted" }, "Revokes the agent's credential and hides the machine; its history and totals are kept."),
@@ -436,56 +511,195 @@
   }
 
   // ---- Sites and power profiles ------------------------------------------------------
-  function resource({ root, title, path, intro, columns, fields, describe }) {
+  // Rates are versions: the list shows what is in force now and what is scheduled; every
+  // change applies from a moment (now by default) and never rewrites accounted time.
+  function deleteButton(what, path, reload) {
+    return h("button", { type: "button", class: "danger", "data-write": "", onclick: async () => {
+      if (!confirm(`Delete ${what}?`)) return;
+      try { await api("DELETE", path); await reload(); } catch (e) { alert(e.message); }
+    } }, "Delete");
+  }
+  const priceOf = (v) => (v.bands.length ? `${v.price_per_kwh} (+${v.bands.length} band${v.bands.length > 1 ? "s" : ""})` : v.price_per_kwh);
+  const scheduledOf = (x) => (x.scheduled.length ? x.scheduled.map((v) => since(v.effective_from)).join(", ") : "—");
+
+  async function sites(root) {
+    const list = h("div", {});
+    const load = async () => {
+      const res = await api("GET", "/api/v1/sites");
+      const cols = [
+        { label: "Name", cell: (x) => h("a", { href: `#/site/${x.id}`, "data-site": x.name }, x.name) },
+        { label: "Time zone", cell: (x) => x.timezone }, { label: "Currency", cell: (x) => x.currency },
+        { label: "Price / kWh", num: true, cell: (x) => priceOf(x) },
+        { label: "g CO₂e / kWh", num: true, cell: (x) => x.carbon_intensity_g_per_kwh },
+        { label: "Business hours", cell: (x) => formatSpans(x.business_hours, false).replace(/\n/g, "; ") || "none" },
+        { label: "Idle threshold", num: true, cell: (x) => (x.idle_threshold_seconds ? `${x.idle_threshold_seconds} s` : "global") },
+        { label: "Machines", num: true, cell: (x) => nf.format(x.machines) },
+        { label: "Scheduled", cell: scheduledOf },
+      ];
+      if (isAdmin()) cols.push({ label: "", cell: (x) => deleteButton(`site ${x.name}`, `/api/v1/sites/${x.id}`, load) });
+      list.replaceChildren(table(cols, res.items));
+    };
+    root.replaceChildren(h("h1", {}, "Sites"),
+      h("p", { class: "muted" }, "Where machines are: the tariff, grid carbon intensity and business hours of their electricity, in the site's time zone. Open a site for its tariff history, time-of-use bands and hourly intensity."),
+      h("div", { class: "panel" }, list),
+      isAdmin() ? h("div", { class: "panel", "data-write": "" }, h("h2", {}, "New site"), formFor(siteFields({}, true), "Create", async (v, form) => {
+        await api("POST", "/api/v1/sites", v); form.reset(); await load();
+      }, { write: true })) : "");
+    await load();
+  }
+
+  // The fields of a site's figures; `creating` adds the name and leaves out effective_from.
+  function siteFields(v, creating) {
+    const fields = [
+      { name: "currency", label: "Currency", value: v.currency || (creating ? "USD" : ""), placeholder: "EUR" },
+      { name: "price_per_kwh", label: "Price per kWh", value: v.price_per_kwh, placeholder: "0.12" },
+      { name: "carbon_intensity_g_per_kwh", label: "Grid g CO₂e/kWh", value: v.carbon_intensity_g_per_kwh, placeholder: "420" },
+      { name: "timezone", label: "Time zone (IANA)", value: v.timezone || (creating ? "UTC" : ""), placeholder: "Europe/Paris" },
+      { name: "bands", label: "Time-of-use bands", type: "textarea", wide: true, value: formatSpans(v.bands, true), keepEmpty: !creating,
+        parse: (t) => parseSpans(t, true), placeholder: "mon-fri 08:00-18:30 0.30", hint: "One per line: days, local start-end, price. Other times: the price above." },
+      { name: "business_hours", label: "Business hours", type: "textarea", wide: true, value: formatSpans(v.business_hours, false), keepEmpty: !creating,
+        parse: (t) => parseSpans(t, false), placeholder: "mon-fri 08:00-18:00", hint: "One per line, local time. Idle outside them is after-hours waste." },
+      { name: "holidays", label: "Holidays", value: (v.holidays || []).join(", "), keepEmpty: !creating, parse: parseList,
+        placeholder: "2026-12-25, 2027-01-01", hint: "Local dates, after hours all day." },
+      { name: "idle_threshold_seconds", label: "Idle threshold (s)", type: "number", min: 0, value: v.idle_threshold_seconds,
+        placeholder: "global", hint: creating ? "Empty: the global setting." : "0 removes the override." },
+    ];
+    return creating ? [{ name: "name", label: "Name", required: true }, ...fields] : [...fields, fromField];
+  }
+
+  async function site(root, id) {
+    const facts = h("dl", { class: "facts" });
+    const scheduled = h("div", {});
+    const tariffs = h("div", {});
+    const hours = h("div", { id: "intensity-hours" });
+    const editor = h("div", {});
+    let current = null;
+    const load = async () => {
+      const [all, tf] = await Promise.all([api("GET", "/api/v1/sites"), api("GET", `/api/v1/sites/${encodeURIComponent(id)}/tariffs`)]);
+      current = all.items.find((x) => String(x.id) === String(id));
+      if (!current) throw new Error(`site ${id} not found`);
+      const v = current;
+      facts.replaceChildren(...[["Name", current.name], ["In force since", since(v.effective_from)], ["Time zone", v.timezone],
+        ["Currency", v.currency], ["Price per kWh", v.price_per_kwh], ["Time-of-use bands", formatSpans(v.bands, true) || "none (flat price)"],
+        ["Grid g CO₂e/kWh", `${v.carbon_intensity_g_per_kwh} (where no hourly value is imported)`],
+        ["Business hours", formatSpans(v.business_hours, false) || "none"], ["Holidays", v.holidays.join(", ") || "none"],
+        ["Idle threshold", v.idle_threshold_seconds ? `${v.idle_threshold_seconds} s (site override)` : "the global setting"],
+        ["Machines now", nf.format(current.machines)]].flatMap(([k, val]) => [h("dt", {}, k), h("dd", { class: "pre" }, val)]));
+      scheduled.replaceChildren(table([{ label: "From", cell: (x) => since(x.effective_from) }, { label: "Currency", cell: (x) => x.currency },
+        { label: "Price / kWh", num: true, cell: (x) => priceOf(x) }, { label: "g CO₂e / kWh", num: true, cell: (x) => x.carbon_intensity_g_per_kwh },
+        { label: "Time zone", cell: (x) => x.timezone }], current.scheduled, "No scheduled changes."));
+      tariffs.replaceChildren(table([{ label: "From", cell: (x) => since(x.effective_from) }, { label: "Currency", cell: (x) => x.currency },
+        { label: "Price / kWh", num: true, cell: (x) => x.price_per_kwh },
+        { label: "Bands", cell: (x) => h("span", { class: "pre" }, formatSpans(x.bands, true) || "—") }], tf.items));
+      if (isAdmin()) edit();
+    };
+    const loadHours = async () => {
+      const from = new Date(Date.now() - 864e5), to = new Date(Date.now() + 7 * 864e5);
+      const res = await api("GET", `/api/v1/sites/${encodeURIComponent(id)}/carbon-intensity?from=${from.toISOString()}&to=${to.toISOString()}`);
+      hours.replaceChildren(h("p", { class: "muted" }, `Imported hours from ${from.toLocaleString()} to ${to.toLocaleString()}: ${res.hours.length}.`),
+        table([{ label: "Hour (UTC start)", cell: (x) => x.hour_start }, { label: "Local", cell: (x) => new Date(x.hour_start).toLocaleString() },
+          { label: "g CO₂e / kWh", num: true, cell: (x) => x.g_co2e_per_kwh }], res.hours.slice(0, 200), "None imported: the site's static intensity applies."));
+    };
+    const edit = () => {
+      const v = current;
+      const csv = h("textarea", { id: "intensity-csv", name: "csv", rows: 6, spellcheck: "false",
+        placeholder: "hour_start,g_co2e_per_kwh\n2026-12-02T14:00:00Z,251.5" });
+      const file = h("input", { id: "intensity-file", type: "file", accept: ".csv,text/csv" });
+      file.addEventListener("change", async () => { if (file.files[0]) csv.value = await file.files[0].text(); });
+      const result = h("p", { role: "status", id: "intensity-result" });
+      const importForm = h("form", { class: "stack", "data-write": "" },
+        h("div", { class: "field" }, h("label", { for: "intensity-file" }, "CSV file"), file),
+        h("div", { class: "field wide" }, h("label", { for: "intensity-csv" }, "or paste it"), csv),
+        h("div", { class: "field" }, h("button", { type: "submit" }, "Import")), result);
+      importForm.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        result.className = "";
+        try {
+          const res = await fetch(`/api/v1/sites/${encodeURIComponent(id)}/carbon-intensity`, { method: "PUT", credentials: "same-origin",
+            headers: { "Content-Type": "text/csv", "X-GreenOps-CSRF": "1" }, body: csv.value });
+          const data = await res.json().catch(() => null);
+          if (!res.ok) throw new ApiError(res.status, data);
+          result.textContent = `Imported ${data.imported} hours.`;
+          await loadHours();
+        } catch (e) {
+          result.className = "form-error";
+          const detail = Object.entries(e.fields || {}).map(([k, m]) => `${k}: ${m}`).join("; ");
+          result.textContent = detail ? `${e.message} (${detail})` : e.message;
+        }
+      });
+      editor.replaceChildren(
+        h("h2", {}, "New tariff"), h("p", { class: "muted" }, "A price (and bands) from a moment on; earlier time keeps the price it was incurred at."),
+        formFor([{ name: "currency", label: "Currency", value: v.currency }, { name: "price_per_kwh", label: "Price per kWh", required: true, value: v.price_per_kwh },
+          { name: "bands", label: "Time-of-use bands", type: "textarea", wide: true, value: formatSpans(v.bands, true), parse: (t) => parseSpans(t, true),
+            placeholder: "mon-fri 08:00-18:30 0.30", hint: "One per line, local time; empty: the flat price all day." }, fromField],
+        "Add tariff", async (vals) => { if (!vals.bands) vals.bands = []; await api("POST", `/api/v1/sites/${encodeURIComponent(id)}/tariffs`, vals); await load(); },
+        { write: true, id: "tariff-form" }),
+        h("h2", {}, "Change the site"), h("p", { class: "muted" }, "Any figure adds a version from the moment given; a new name applies at once."),
+        formFor([{ name: "name", label: "Name", value: current.name }, ...siteFields(v, false)], "Save changes", async (vals) => {
+          // Send only what changed, so a rename does not also add a version.
+          const was = { name: current.name, ...v, bands: formatSpans(v.bands, true), business_hours: formatSpans(v.business_hours, false),
+            holidays: v.holidays.join(", ") };
+          const patch = {};
+          for (const [k, val] of Object.entries(vals)) {
+            const before = was[k];
+            const same = k === "bands" ? formatSpans(val, true) === before : k === "business_hours" ? formatSpans(val, false) === before
+              : k === "holidays" ? val.join(", ") === before : String(val) === String(before ?? "");
+            if (!same || k === "effective_from") patch[k] = val;
+          }
+          if (Object.keys(patch).every((k) => k === "effective_from")) throw new Error("Nothing changed.");
+          await api("PATCH", `/api/v1/sites/${encodeURIComponent(id)}`, patch);
+          await load();
+        }, { write: true, id: "site-form" }),
+        h("h2", {}, "Import hourly carbon intensity"),
+        h("p", { class: "muted" }, "Lines of hour_start,g_co2e_per_kwh (UTC hours, RFC 3339, header allowed) for hours that have not begun. All or nothing: a bad line is named and nothing is stored."),
+        importForm);
+    };
+    root.replaceChildren(h("p", {}, h("a", { href: "#/sites" }, "‹ All sites")), h("h1", { id: "site-name" }, "Site"),
+      h("div", { class: "panel" }, h("h2", {}, "In force now"), facts), h("div", { class: "panel" }, h("h2", {}, "Scheduled changes"), scheduled),
+      h("div", { class: "panel" }, h("h2", {}, "Tariff history"), tariffs), h("div", { class: "panel" }, h("h2", {}, "Hourly carbon intensity"), hours),
+      isAdmin() ? h("div", { class: "panel", "data-write": "" }, editor) : "");
+    await Promise.all([load(), loadHours()]);
+    root.querySelector("#site-name").textContent = current.name;
+  }
+
+  async function profiles(root) {
     const list = h("div", {});
     const editor = h("div", {});
+    const fields = (v) => [{ name: "idle_watts", label: "Idle watts", value: v.idle_watts, placeholder: "65" },
+      { name: "active_watts", label: "Active watts", value: v.active_watts, placeholder: "120" },
+      { name: "sleep_watts", label: "Sleep watts", value: v.sleep_watts, placeholder: "2", hint: "What it draws asleep: avoidable waste is idle minus sleep." }];
     const load = async () => {
-      const res = await api("GET", path);
-      const cols = columns.slice();
+      const res = await api("GET", "/api/v1/power-profiles");
+      const cols = [{ label: "Name", cell: (x) => x.name }, { label: "Idle W", num: true, cell: (x) => x.idle_watts },
+        { label: "Active W", num: true, cell: (x) => x.active_watts }, { label: "Sleep W", num: true, cell: (x) => x.sleep_watts },
+        { label: "Since", cell: (x) => since(x.effective_from) }, { label: "Scheduled", cell: scheduledOf },
+        { label: "Machines", num: true, cell: (x) => nf.format(x.machines) }];
       if (isAdmin()) {
-        cols.push({ label: "", cell: (item) => h("div", { class: "actions" },
-          h("button", { type: "button", class: "secondary", "data-write": "", onclick: () => edit(item) }, "Edit"),
-          h("button", { type: "button", class: "danger", "data-write": "", onclick: async () => {
-            if (!confirm(`Delete ${describe(item)}?`)) return;
-            try { await api("DELETE", `${path}/${item.id}`); await load(); } catch (e) { alert(e.message); }
-          } }, "Delete")) });
+        cols.push({ label: "", cell: (x) => h("div", { class: "actions" },
+          h("button", { type: "button", class: "secondary", "data-write": "", onclick: () => edit(x) }, "Edit"),
+          deleteButton(`profile ${x.name}`, `/api/v1/power-profiles/${x.id}`, load)) });
       }
       list.replaceChildren(table(cols, res.items));
     };
     const edit = (item) => {
-      editor.replaceChildren(h("h2", {}, item ? `Edit ${describe(item)}` : `New ${title.toLowerCase().replace(/s$/, "")}`),
-        formFor(fields.map((f) => ({ ...f, value: item ? String(item[f.name] ?? "") : f.value })), item ? "Save" : "Create",
-          async (values) => {
-            if (item) await api("PATCH", `${path}/${item.id}`, values); else await api("POST", path, values);
-            edit(null);
-            await load();
-          }, { write: true }));
+      editor.replaceChildren(h("h2", {}, item ? `Edit profile ${item.name}` : "New power profile"),
+        formFor(item ? [{ name: "name", label: "Name", value: item.name }, ...fields(item), fromField]
+          : [{ name: "name", label: "Name", required: true }, ...fields({})], item ? "Save" : "Create",
+        async (values) => {
+          if (item) {
+            const patch = {};
+            for (const [k, v] of Object.entries(values)) if (k === "effective_from" || String(v) !== String(k === "name" ? item.name : item[k])) patch[k] = v;
+            await api("PATCH", `/api/v1/power-profiles/${item.id}`, patch);
+          } else await api("POST", "/api/v1/power-profiles", values);
+          edit(null);
+          await load();
+        }, { write: true }));
     };
-    root.replaceChildren(h("h1", {}, title), h("p", { class: "muted" }, intro), h("div", { class: "panel" }, list),
-      isAdmin() ? h("div", { class: "panel", "data-write": "" }, editor) : "");
+    root.replaceChildren(h("h1", {}, "Power profiles"),
+      h("p", { class: "muted" }, "What a kind of machine draws idle, in use and asleep. A change of watts applies from a moment on; accounted time keeps its watts."),
+      h("div", { class: "panel" }, list), isAdmin() ? h("div", { class: "panel", "data-write": "" }, editor) : "");
     if (isAdmin()) edit(null);
-    return load();
-  }
-
-  function sites(root) {
-    return resource({ root, title: "Sites", path: "/api/v1/sites", describe: (x) => `site ${x.name}`,
-      intro: "Where machines are: the price and carbon intensity of their electricity. Changes apply to time accounted afterwards.",
-      columns: [{ label: "Name", cell: (x) => x.name }, { label: "Currency", cell: (x) => x.currency },
-        { label: "Price / kWh", num: true, cell: (x) => x.price_per_kwh }, { label: "g CO₂e / kWh", num: true, cell: (x) => x.carbon_intensity_g_per_kwh },
-        { label: "Time zone", cell: (x) => x.timezone }, { label: "Machines", num: true, cell: (x) => nf.format(x.machines) }],
-      fields: [{ name: "name", label: "Name", required: true }, { name: "currency", label: "Currency", value: "USD", placeholder: "EUR" },
-        { name: "price_per_kwh", label: "Price per kWh", placeholder: "0.12" },
-        { name: "carbon_intensity_g_per_kwh", label: "Grid g CO₂e/kWh", placeholder: "420" },
-        { name: "timezone", label: "Time zone", value: "UTC" }] });
-  }
-
-  function profiles(root) {
-    return resource({ root, title: "Power profiles", path: "/api/v1/power-profiles", describe: (x) => `profile ${x.name}`,
-      intro: "What a kind of machine draws when idle and in use. Changes apply to time accounted afterwards.",
-      columns: [{ label: "Name", cell: (x) => x.name }, { label: "Idle W", num: true, cell: (x) => x.idle_watts },
-        { label: "Active W", num: true, cell: (x) => x.active_watts }, { label: "Machines", num: true, cell: (x) => nf.format(x.machines) }],
-      fields: [{ name: "name", label: "Name", required: true }, { name: "idle_watts", label: "Idle watts", placeholder: "65" },
-        { name: "active_watts", label: "Active watts", placeholder: "120" }] });
+    await load();
   }
 
   // ---- Users and tokens (admins) -----------------------------------------------------

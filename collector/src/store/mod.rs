@@ -342,43 +342,63 @@ pub struct AuditEntry {
     pub details: String,
 }
 
-/// A machine's placements as the accounting uses them (site and profile ids), oldest first.
+/// Resolves the placements a machine was given (by name) into the ids the accounting uses.
+/// Load it once for many machines: it reads every site and power profile.
+#[derive(Debug)]
+pub struct PlacementIds {
+    sites: std::collections::HashMap<String, i64>,
+    profiles: std::collections::HashMap<String, i64>,
+}
+
+impl PlacementIds {
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let now = crate::clock::now_ms();
+        let sites = store.list_sites(now).await?;
+        let profiles = store.list_power_profiles(now).await?;
+        Ok(Self {
+            sites: sites.into_iter().map(|s| (s.name, s.id)).collect(),
+            profiles: profiles.into_iter().map(|p| (p.name, p.id)).collect(),
+        })
+    }
+
+    /// Every placement of `machine_id`, oldest first, as the accounting reads them.
+    pub async fn placements(
+        &self,
+        store: &dyn Store,
+        machine_id: &str,
+    ) -> Result<Vec<crate::accounting::rates::Placement>, StoreError> {
+        store
+            .machine_placements(machine_id)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let site_id = *self
+                    .sites
+                    .get(&p.site)
+                    .ok_or_else(|| StoreError::NotFound(format!("site '{}'", p.site)))?;
+                let profile_id = *self.profiles.get(&p.power_profile).ok_or_else(|| {
+                    StoreError::NotFound(format!("power profile '{}'", p.power_profile))
+                })?;
+                Ok(crate::accounting::rates::Placement {
+                    effective_from_ms: p.effective_from_ms,
+                    site_id,
+                    department: p.department,
+                    profile_id,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The placements of one machine as the accounting reads them (see [`PlacementIds`] for many).
 pub async fn accounting_placements(
     store: &dyn Store,
     machine_id: &str,
 ) -> Result<Vec<crate::accounting::rates::Placement>, StoreError> {
-    let now = crate::clock::now_ms();
-    let sites: std::collections::HashMap<String, i64> = store
-        .list_sites(now)
+    PlacementIds::load(store)
         .await?
-        .into_iter()
-        .map(|s| (s.name, s.id))
-        .collect();
-    let profiles: std::collections::HashMap<String, i64> = store
-        .list_power_profiles(now)
-        .await?
-        .into_iter()
-        .map(|p| (p.name, p.id))
-        .collect();
-    store
-        .machine_placements(machine_id)
-        .await?
-        .into_iter()
-        .map(|p| {
-            let site_id = *sites
-                .get(&p.site)
-                .ok_or_else(|| StoreError::NotFound(format!("site '{}'", p.site)))?;
-            let profile_id = *profiles.get(&p.power_profile).ok_or_else(|| {
-                StoreError::NotFound(format!("power profile '{}'", p.power_profile))
-            })?;
-            Ok(crate::accounting::rates::Placement {
-                effective_from_ms: p.effective_from_ms,
-                site_id,
-                department: p.department,
-                profile_id,
-            })
-        })
-        .collect()
+        .placements(store, machine_id)
+        .await
 }
 
 /// Opens the store named by `url` (does not migrate).

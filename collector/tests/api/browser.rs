@@ -300,6 +300,73 @@ async fn admin_page_in_headless_chromium() {
         .await;
     assert!(message.as_str().unwrap().contains("ISO 4217"), "{message}");
 
+    // Accounting v2 on the page: a site with a time-of-use band and business hours, a
+    // scheduled tariff, an hourly intensity import (a bad line is named, nothing stored), a
+    // profile's sleep watts, and a machine moved from a later moment.
+    let paris = site_v2_flow(&browser, &app).await;
+    browser.goto(&app.url("/#/profiles")).await;
+    browser
+        .wait_for("[...document.querySelectorAll('table tbody tr')].some(r => r.textContent.startsWith('desktop'))")
+        .await;
+    browser
+        .script("[...document.querySelectorAll('table tbody tr')].find(r => r.textContent.startsWith('desktop')).querySelector('button.secondary').click();")
+        .await;
+    browser
+        .wait_for(
+            "document.querySelector('form[data-write] input[name=sleep_watts]')?.value === '2'",
+        )
+        .await;
+    browser
+        .fill("form[data-write] input[name=sleep_watts]", "3.5")
+        .await;
+    browser.click("form[data-write] button[type=submit]").await;
+    browser
+        .wait_for("[...document.querySelectorAll('table tbody tr')].some(r => r.textContent.startsWith('desktop') && r.children[3].textContent === '3.5')")
+        .await;
+    browser.screenshot("06b-power-profile-sleep-watts").await;
+    browser.goto(&app.url(&format!("/#/machine/{alpha}"))).await;
+    browser
+        .wait_for("document.querySelectorAll('#placements tbody tr').length === 1")
+        .await;
+    browser
+        .script("const s = document.querySelector('form[data-write] select[name=site]'); s.value = 'paris'; document.querySelector('form[data-write] input[name=effective_from]').value = '2031-06-01T09:00';")
+        .await;
+    browser.click("form[data-write] button[type=submit]").await;
+    browser
+        .wait_for("document.querySelectorAll('#placements tbody tr').length === 2")
+        .await;
+    let newest = browser.text("#placements tbody tr:first-child").await;
+    assert!(
+        newest.contains("paris") && newest.contains("scheduled"),
+        "{newest}"
+    );
+    let moved: Value = app
+        .call(
+            &admin,
+            reqwest::Method::GET,
+            &format!("/api/v1/machines/{alpha}"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        moved["site"], "default",
+        "a scheduled move leaves the machine where it is now"
+    );
+    let from = moved["placements"][1]["effective_from"].as_str().unwrap();
+    assert_eq!(
+        browser
+            .script(&format!(
+                "return Date.parse('{from}') === Date.parse('2031-06-01T09:00');"
+            ))
+            .await,
+        true,
+        "the move applies from the moment typed, in the browser's time zone: {from}"
+    );
+    browser.screenshot("03b-machine-placements").await;
+
     // Sign out; a viewer sees the same data and no write control anywhere.
     browser.click(".who button").await;
     browser.find("#login-form").await;
@@ -323,6 +390,10 @@ async fn admin_page_in_headless_chromium() {
             "document.querySelector('#history svg')",
         ),
         ("sites", "document.querySelector('table tbody tr td')"),
+        (
+            &*format!("site/{paris}"),
+            "document.querySelector('#site-name')?.textContent === 'paris' && document.querySelector('#intensity-hours tbody tr td.num')",
+        ),
         ("profiles", "document.querySelector('table tbody tr td')"),
         ("settings", "document.querySelector('dl.facts')"),
     ] {
@@ -354,4 +425,152 @@ async fn admin_page_in_headless_chromium() {
 
     browser.quit().await;
     app.stop().await;
+}
+
+/// Creates the `paris` site on the Sites screen and works its detail page; returns its id.
+async fn site_v2_flow(browser: &Browser, app: &TestApp) -> i64 {
+    browser.goto(&app.url("/#/overview")).await;
+    browser.goto(&app.url("/#/sites")).await;
+    browser
+        .wait_for("document.querySelector('form[data-write] textarea[name=bands]')")
+        .await;
+    let form = "form[data-write]";
+    for (name, value) in [
+        ("name", "paris"),
+        ("currency", "EUR"),
+        ("price_per_kwh", "0.18"),
+        ("carbon_intensity_g_per_kwh", "50"),
+        ("timezone", "Europe/Paris"),
+        ("holidays", "2031-12-25"),
+    ] {
+        browser
+            .fill(&format!("{form} input[name={name}]"), value)
+            .await;
+    }
+    // A band the page cannot read is explained at its field, before anything is sent.
+    browser
+        .fill(&format!("{form} textarea[name=bands]"), "weekdays 8-6")
+        .await;
+    browser.click(&format!("{form} button[type=submit]")).await;
+    browser
+        .wait_for("document.querySelector('textarea[name=bands][aria-invalid=true]')")
+        .await;
+    let message = browser
+        .script("const i = document.querySelector('textarea[name=bands]'); return document.getElementById(i.getAttribute('aria-describedby')).textContent;")
+        .await;
+    assert!(
+        message
+            .as_str()
+            .unwrap()
+            .contains("mon-fri 08:00-18:30 0.30"),
+        "{message}"
+    );
+    browser
+        .fill(
+            &format!("{form} textarea[name=bands]"),
+            "mon-fri 08:00-18:30 0.30",
+        )
+        .await;
+    browser
+        .fill(
+            &format!("{form} textarea[name=business_hours]"),
+            "mon-fri 08:00-18:00",
+        )
+        .await;
+    browser.click(&format!("{form} button[type=submit]")).await;
+    browser
+        .wait_for("document.querySelector('a[data-site=paris]')")
+        .await;
+    let row = browser
+        .script("return document.querySelector('a[data-site=paris]').closest('tr').textContent;")
+        .await;
+    let row = row.as_str().unwrap();
+    assert!(
+        row.contains("Europe/Paris")
+            && row.contains("0.18 (+1 band)")
+            && row.contains("mon-fri 08:00-18:00"),
+        "{row}"
+    );
+    browser.screenshot("05b-sites-v2").await;
+
+    // The detail page: what is in force, the tariff history, a scheduled tariff.
+    browser.click("a[data-site=paris]").await;
+    browser
+        .wait_for("document.querySelector('#site-name')?.textContent === 'paris'")
+        .await;
+    let facts = browser.text("dl.facts").await;
+    assert!(
+        facts.contains("mon-fri 08:00-18:30 0.3\n") && facts.contains("2031-12-25"),
+        "{facts}"
+    );
+    let tariff = "#tariff-form";
+    browser
+        .fill(&format!("{tariff} input[name=price_per_kwh]"), "0.21")
+        .await;
+    browser
+        .script(&format!("document.querySelector('{tariff} input[name=effective_from]').value = '2031-01-01T00:00';"))
+        .await;
+    browser
+        .click(&format!("{tariff} button[type=submit]"))
+        .await;
+    browser
+        .wait_for(
+            "document.querySelectorAll('.panel')[2].querySelectorAll('tbody tr').length === 2",
+        )
+        .await;
+    let scheduled = browser.text(".panel:nth-of-type(2) tbody").await;
+    assert!(
+        scheduled.contains("0.21 (+1 band)"),
+        "scheduled: {scheduled}"
+    );
+
+    // Hourly intensity: a bad line is named and nothing is stored; a good file is.
+    let site_id: i64 = browser
+        .script("return Number(location.hash.split('/').pop());")
+        .await
+        .as_i64()
+        .unwrap();
+    browser
+        .fill(
+            "#intensity-csv",
+            "hour_start,g_co2e_per_kwh\n2031-01-01T00:00:00Z,40\n2031-01-01T01:00:00Z,lots",
+        )
+        .await;
+    browser.click("form.stack button[type=submit]").await;
+    browser
+        .wait_for("document.querySelector('#intensity-result.form-error')?.textContent.includes('line 3')")
+        .await;
+    let hours = format!(
+        "hour_start,g_co2e_per_kwh\n{}\n{}",
+        next_hour_line(1, "40.5"),
+        next_hour_line(2, "38")
+    );
+    browser.fill("#intensity-csv", &hours).await;
+    browser.click("form.stack button[type=submit]").await;
+    browser
+        .wait_for(
+            "document.querySelector('#intensity-result')?.textContent === 'Imported 2 hours.'",
+        )
+        .await;
+    browser
+        .wait_for("document.querySelectorAll('#intensity-hours tbody tr td.num').length === 2")
+        .await;
+    assert_eq!(
+        browser
+            .text("#intensity-hours tbody tr:first-child td.num")
+            .await,
+        "40.5"
+    );
+    browser.screenshot("05c-site-detail").await;
+    site_id
+}
+
+/// A CSV line for the hour starting `n` hours after the current one.
+fn next_hour_line(n: i64, grams: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let at = time::OffsetDateTime::from_unix_timestamp((now / 3600 + n) * 3600).unwrap();
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!("{at},{grams}")
 }

@@ -189,7 +189,15 @@ impl Browser {
             self.script(&format!("return !!({js});")).await == true
         })
         .await;
-        assert!(held, "timed out waiting for {js}");
+        if !held {
+            let page = self
+                .script("return document.body.innerText.slice(0, 2000);")
+                .await;
+            panic!(
+                "timed out waiting for {js}; the page reads:\n{}",
+                page.as_str().unwrap_or_default()
+            );
+        }
     }
 
     /// Resizes the window (e.g. to a phone's width).
