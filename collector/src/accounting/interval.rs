@@ -146,14 +146,21 @@ fn bucket(end_ms: i64) -> i64 {
 
 /// Everything that prices a stretch of time; where it changes, the interval is split.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct State {
-    attribution: Attribution,
+pub(super) struct State {
+    pub(super) attribution: Attribution,
     idle_watts: Decimal,
     active_watts: Decimal,
     sleep_watts: Decimal,
-    price_per_kwh: Decimal,
-    carbon_g_per_kwh: Decimal,
-    after_hours: bool,
+    pub(super) price_per_kwh: Decimal,
+    pub(super) carbon_g_per_kwh: Decimal,
+    pub(super) after_hours: bool,
+}
+
+impl State {
+    /// What sleeping instead of idling saves per second: idle minus sleep watts, never negative.
+    pub(super) fn saved_watts(&self) -> Decimal {
+        (self.idle_watts - self.sleep_watts).max(Decimal::ZERO)
+    }
 }
 
 fn state_at(at_ms: i64, placements: &[Placement], book: &RateBook) -> Result<State, MissingRates> {
@@ -217,6 +224,33 @@ fn edges(start: i64, end: i64, placements: &[Placement], book: &RateBook) -> Vec
     out
 }
 
+/// `[start, end)` cut where anything that prices time changes, each stretch with its state.
+/// Adjacent stretches with the same state are one: a cut that changes nothing must not change
+/// the rounding.
+pub(super) fn stretches(
+    start: i64,
+    end: i64,
+    placements: &[Placement],
+    book: &RateBook,
+) -> Result<Vec<(i64, i64, State)>, MissingRates> {
+    let mut cuts = vec![start];
+    cuts.extend(edges(start, end, placements, book));
+    cuts.push(end);
+    let mut out: Vec<(i64, i64, State)> = Vec::new();
+    for pair in cuts.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a >= b {
+            continue;
+        }
+        let state = state_at(a, placements, book)?;
+        match out.last_mut() {
+            Some(last) if last.2 == state => last.1 = b,
+            _ => out.push((a, b, state)),
+        }
+    }
+    Ok(out)
+}
+
 /// Splits the observed interval `[start, end)` (waste at its end) into parts of constant
 /// state, prices each, and merges them by hour and attribution.
 fn split(
@@ -227,24 +261,8 @@ fn split(
     placements: &[Placement],
     book: &RateBook,
 ) -> Result<Vec<Part>, MissingRates> {
-    let mut cuts = vec![start];
-    cuts.extend(edges(start, end, placements, book));
-    cuts.push(end);
-    // Adjacent stretches with the same state are one part: a cut that changes nothing must not
-    // change the rounding.
-    let mut stretches: Vec<(i64, i64, State)> = Vec::new();
-    for pair in cuts.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if a >= b {
-            continue;
-        }
-        let state = state_at(a, placements, book)?;
-        match stretches.last_mut() {
-            Some(last) if last.2 == state => last.1 = b,
-            _ => stretches.push((a, b, state)),
-        }
-    }
     let waste_start = end - waste_ms;
+    let stretches = stretches(start, end, placements, book)?;
     let mut parts: Vec<Part> = Vec::new();
     for (a, b, state) in stretches {
         let length = b - a;
@@ -276,8 +294,7 @@ fn split(
 fn price(waste: i64, active: i64, unknown: i64, s: &State) -> Increment {
     let idle_energy_j = joules(waste, s.idle_watts);
     let energy_j = idle_energy_j + joules(active, s.active_watts) + joules(unknown, s.idle_watts);
-    let saved_watts = (s.idle_watts - s.sleep_watts).max(Decimal::ZERO);
-    let avoidable_energy_j = joules(waste, saved_watts);
+    let avoidable_energy_j = joules(waste, s.saved_watts());
     let after = |v: Decimal| if s.after_hours { v } else { Decimal::ZERO };
     Increment {
         observed_ms: waste + active + unknown,

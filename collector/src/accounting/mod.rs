@@ -13,6 +13,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 pub mod interval;
 pub mod rates;
+pub mod savings;
 
 pub use interval::{Accepted, Attribution, Cursor, MissingRates, Outcome, Part, account, replay};
 pub use rates::RateBook;

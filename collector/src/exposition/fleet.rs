@@ -60,6 +60,8 @@ fn float(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
+use super::stream;
+
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 fn machine_labels(m: &MachineSnapshot) -> Labels<'_> {
@@ -112,15 +114,14 @@ fn cost_family(
     machines: &[MachineSnapshot],
     name: &str,
     help: &str,
-    idle: bool,
+    value: fn(&crate::store::CostTotal) -> Decimal,
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for m in machines {
         for c in &m.costs {
             let mut labels = machine_labels(m);
             labels.push(("currency", c.currency.as_str()));
-            let v = if idle { c.idle_cost } else { c.cost };
-            ConstCounter::new(float(v)).encode(family.encode_family(&labels)?)?;
+            ConstCounter::new(float(value(c))).encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())
@@ -210,14 +211,14 @@ impl Collector for FleetCollector {
             machines,
             "greenops_machine_energy_cost",
             "Cost of the energy consumed, in the currency of the label",
-            false,
+            |c| c.cost,
         )?;
         cost_family(
             enc,
             machines,
             "greenops_machine_idle_energy_cost",
             "Cost of the energy wasted while idle, in the currency of the label",
-            true,
+            |c| c.idle_cost,
         )?;
         counter_family(
             enc,
@@ -234,6 +235,61 @@ impl Collector for FleetCollector {
             "Estimated CO2-equivalent emitted for the energy wasted while idle",
             Some(&Unit::Grams),
             |m| float(m.totals.idle_co2_g),
+        )?;
+        counter_family(
+            enc,
+            machines,
+            "greenops_machine_avoidable_energy",
+            stream::AVOIDABLE_ENERGY_HELP,
+            Some(&Unit::Joules),
+            |m| float(m.totals.avoidable_energy_j),
+        )?;
+        cost_family(
+            enc,
+            machines,
+            "greenops_machine_avoidable_energy_cost",
+            stream::AVOIDABLE_COST_HELP,
+            |c| c.avoidable_cost,
+        )?;
+        counter_family(
+            enc,
+            machines,
+            "greenops_machine_avoidable_co2",
+            stream::AVOIDABLE_CO2_HELP,
+            Some(&Unit::Grams),
+            |m| float(m.totals.avoidable_co2_g),
+        )?;
+        counter_family(
+            enc,
+            machines,
+            "greenops_machine_after_hours_idle",
+            stream::AFTER_HOURS_IDLE_HELP,
+            Some(&Unit::Seconds),
+            |m| seconds(m.totals.after_hours_idle_ms),
+        )?;
+        counter_family(
+            enc,
+            machines,
+            "greenops_machine_after_hours_idle_energy",
+            stream::AFTER_HOURS_IDLE_ENERGY_HELP,
+            Some(&Unit::Joules),
+            |m| float(m.totals.after_hours_idle_energy_j),
+        )?;
+        counter_family(
+            enc,
+            machines,
+            "greenops_machine_unknown",
+            stream::UNKNOWN_HELP,
+            Some(&Unit::Seconds),
+            |m| seconds(m.totals.unknown_ms),
+        )?;
+        counter_family(
+            enc,
+            machines,
+            "greenops_machine_gap",
+            stream::GAP_HELP,
+            Some(&Unit::Seconds),
+            |m| seconds(m.totals.gap_ms),
         )?;
         gauge_family(
             enc,
@@ -319,11 +375,16 @@ mod tests {
             totals: Increment {
                 observed_ms: 120_000,
                 idle_ms: 60_000,
-                unknown_ms: 0,
                 energy_j: d("11100"),
                 idle_energy_j: d("3900"),
                 co2_g: d("1.295"),
                 idle_co2_g: d("0.455"),
+                avoidable_energy_j: d("3780"),
+                avoidable_co2_g: d("0.441"),
+                after_hours_idle_ms: 45_000,
+                after_hours_idle_energy_j: d("2925"),
+                gap_ms: 600_000,
+                unknown_ms: 15_000,
                 ..Increment::default()
             },
             costs: vec![CostTotal {
@@ -482,6 +543,13 @@ mod tests {
             "greenops_machine_idle_energy_cost_total",
             "greenops_machine_co2_grams_total",
             "greenops_machine_idle_co2_grams_total",
+            "greenops_machine_avoidable_energy_joules_total",
+            "greenops_machine_avoidable_energy_cost_total",
+            "greenops_machine_avoidable_co2_grams_total",
+            "greenops_machine_after_hours_idle_seconds_total",
+            "greenops_machine_after_hours_idle_energy_joules_total",
+            "greenops_machine_unknown_seconds_total",
+            "greenops_machine_gap_seconds_total",
             "greenops_machine_input_idle_seconds",
             "greenops_machine_cpu_usage_ratio",
             "greenops_machine_memory_usage_ratio",

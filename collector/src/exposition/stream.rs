@@ -12,6 +12,20 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::accounting::{self, Status};
 use crate::store::{FleetSnapshot, MachineSnapshot};
 
+// Help texts of the v2 families (the reference encoder in the tests uses them too).
+pub(super) const AVOIDABLE_ENERGY_HELP: &str =
+    "Energy sleeping would have saved during the waste (idle minus sleep watts)";
+pub(super) const AVOIDABLE_COST_HELP: &str =
+    "Cost of the avoidable energy, in the currency of the label";
+pub(super) const AVOIDABLE_CO2_HELP: &str = "CO2-equivalent of the avoidable energy";
+pub(super) const AFTER_HOURS_IDLE_HELP: &str =
+    "Waste time outside the site's business hours (part of the idle time)";
+pub(super) const AFTER_HOURS_IDLE_ENERGY_HELP: &str =
+    "Energy wasted outside the site's business hours (part of the idle energy)";
+pub(super) const UNKNOWN_HELP: &str =
+    "Observed time without idle data (coverage: never counted as waste)";
+pub(super) const GAP_HELP: &str = "Unobserved time between consecutive heartbeats (coverage)";
+
 /// A per-machine family: name, help, unit, and how to read the value from a machine.
 type Family<T> = (
     &'static str,
@@ -129,36 +143,20 @@ pub fn write_fleet(
             &mut maybe_flush,
         );
     }
-    for (name, help, idle) in [
+    let costs: [CostFamily; 2] = [
         (
             "greenops_machine_energy_cost",
             "Cost of the energy consumed, in the currency of the label",
-            false,
+            |c| c.cost,
         ),
         (
             "greenops_machine_idle_energy_cost",
             "Cost of the energy wasted while idle, in the currency of the label",
-            true,
+            |c| c.idle_cost,
         ),
-    ] {
-        header(out, name, help, "counter", None);
-        for (m, l) in machines.iter().zip(&labels) {
-            for c in &m.costs {
-                out.push_str(name);
-                out.push_str("_total{");
-                out.push_str(l);
-                out.push_str(",currency=\"");
-                escape(out, &c.currency);
-                out.push_str("\"} ");
-                out.push_str(dtoa::Buffer::new().format(float(if idle {
-                    c.idle_cost
-                } else {
-                    c.cost
-                })));
-                out.push('\n');
-            }
-            maybe_flush(out);
-        }
+    ];
+    for family in costs {
+        cost_family(out, machines, &labels, family, &mut maybe_flush);
     }
     let co2: [Family<f64>; 2] = [
         (
@@ -175,6 +173,75 @@ pub fn write_fleet(
         ),
     ];
     for (name, help, unit, value) in co2 {
+        counter_family(
+            out,
+            machines,
+            &labels,
+            name,
+            help,
+            unit,
+            value,
+            &mut maybe_flush,
+        );
+    }
+    let avoidable_energy: Family<f64> = (
+        "greenops_machine_avoidable_energy",
+        AVOIDABLE_ENERGY_HELP,
+        Some("joules"),
+        |m| float(m.totals.avoidable_energy_j),
+    );
+    let coverage: [Family<f64>; 5] = [
+        (
+            "greenops_machine_avoidable_co2",
+            AVOIDABLE_CO2_HELP,
+            Some("grams"),
+            |m| float(m.totals.avoidable_co2_g),
+        ),
+        (
+            "greenops_machine_after_hours_idle",
+            AFTER_HOURS_IDLE_HELP,
+            Some("seconds"),
+            |m| seconds(m.totals.after_hours_idle_ms),
+        ),
+        (
+            "greenops_machine_after_hours_idle_energy",
+            AFTER_HOURS_IDLE_ENERGY_HELP,
+            Some("joules"),
+            |m| float(m.totals.after_hours_idle_energy_j),
+        ),
+        (
+            "greenops_machine_unknown",
+            UNKNOWN_HELP,
+            Some("seconds"),
+            |m| seconds(m.totals.unknown_ms),
+        ),
+        ("greenops_machine_gap", GAP_HELP, Some("seconds"), |m| {
+            seconds(m.totals.gap_ms)
+        }),
+    ];
+    let (name, help, unit, value) = avoidable_energy;
+    counter_family(
+        out,
+        machines,
+        &labels,
+        name,
+        help,
+        unit,
+        value,
+        &mut maybe_flush,
+    );
+    cost_family(
+        out,
+        machines,
+        &labels,
+        (
+            "greenops_machine_avoidable_energy_cost",
+            AVOIDABLE_COST_HELP,
+            |c| c.avoidable_cost,
+        ),
+        &mut maybe_flush,
+    );
+    for (name, help, unit, value) in coverage {
         counter_family(
             out,
             machines,
@@ -282,6 +349,36 @@ fn counter_family(
         out.push_str("} ");
         out.push_str(dtoa::Buffer::new().format(value(m)));
         out.push('\n');
+        maybe_flush(out);
+    }
+}
+
+type CostFamily = (
+    &'static str,
+    &'static str,
+    fn(&crate::store::CostTotal) -> Decimal,
+);
+
+/// A per-machine, per-currency money counter.
+fn cost_family(
+    out: &mut String,
+    machines: &[MachineSnapshot],
+    labels: &[String],
+    (name, help, value): CostFamily,
+    maybe_flush: &mut dyn FnMut(&mut String),
+) {
+    header(out, name, help, "counter", None);
+    for (m, l) in machines.iter().zip(labels) {
+        for c in &m.costs {
+            out.push_str(name);
+            out.push_str("_total{");
+            out.push_str(l);
+            out.push_str(",currency=\"");
+            escape(out, &c.currency);
+            out.push_str("\"} ");
+            out.push_str(dtoa::Buffer::new().format(float(value(c))));
+            out.push('\n');
+        }
         maybe_flush(out);
     }
 }
