@@ -79,6 +79,8 @@ pub enum Command {
     /// Import hourly grid carbon intensity for a site.
     #[command(subcommand)]
     CarbonIntensity(CarbonIntensityCommand),
+    /// What "sleep after N minutes without input" would have saved, from the raw heartbeats.
+    WhatIf(WhatIfArgs),
     /// Check a configuration file and explain what is wrong with it.
     CheckConfig {
         /// The file to check (default: --config, or ./greenops.toml).
@@ -207,6 +209,36 @@ pub enum EnrollmentTokenCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct WhatIfArgs {
+    /// Sleep after this many minutes without keyboard or mouse input (1 to 10080).
+    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
+    pub sleep_after: u32,
+    /// Only sleep outside each site's business hours.
+    #[arg(long)]
+    pub after_hours: bool,
+    /// Only time incurred at this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only time incurred in this department.
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Start of the window (RFC 3339; default: --days before --to).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the window (RFC 3339; default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Length of the window in days when --from is not given.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Print the answer as the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DatabaseArg,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CarbonIntensityCommand {
     /// Import a CSV of `hour_start,g_co2e_per_kwh` rows (UTC hour starts in RFC 3339, e.g.
@@ -247,6 +279,7 @@ impl Cli {
             }
             Command::EnrollmentToken(command) => enrollment_token(config, command).await,
             Command::CarbonIntensity(command) => carbon_intensity(config, command).await,
+            Command::WhatIf(args) => what_if(config, args).await,
             Command::CheckConfig { file } => check_config(config, file),
             Command::Healthcheck { url } => healthcheck(config, url).await,
             Command::DefaultConfig => {
@@ -377,6 +410,113 @@ async fn carbon_intensity(
     let hours = result.map_err(cli_error)?;
     eprintln!("imported {hours} hours of carbon intensity for site '{site}'");
     Ok(())
+}
+
+async fn what_if(config: Option<&Path>, args: WhatIfArgs) -> anyhow::Result<()> {
+    let moment = |flag: &str, value: &Option<String>| -> anyhow::Result<Option<i64>> {
+        value
+            .as_deref()
+            .map(|v| {
+                crate::http::timestamp_ms(v).with_context(|| {
+                    format!("{flag} must be an RFC 3339 time, e.g. 2026-12-01T08:00:00Z")
+                })
+            })
+            .transpose()
+    };
+    let now = crate::clock::now_ms();
+    let to = moment("--to", &args.to)?.unwrap_or(now);
+    let from =
+        moment("--from", &args.from)?.unwrap_or(to - i64::from(args.days.max(1)) * 86_400_000);
+    let raw_days = Settings::load(config, &Overrides::default())?
+        .retention
+        .raw_days;
+    let store = open_migrated(config, args.db).await?;
+    let query = crate::operations::savings::WhatIfQuery {
+        sleep_after_minutes: args.sleep_after,
+        after_hours_only: args.after_hours,
+        site: args.site,
+        department: args.department,
+        from_ms: from,
+        to_ms: to,
+    };
+    let started = std::time::Instant::now();
+    let result = crate::operations::savings::what_if(store.as_ref(), query, raw_days, now).await;
+    store.close().await;
+    let result = result.map_err(|e| match e {
+        OpError::Invalid(v) if v.field == "sleep_after_minutes" => {
+            anyhow::anyhow!("--sleep-after {}", v.message)
+        }
+        OpError::Invalid(v) if v.field == "from" || v.field == "to" => {
+            anyhow::anyhow!("--{} {}", v.field, v.message)
+        }
+        other => cli_error(other),
+    })?;
+    let view = crate::http::savings::view(&result);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let t = &result.total;
+    let kwh = |j: rust_decimal::Decimal| (j / rust_decimal::Decimal::from(3_600_000)).round_dp(3);
+    let money = |c: &std::collections::BTreeMap<String, rust_decimal::Decimal>| {
+        if c.is_empty() {
+            "0".to_string()
+        } else {
+            c.iter()
+                .map(|(cur, v)| format!("{} {cur}", v.round_dp(2)))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        }
+    };
+    println!(
+        "Sleep after {} min without input{}, {} to {}:",
+        result.query.sleep_after_minutes,
+        if result.query.after_hours_only {
+            ", after hours only"
+        } else {
+            ""
+        },
+        view_time(from),
+        view_time(to)
+    );
+    println!(
+        "  {} kWh, {}, {} kg CO2e saved; {} of {} machines idle past the limit would have slept {} times ({} h asleep).",
+        kwh(t.energy_j),
+        money(&t.costs),
+        (t.co2_g / rust_decimal::Decimal::from(1000)).round_dp(3),
+        t.machines,
+        result.machines_considered,
+        t.sleeps,
+        rust_decimal::Decimal::new(t.slept_ms, 3) / rust_decimal::Decimal::from(3600)
+    );
+    if !result.groups.is_empty() {
+        println!(
+            "{:<24} {:<20} {:>12} {:>20} {:>9} {:>7}",
+            "site", "department", "kWh", "cost", "machines", "sleeps"
+        );
+        for g in &result.groups {
+            let f = &g.figures;
+            println!(
+                "{:<24} {:<20} {:>12} {:>20} {:>9} {:>7}",
+                g.site,
+                if g.department.is_empty() {
+                    "—"
+                } else {
+                    &g.department
+                },
+                kwh(f.energy_j),
+                money(&f.costs),
+                f.machines,
+                f.sleeps
+            );
+        }
+    }
+    eprintln!("computed in {} ms", started.elapsed().as_millis());
+    Ok(())
+}
+
+fn view_time(ms: i64) -> String {
+    crate::http::rfc3339(ms).unwrap_or_else(|| ms.to_string())
 }
 
 async fn enrollment_token(

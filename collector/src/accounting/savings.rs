@@ -63,10 +63,28 @@ pub struct Group {
     pub sleeps: u64,
 }
 
-/// The savings of a fleet, by attribution (site, department, profile, currency).
+/// Where savings are reported: the site, department and currency they were incurred in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub site_id: i64,
+    pub department: String,
+    pub currency: String,
+}
+
+impl From<Attribution> for GroupKey {
+    fn from(a: Attribution) -> Self {
+        Self {
+            site_id: a.site_id,
+            department: a.department,
+            currency: a.currency,
+        }
+    }
+}
+
+/// The savings of a fleet, by site, department and currency.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Savings {
-    pub groups: BTreeMap<Attribution, Group>,
+    pub groups: BTreeMap<GroupKey, Group>,
     /// Machines with any saving, counted once however many groups they appear in.
     pub machines: u64,
     pub sleeps: u64,
@@ -126,11 +144,11 @@ impl Policy {
         book: &RateBook,
         savings: &mut Savings,
     ) -> Result<(), MissingRates> {
-        let mut affected: BTreeMap<Attribution, ()> = BTreeMap::new();
+        let mut affected: std::collections::BTreeSet<GroupKey> = Default::default();
         let mut run_end: Option<i64> = None;
         let mut run_counted = false;
-        let mut run_attribution: Option<Attribution> = None;
-        let close = |counted: bool, at: &mut Option<Attribution>, savings: &mut Savings| {
+        let mut run_attribution: Option<GroupKey> = None;
+        let close = |counted: bool, at: &mut Option<GroupKey>, savings: &mut Savings| {
             if let (true, Some(a)) = (counted, at.take()) {
                 savings.sleeps += 1;
                 savings.groups.entry(a).or_default().sleeps += 1;
@@ -145,25 +163,26 @@ impl Policy {
             }
             run_end = over.then_some(iv.end_ms);
             for (attribution, saved) in self.interval(iv, placements, book)? {
+                let key = GroupKey::from(attribution);
                 if !run_counted {
                     // The sleep is counted where it begins.
                     run_counted = true;
-                    run_attribution = Some(attribution.clone());
+                    run_attribution = Some(key.clone());
                 }
                 savings
                     .groups
-                    .entry(attribution.clone())
+                    .entry(key.clone())
                     .or_default()
                     .saved
                     .add(&saved);
-                affected.insert(attribution, ());
+                affected.insert(key);
             }
         }
         close(run_counted, &mut run_attribution, savings);
         if !affected.is_empty() {
             savings.machines += 1;
         }
-        for a in affected.into_keys() {
+        for a in affected {
             savings.groups.entry(a).or_default().machines += 1;
         }
         Ok(())

@@ -998,4 +998,144 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn what_if_at_the_threshold_is_the_stored_avoidable_waste(s in stream(), ch in changes()) {
+        // One limit for all time: no threshold changes. Then "sleep after the threshold"
+        // saves exactly the stored avoidable figures, to the last digit, and sleeps exactly
+        // the waste time; after hours only, exactly the after-hours waste.
+        let prices_only: Vec<Timed> = ch
+            .into_iter()
+            .filter(|c| !matches!(c.change, Change::Threshold(..)))
+            .collect();
+        let (book, placements) = known_at(&prices_only, FOREVER);
+        let hbs = beats(&s);
+        let r = run_with(&hbs, &placements, &book);
+        let intervals = recorded(&hbs, &r.outcomes);
+        let threshold = book.settings_at(T0).idle_threshold_ms;
+        let always = what_if(&intervals, &placements, &book, threshold, false);
+        let t = &r.total;
+        prop_assert_eq!(
+            (always.0, always.1, always.2, always.3),
+            (t.idle_ms, t.avoidable_energy_j, t.avoidable_cost, t.avoidable_co2_g)
+        );
+        let after = what_if(&intervals, &placements, &book, threshold, true);
+        prop_assert_eq!(after.0, t.after_hours_idle_ms);
+        prop_assert!(after.1 <= always.1);
+        // A later limit never saves more.
+        let later = what_if(&intervals, &placements, &book, threshold + 90_000, false);
+        prop_assert!(later.0 <= always.0 && later.1 <= always.1);
+    }
+}
+
+/// The raw intervals the store records for a run: observed ones with idle data.
+fn recorded(hbs: &[ValidHeartbeat], outcomes: &[Outcome]) -> Vec<savings::Interval> {
+    let mut out: Vec<savings::Interval> = hbs
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(h, o)| match (o, h.idle_ms) {
+            (Outcome::Accepted(a), Some(idle_ms)) if a.observed_ms > 0 => Some(savings::Interval {
+                end_ms: h.sent_at_ms,
+                observed_ms: a.observed_ms,
+                idle_ms,
+            }),
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|i| i.end_ms);
+    out
+}
+
+/// Slept ms, energy, cost and CO₂ of "sleep after `limit_ms`" over all time, every scope.
+fn what_if(
+    intervals: &[savings::Interval],
+    placements: &[Placement],
+    book: &RateBook,
+    limit_ms: i64,
+    after_hours_only: bool,
+) -> (i64, Decimal, Decimal, Decimal, u64) {
+    let policy = savings::Policy {
+        sleep_after_ms: limit_ms,
+        after_hours_only,
+        from_ms: i64::MIN,
+        to_ms: i64::MAX,
+        sites: Vec::new(),
+        departments: Vec::new(),
+    };
+    let mut result = savings::Savings::default();
+    policy
+        .machine(intervals, placements, book, &mut result)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut out = (
+        0,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        result.sleeps,
+    );
+    for g in result.groups.values() {
+        out.0 += g.saved.slept_ms;
+        out.1 += g.saved.energy_j;
+        out.2 += g.saved.cost;
+        out.3 += g.saved.co2_g;
+    }
+    (
+        out.0,
+        out.1.normalize(),
+        out.2.normalize(),
+        out.3.normalize(),
+        out.4,
+    )
+}
+
+#[test]
+fn a_policy_counts_one_sleep_per_idle_stretch_and_respects_its_window_and_scope() {
+    // Idle 0 → 9 min, input, idle 0 → 4 min, a gap, idle 20 → 23 min: with "sleep after
+    // 5 min", two stretches pass the limit (minutes 5–9 and the whole last stretch).
+    let mut hbs = Vec::new();
+    let mut seq = 0;
+    let mut push = |at_min: i64, idle_min: i64| {
+        seq += 1;
+        hbs.push(hb(seq, at_min * 60, Some(idle_min * 60), Session::Active));
+    };
+    for m in 0..=9 {
+        push(m, m);
+    }
+    for m in 10..=14 {
+        push(m, m - 10);
+    }
+    for m in 30..=33 {
+        push(m, m - 10);
+    }
+    let book = flat_book();
+    let placements = at_paris();
+    let r = run_with(&hbs, &placements, &book);
+    let intervals = recorded(&hbs, &r.outcomes);
+    let (slept, energy, cost, _, sleeps) = what_if(&intervals, &placements, &book, 300_000, false);
+    // Minutes 5..9 (4 min) and 31..33 (3 observed minutes; minute 30 follows a gap).
+    assert_eq!(slept, 7 * 60_000);
+    assert_eq!(sleeps, 2);
+    assert_eq!(energy, d("26460")); // 420 s × (65 − 2) W
+    assert_eq!(cost, d("0.000882")); // 0.00735 kWh × 0.12
+    // The window cuts the sleep; a scope that matches nothing saves nothing.
+    let mut policy = savings::Policy {
+        sleep_after_ms: 300_000,
+        after_hours_only: false,
+        from_ms: T0 + 8 * 60_000,
+        to_ms: T0 + 32 * 60_000,
+        sites: Vec::new(),
+        departments: Vec::new(),
+    };
+    let mut windowed = savings::Savings::default();
+    policy
+        .machine(&intervals, &placements, &book, &mut windowed)
+        .unwrap();
+    let slept: i64 = windowed.groups.values().map(|g| g.saved.slept_ms).sum();
+    assert_eq!(slept, 60_000 + 2 * 60_000); // minute 8–9, and 30–32
+    policy.departments = vec!["it".into()];
+    let mut none = savings::Savings::default();
+    policy
+        .machine(&intervals, &placements, &book, &mut none)
+        .unwrap();
+    assert_eq!((none.machines, none.sleeps, none.groups.len()), (0, 0, 0));
 }

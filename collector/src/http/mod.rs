@@ -9,6 +9,7 @@ mod openapi;
 mod ops;
 mod page;
 mod reports;
+pub mod savings;
 pub mod schema;
 pub mod server;
 mod settings;
@@ -148,6 +149,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(settings::router())
         .merge(reports::router())
+        .merge(savings::router())
         .merge(ops::router())
         .merge(openapi::router())
         .merge(page::router())
@@ -313,20 +315,23 @@ pub(crate) fn rfc3339(ms: i64) -> Option<String> {
         .ok()
 }
 
+/// An RFC 3339 time as milliseconds since the epoch.
+pub(crate) fn timestamp_ms(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+}
+
 /// An optional RFC 3339 query parameter as milliseconds since the epoch.
 pub(crate) fn timestamp_param(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     match value {
         None => Ok(None),
-        Some(v) => time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-            .ok()
-            .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                invalid(
-                    field,
-                    "must be an RFC 3339 timestamp, e.g. 2026-11-27T00:00:00Z",
-                )
-            }),
+        Some(v) => timestamp_ms(v).map(Some).ok_or_else(|| {
+            invalid(
+                field,
+                "must be an RFC 3339 timestamp, e.g. 2026-11-27T00:00:00Z",
+            )
+        }),
     }
 }
 

@@ -219,6 +219,17 @@ pub mod param {
         choice(&["incurred", "current"])
     }
 
+    pub fn when() -> Schema {
+        choice(&["always", "after_hours"])
+    }
+
+    pub fn sleep_after() -> Schema {
+        whole(
+            1,
+            i64::from(crate::operations::savings::MAX_SLEEP_AFTER_MINUTES),
+        )
+    }
+
     pub fn group_by() -> Schema {
         choice(&["machine", "site", "department"])
     }

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod machines;
 pub mod reports;
+pub mod savings;
 pub mod settings;
 pub mod tokens;
 pub mod users;

@@ -188,3 +188,20 @@ pub struct ReportRow {
     pub currency: String,
     pub totals: Increment,
 }
+
+/// What a what-if computation reads: each machine's placements (ids, as the accounting uses
+/// them) and its recorded observed intervals idle past a limit, ordered by end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavingsInputs {
+    pub machines: Vec<SavingsMachine>,
+    /// Every department any placement has named (to check a scope).
+    pub departments: std::collections::BTreeSet<String>,
+}
+
+/// One machine of [`SavingsInputs`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavingsMachine {
+    pub id: String,
+    pub placements: Vec<crate::accounting::rates::Placement>,
+    pub intervals: Vec<crate::accounting::savings::Interval>,
+}

@@ -291,6 +291,16 @@ pub trait ReportStore: Send + Sync {
     /// Money totals of one machine per currency.
     async fn machine_costs(&self, id: &str) -> Result<Vec<CostTotal>, StoreError>;
 
+    /// The raw observed intervals idle longer than `min_idle_ms` that overlap
+    /// `[from_ms, to_ms)`, with every machine's placements (for what-if savings). Machines
+    /// without such an interval are left out.
+    async fn savings_inputs(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        min_idle_ms: i64,
+    ) -> Result<crate::store::admin::SavingsInputs, StoreError>;
+
     /// Moves up to `limit` rows older than `before_ms` one level coarser.
     async fn roll_up(
         &self,

@@ -294,3 +294,111 @@ where
         ran: true,
     })
 }
+
+/// See [`ReportStore::savings_inputs`](crate::store::ReportStore::savings_inputs). The
+/// intervals are streamed (a week of a large fleet is millions of rows) and only those idle
+/// past the limit are read; `observed_ms` is an `INTEGER`, so an interval ending after
+/// `to + i32::MAX` cannot reach into the window (that bound lets the BRIN index help).
+pub(crate) async fn savings_inputs<DB>(
+    pool: &Pool<DB>,
+    from_ms: i64,
+    to_ms: i64,
+    min_idle_ms: i64,
+) -> Result<crate::store::admin::SavingsInputs, StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> &'q str: ColumnIndex<DB::Row>,
+    for<'q> String: Type<DB> + Decode<'q, DB>,
+{
+    use std::collections::HashMap;
+
+    use crate::accounting::rates::Placement;
+    use crate::accounting::savings::Interval;
+    use crate::store::admin::{SavingsInputs, SavingsMachine};
+
+    #[derive(sqlx::FromRow)]
+    struct PlacementRow {
+        num: i64,
+        id: String,
+        effective_from_ms: i64,
+        site_id: i64,
+        department: String,
+        profile_id: i64,
+    }
+    #[derive(sqlx::FromRow)]
+    struct IntervalRow {
+        num: i64,
+        end_ms: i64,
+        observed_ms: i64,
+        idle_ms: i64,
+    }
+    let mut conn = pool.acquire().await?;
+    let mut machines: HashMap<i64, SavingsMachine> = HashMap::new();
+    {
+        let mut rows = sqlx::query_as::<_, IntervalRow>(
+            "SELECT CAST(machine AS BIGINT) AS num, sent_at_ms AS end_ms,
+                    CAST(observed_ms AS BIGINT) AS observed_ms, CAST(idle_ms AS BIGINT) AS idle_ms
+             FROM heartbeats
+             WHERE sent_at_ms > $1 AND sent_at_ms < $2 + 2147483647
+               AND sent_at_ms - observed_ms < $2 AND observed_ms > 0 AND idle_ms > $3
+             ORDER BY machine, sent_at_ms",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(min_idle_ms)
+        .fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            machines
+                .entry(row.num)
+                .or_default()
+                .intervals
+                .push(Interval {
+                    end_ms: row.end_ms,
+                    observed_ms: row.observed_ms,
+                    idle_ms: row.idle_ms,
+                });
+        }
+    }
+    #[derive(sqlx::FromRow)]
+    struct DepartmentRow {
+        department: String,
+    }
+    let departments: Vec<DepartmentRow> =
+        sqlx::query_as("SELECT DISTINCT department AS department FROM machine_placements")
+            .fetch_all(&mut *conn)
+            .await?;
+    let departments = departments.into_iter().map(|d| d.department).collect();
+    if machines.is_empty() {
+        return Ok(SavingsInputs {
+            machines: Vec::new(),
+            departments,
+        });
+    }
+    let placements: Vec<PlacementRow> = sqlx::query_as(
+        "SELECT CAST(m.num AS BIGINT) AS num, m.id AS id, p.effective_from_ms AS effective_from_ms,
+                p.site_id AS site_id, p.department AS department, p.power_profile_id AS profile_id
+         FROM machine_placements p JOIN machines m ON m.id = p.machine_id
+         ORDER BY m.num, p.effective_from_ms",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for p in placements {
+        if let Some(m) = machines.get_mut(&p.num) {
+            m.id = p.id;
+            m.placements.push(Placement {
+                effective_from_ms: p.effective_from_ms,
+                site_id: p.site_id,
+                department: p.department,
+                profile_id: p.profile_id,
+            });
+        }
+    }
+    let mut machines: Vec<SavingsMachine> = machines.into_values().collect();
+    machines.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(SavingsInputs {
+        machines,
+        departments,
+    })
+}

@@ -26,6 +26,16 @@ impl ReportStore for PostgresStore {
         shared::machine_costs(&self.pool, id).await
     }
 
+    #[tracing::instrument(name = "store.savings_inputs", skip_all, fields(backend = "postgres"))]
+    async fn savings_inputs(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        min_idle_ms: i64,
+    ) -> Result<crate::store::admin::SavingsInputs, StoreError> {
+        shared::savings_inputs(&self.pool, from_ms, to_ms, min_idle_ms).await
+    }
+
     #[tracing::instrument(name = "store.roll_up", skip_all, fields(backend = "postgres"))]
     async fn roll_up(
         &self,
