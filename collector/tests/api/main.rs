@@ -54,6 +54,7 @@ mod page;
 mod postgres;
 mod reports;
 mod retention;
+mod savings;
 mod settings_api;
 mod simulation;
 mod sites;

@@ -1,0 +1,240 @@
+//! `GET /api/v1/savings/what-if` (http/savings.rs): at the idle threshold it agrees with the
+//! stored avoidable and after-hours figures (CSV and `/metrics`) to the last digit, a scope
+//! selects what was incurred there, a later limit saves less, and bad questions get 422s.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use greenops_collector::store::Role;
+use reqwest::Method;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, call, dec, enrol, error_of, hb, metric, ok_json, past};
+
+/// The rows of a CSV report, each as column → value.
+fn csv_rows(csv: &str) -> Vec<HashMap<String, String>> {
+    let mut lines = csv.split("\r\n").filter(|l| !l.is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+fn sum(rows: &[HashMap<String, String>], column: &str) -> Decimal {
+    rows.iter().map(|r| dec(&r[column])).sum()
+}
+
+fn rfc(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+async fn what_if(app: &TestApp, who: &str, query: &str) -> Value {
+    ok_json(
+        call(
+            app,
+            who,
+            Method::GET,
+            &format!("/api/v1/savings/what-if?{query}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
+async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
+    let admin = app.operator("admin", Role::Admin).await;
+    let viewer = app.operator("viewer", Role::Viewer).await;
+    let (a, agent_a) = enrol(&app, &admin, "default", "finance", "save-a").await;
+    let (b, agent_b) = enrol(&app, &admin, "default", "it", "save-b").await;
+    let t = past(40);
+    // A: idle from the start for 20 minutes. B: idle 10 minutes, input, idle 8 minutes.
+    for i in 0..=20u64 {
+        app.send(
+            &agent_a,
+            &hb(
+                i + 1,
+                t + Duration::from_secs(60 * i),
+                Some(60.0 * i as f64),
+            ),
+        )
+        .await;
+        let idle = if i <= 10 { i } else { i - 11 };
+        app.send(
+            &agent_b,
+            &hb(
+                i + 1,
+                t + Duration::from_secs(60 * i),
+                Some(60.0 * idle as f64),
+            ),
+        )
+        .await;
+    }
+    let from = rfc(t - Duration::from_secs(3600));
+    let to = rfc(past(0));
+    let window = format!("from={from}&to={to}");
+    let csv = |group: &'static str| {
+        let url = format!("/api/v1/reports/energy.csv?group_by={group}&{window}");
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            call(app, &admin, Method::GET, &url, None)
+                .await
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let rows = csv_rows(&csv("machine").await);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+
+    // At the threshold (5 min, the default), always: the stored avoidable figures exactly.
+    let at = what_if(&app, &viewer, &format!("sleep_after_minutes=5&{window}")).await;
+    assert_eq!(
+        dec(at["energy_joules"].as_str().unwrap()),
+        sum(&rows, "avoidable_energy_joules")
+    );
+    assert_eq!(
+        dec(at["costs"]["USD"].as_str().unwrap()),
+        sum(&rows, "avoidable_cost")
+    );
+    assert_eq!(
+        dec(at["co2_grams"].as_str().unwrap()),
+        sum(&rows, "avoidable_co2_grams")
+    );
+    assert_eq!(
+        dec(at["slept_seconds"].as_str().unwrap()),
+        sum(&rows, "idle_seconds")
+    );
+    // A slept once (minutes 5–20), B twice (5–10 and, after input at 11, 16–20).
+    assert_eq!(
+        (at["machines_affected"].as_u64(), at["sleeps"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(at["machines_considered"], 2);
+    let metrics = app.metrics().await;
+    let scraped: f64 = [&a, &b]
+        .iter()
+        .map(|m| {
+            metric(
+                &metrics,
+                "greenops_machine_avoidable_energy_joules_total",
+                m,
+            )
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        scraped,
+        at["energy_joules"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    );
+
+    // After hours only: the after-hours waste, whatever the time of day the test runs at.
+    let after = what_if(
+        &app,
+        &viewer,
+        &format!("sleep_after_minutes=5&when=after_hours&{window}"),
+    )
+    .await;
+    assert_eq!(
+        dec(after["slept_seconds"].as_str().unwrap()),
+        sum(&rows, "after_hours_idle_seconds")
+    );
+
+    // A department is what was incurred there; the groups add up to the total.
+    let departments = csv_rows(&csv("department").await);
+    let it = departments
+        .iter()
+        .find(|r| r["department"] == "it")
+        .unwrap();
+    let scoped = what_if(
+        &app,
+        &viewer,
+        &format!("sleep_after_minutes=5&department=it&{window}"),
+    )
+    .await;
+    assert_eq!(
+        dec(scoped["energy_joules"].as_str().unwrap()),
+        dec(&it["avoidable_energy_joules"])
+    );
+    assert_eq!(
+        (
+            scoped["machines_affected"].as_u64(),
+            scoped["sleeps"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    let groups = at["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let group_sum: Decimal = groups
+        .iter()
+        .map(|g| dec(g["energy_joules"].as_str().unwrap()))
+        .sum();
+    assert_eq!(group_sum, dec(at["energy_joules"].as_str().unwrap()));
+    assert_eq!(groups[0]["site"], "default");
+    assert_eq!(groups[0]["department"], "finance");
+
+    // A later limit saves less: 10 minutes leaves A's minutes 10–20; B never passes it.
+    let later = what_if(&app, &viewer, &format!("sleep_after_minutes=10&{window}")).await;
+    assert_eq!(later["slept_seconds"], "600");
+    assert_eq!(
+        (
+            later["machines_affected"].as_u64(),
+            later["sleeps"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+
+    // Bad questions.
+    let old = rfc(past(31 * 24 * 60));
+    let future = rfc(past(-60));
+    for (query, field) in [
+        ("sleep_after_minutes=0".to_string(), "sleep_after_minutes"),
+        (
+            "sleep_after_minutes=10081".to_string(),
+            "sleep_after_minutes",
+        ),
+        ("sleep_after_minutes=ten".to_string(), "sleep_after_minutes"),
+        ("when=sometimes".to_string(), "when"),
+        ("site=atlantis".to_string(), "site"),
+        ("department=nobody".to_string(), "department"),
+        (format!("from={old}"), "from"),
+        (format!("to={future}"), "to"),
+        (format!("from={to}&to={from}"), "from"),
+    ] {
+        let res = call(
+            &app,
+            &viewer,
+            Method::GET,
+            &format!("/api/v1/savings/what-if?{query}"),
+            None,
+        )
+        .await;
+        let (status, code, named) = error_of(res).await;
+        assert_eq!(
+            (status, code.as_str(), named.as_deref()),
+            (422, "invalid_field", Some(field)),
+            "{query}"
+        );
+    }
+}
+
+on_both_backends!(app: what_if_agrees_with_the_stored_figures);
