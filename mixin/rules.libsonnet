@@ -40,6 +40,31 @@ local p = import 'lib/promql.libsonnet';
       factor: 3600,
       windows: ['rate', '1h'],
     },
+    // What sleeping during the waste would have saved (idle minus sleep watts).
+    {
+      record: 'greenops_machine_avoidable_power_watts',
+      metric: 'greenops_machine_avoidable_energy_joules_total',
+      windows: ['rate'],
+    },
+    {
+      record: 'greenops_machine_avoidable_energy_cost_per_hour',
+      metric: 'greenops_machine_avoidable_energy_cost_total',
+      factor: 3600,
+      extraBy: ['currency'],
+      windows: ['rate'],
+    },
+    // The part of the idle power outside the sites' business hours.
+    {
+      record: 'greenops_machine_after_hours_idle_power_watts',
+      metric: 'greenops_machine_after_hours_idle_energy_joules_total',
+      windows: ['rate'],
+    },
+    // Coverage: the share of observed time without idle data.
+    {
+      record: 'greenops_unknown_ratio',
+      ratio: ['greenops_machine_unknown_seconds_total', 'greenops_machine_observed_seconds_total'],
+      windows: ['1h'],
+    },
   ],
 
   // The levels, finest last.

@@ -32,6 +32,26 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Time the what-if savings over days of synthetic raw heartbeats (PostgreSQL).
+    WhatIf {
+        /// The `greenops` binary (default: the one beside this binary).
+        #[arg(long, value_name = "FILE")]
+        collector: Option<PathBuf>,
+        /// The PostgreSQL database to fill (use an empty one).
+        #[arg(long, value_name = "URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000)]
+        machines: usize,
+        /// Days of raw heartbeats per machine.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Seconds between heartbeats.
+        #[arg(long, default_value_t = 60)]
+        interval: i64,
+        /// Timed rounds per policy (the median is printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +91,28 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Ceiling { listen }) => ceiling::serve(listen).await,
+        Some(Command::WhatIf {
+            collector,
+            database_url,
+            machines,
+            days,
+            interval,
+            rounds,
+        }) => match collector.map_or_else(collector_beside_me, Ok) {
+            Ok(exe) => {
+                run::what_if(
+                    &exe,
+                    &database_url,
+                    machines,
+                    days,
+                    interval,
+                    rounds,
+                    &|line| eprintln!("{line}"),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        },
         None => bench(cli.bench).await,
     };
     match result {

@@ -149,31 +149,8 @@ pub async fn run(
     .to_string();
 
     // The collector, as a separate process.
-    let addr = free_addr()?;
-    let started = Instant::now();
-    let mut collector = Command::new(&options.collector)
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--database-url",
-            &url,
-        ])
-        .env("GREENOPS_TELEMETRY__LOG_LEVEL", "warn")
-        .env("GREENOPS_DATA_DIR", &scratch)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", options.collector.display()))?;
-    wait_until_ready(
-        &mut collector,
-        &format!("http://{addr}/readyz"),
-        Duration::from_secs(60),
-    )
-    .await?;
-    let cold_start = started.elapsed();
+    let (collector, addr, cold_start) =
+        start_collector(&options.collector, &url, &scratch).await?;
     say(&format!(
         "collector ({backend}) ready in {} ms",
         cold_start.as_millis()
@@ -366,6 +343,130 @@ async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    Ok(())
+}
+
+/// Starts `greenops serve` on `url` as a child process and waits until it is ready.
+pub(crate) async fn start_collector(
+    exe: &std::path::Path,
+    url: &str,
+    scratch: &std::path::Path,
+) -> anyhow::Result<(Child, SocketAddr, Duration)> {
+    let addr = free_addr()?;
+    let started = Instant::now();
+    let mut collector = Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--database-url",
+            url,
+        ])
+        .env("GREENOPS_TELEMETRY__LOG_LEVEL", "warn")
+        .env("GREENOPS_DATA_DIR", scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    wait_until_ready(
+        &mut collector,
+        &format!("http://{addr}/readyz"),
+        Duration::from_secs(60),
+    )
+    .await?;
+    Ok((collector, addr, started.elapsed()))
+}
+
+/// The what-if benchmark: `machines` enrolled through a collector, `days` of synthetic raw
+/// heartbeats every `interval_s` (PostgreSQL), then `greenops what-if`'s computation timed
+/// (median of `rounds`) for the default policy and two others.
+pub async fn what_if(
+    collector_exe: &std::path::Path,
+    url: &str,
+    machines: usize,
+    days: u32,
+    interval_s: i64,
+    rounds: usize,
+    say: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<()> {
+    let scratch =
+        std::env::temp_dir().join(format!("greenops-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&scratch)?;
+    let (collector, addr, _) = start_collector(collector_exe, url, &scratch).await?;
+    let store = greenops_collector::open_store(&{
+        let mut s = greenops_collector::settings::Settings::default();
+        s.database.url = url.to_string();
+        s.database.max_connections = 2;
+        s
+    })
+    .await?;
+    let (_, took) = enrol(&store, addr, machines, say).await?;
+    say(&format!(
+        "enrolled {machines} machines in {:.1} s",
+        took.as_secs_f64()
+    ));
+    stop(collector).await;
+    let interval_ms = interval_s * 1000;
+    let now = clock::now_ms();
+    let count = i64::from(days) * 86_400_000 / interval_ms;
+    let from = now - count * interval_ms - 60_000;
+    let filled = Instant::now();
+    let rows = greenops_collector::store::synthetic::fill_raw_heartbeats(
+        url,
+        from,
+        count,
+        interval_ms,
+        4 * 3600 / interval_s,
+        say,
+    )
+    .await?;
+    say(&format!(
+        "{rows} raw heartbeats ({machines} machines × {days} days every {interval_s} s) in {:.0} s",
+        filled.elapsed().as_secs_f64()
+    ));
+    for (minutes, after_hours) in [(30u32, false), (15, false), (60, true)] {
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..rounds.max(1) {
+            let query = greenops_collector::operations::savings::WhatIfQuery {
+                sleep_after_minutes: minutes,
+                after_hours_only: after_hours,
+                site: None,
+                department: None,
+                from_ms: from,
+                to_ms: clock::now_ms(),
+            };
+            let started = Instant::now();
+            let r = greenops_collector::operations::savings::what_if(
+                store.as_ref(),
+                query,
+                u64::from(days) + 1,
+                clock::now_ms(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            times.push(started.elapsed());
+            last = Some(r);
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        let r = last.context("no round ran")?;
+        println!(
+            "what_if sleep_after_minutes={minutes} when={} machines={machines} days={days} rows={rows} \
+             median_ms={} min_ms={} max_ms={} kwh={} machines_affected={} sleeps={}",
+            if after_hours { "after_hours" } else { "always" },
+            median.as_millis(),
+            times[0].as_millis(),
+            times[times.len() - 1].as_millis(),
+            (r.total.energy_j / Decimal::from(3_600_000)).round_dp(3),
+            r.total.machines,
+            r.total.sleeps,
+        );
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }
 

@@ -71,6 +71,68 @@ local common = import 'common.libsonnet';
           ) + { decimals: 2 },
         ],
         [
+          g.stat(
+            'Avoidable energy',
+            'What sleeping during the waste would have saved (idle minus sleep watts), over the selected time range.',
+            'kwatth',
+            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_machine_avoidable_energy_joules_total'))), instant=true)],
+          ) + { decimals: 2 },
+          g.stat(
+            'Avoidable money',
+            'Cost of the avoidable energy, per currency.',
+            g.currencyUnit(cfg.defaultCurrency),
+            [g.target(
+              sum(['currency'], increase('greenops_machine_avoidable_energy_cost_total', ['currency'])),
+              '{{currency}}',
+              instant=true,
+            )],
+          ) + money + { decimals: 2 },
+          g.stat(
+            'After-hours share of the waste',
+            "Share of the wasted energy incurred outside the sites' business hours, over the selected time range.",
+            'percentunit',
+            [g.target(
+              p.fmt('%s / %s', [
+                sum([], increase('greenops_machine_after_hours_idle_energy_joules_total')),
+                sum([], increase('greenops_machine_idle_energy_joules_total')),
+              ]),
+              instant=true,
+            )],
+          ) + { decimals: 1 },
+          g.stat(
+            'Time with idle data',
+            'Coverage: share of observed time for which the agents reported input idle time (the rest is unknown, never counted as waste).',
+            'percentunit',
+            [g.target(
+              p.fmt('1 - %s / %s', [
+                sum([], increase('greenops_machine_unknown_seconds_total')),
+                sum([], increase('greenops_machine_observed_seconds_total')),
+              ]),
+              instant=true,
+            )],
+          ) + { decimals: 1 },
+        ],
+        [
+          g.timeseries(
+            'Avoidable and after-hours idle power',
+            p.fmt('Power sleep would have saved (%s) and idle power outside business hours (%s), fleet-wide.', [
+              $.recordedName('department', 'greenops_machine_avoidable_power_watts'),
+              $.recordedName('department', 'greenops_machine_after_hours_idle_power_watts'),
+            ]),
+            'watt',
+            [
+              g.target(sum([], recorded('greenops_machine_avoidable_power_watts')), 'avoidable'),
+              g.target(sum([], recorded('greenops_machine_after_hours_idle_power_watts')), 'after hours idle'),
+            ],
+          ),
+          g.timeseries(
+            'Unobserved gaps by site',
+            'Coverage: time between heartbeats too far apart to count (machines off or unreachable), in hours per hour.',
+            'percentunit',
+            [g.target(p.fmt('%s / 3600', sum(['site'], p.perMachine(cfg, p.fmt('increase(greenops_machine_gap_seconds_total{%s}[1h])', c.machines)))), '{{site}}')],
+          ),
+        ],
+        [
           g.timeseries(
             'Idle power by site',
             p.fmt('Power drawn by machines idle beyond the threshold, from the %s recording rule (a %s window: at least four heartbeats).', [

@@ -221,7 +221,7 @@
 
   // ---- Shell -------------------------------------------------------------------------
   const NAV = [
-    ["overview", "Overview"], ["machines", "Machines"], ["sites", "Sites"], ["profiles", "Power profiles"],
+    ["overview", "Overview"], ["savings", "Savings"], ["machines", "Machines"], ["sites", "Sites"], ["profiles", "Power profiles"],
     ["users", "Users", true], ["enrollment", "Enrollment tokens", true], ["api-tokens", "API tokens", true],
     ["settings", "Settings"], ["audit", "Audit log", true],
   ];
@@ -284,7 +284,7 @@
     if (!me) return showLogin();
     const { view, arg, params } = parseHash();
     stopRefresh();
-    const views = { overview, machines, machine, sites, site, profiles, users, enrollment, "api-tokens": apiTokens, settings, audit };
+    const views = { overview, savings, machines, machine, sites, site, profiles, users, enrollment, "api-tokens": apiTokens, settings, audit };
     const render = views[view] || overview;
     const content = h("div", {}, h("p", { class: "muted" }, "Loading…"));
     shell({ machine: "machines", site: "sites" }[view] || view, content);
@@ -301,7 +301,9 @@
     const periods = h("div", {});
     const top = h("div", {});
     const stamp = h("p", { class: "refreshed" });
+    const trend = h("div", { id: "trend" });
     root.replaceChildren(h("h1", {}, "Fleet overview"), cards, h("div", { class: "panel" }, h("h2", {}, "Idle waste"), periods),
+      h("div", { class: "panel" }, h("h2", {}, "Waste per day, last 30 days"), trend),
       h("div", { class: "panel" }, h("h2", {}, "Top wasters (all time)"), top), stamp);
     const load = async () => {
       const st = await api("GET", "/api/v1/stats");
@@ -317,13 +319,133 @@
         { label: "Waste energy", num: true, cell: (p) => `${num(p.waste_kwh, 3)} kWh` },
         { label: "Waste cost", num: true, cell: (p) => p.costs.length ? p.costs.map((c) => `${num(c.waste_cost, 2)} ${c.currency}`).join(" + ") : "—" },
         { label: "Waste CO₂", num: true, cell: (p) => `${num(Number(p.waste_co2_grams) / 1000, 2)} kg` },
+        { label: "Avoidable", num: true, cell: (p) => `${num(p.avoidable_kwh, 3)} kWh` },
+        { label: "After hours", num: true, cell: (p) => duration(p.after_hours_idle_seconds) },
+        { label: "Idle data", num: true, cell: (p) => `${num(p.idle_data_ratio * 100, 1)} %` },
         { label: "Total energy", num: true, cell: (p) => `${num(p.energy_kwh, 3)} kWh` },
       ], st.periods));
       top.replaceChildren(machineTable(st.top_wasters, null));
+      const daily = await api("GET", "/api/v1/stats/daily?days=30");
+      trend.replaceChildren(trendChart(daily.days), h("div", { class: "legend" },
+        h("span", { class: "l-idle" }, "wasted idle (kWh)"), h("span", { class: "l-active" }, "of which sleep would have saved"),
+        h("span", { class: "l-after" }, "after hours")));
       stamp.textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every 30 s`;
     };
     await load();
     startRefresh(load);
+  }
+
+  // Daily waste (bars), the avoidable part inside them, and the after-hours waste (line).
+  function trendChart(days) {
+    const W = 900, H = 200, left = 46, bottom = 22, top = 10;
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart trend", role: "img", "aria-label": "Daily waste and avoidable energy" });
+    const max = days.reduce((m, d) => Math.max(m, Number(d.idle_energy_kwh)), 0) || 1;
+    const y = (v) => (H - bottom) - (v / max) * (H - bottom - top);
+    const step = (W - left) / Math.max(1, days.length);
+    svg.append(s("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, class: "axis" }));
+    svg.append(Object.assign(s("text", { x: 0, y: top + 10 }), { textContent: `${num(max, 2)} kWh` }));
+    const points = [];
+    days.forEach((d, i) => {
+      const x = left + i * step;
+      for (const [key, cls] of [["idle_energy_kwh", "bar-idle"], ["avoidable_energy_kwh", "bar-active"]]) {
+        const v = Number(d[key]);
+        if (v <= 0) continue;
+        const r = s("rect", { x: x + 1, y: y(v), width: Math.max(1, step - 2), height: (H - bottom) - y(v), class: cls, "data-day": d.day });
+        const title = s("title", {});
+        title.textContent = `${d.day}: ${num(d.idle_energy_kwh, 3)} kWh wasted, ${num(d.avoidable_energy_kwh, 3)} kWh avoidable, ${num(d.after_hours_idle_energy_kwh, 3)} kWh after hours`;
+        r.append(title);
+        svg.append(r);
+      }
+      points.push(`${x + step / 2},${y(Number(d.after_hours_idle_energy_kwh))}`);
+      if (i % 5 === 0) svg.append(Object.assign(s("text", { x: x + 2, y: H - 6 }), { textContent: d.day.slice(5) }));
+    });
+    svg.append(s("polyline", { points: points.join(" "), class: "line-after" }));
+    return svg;
+  }
+
+  // ---- Savings: what a sleep policy would have saved -----------------------------------
+  const money = (costs, digits) => {
+    const entries = Object.entries(costs || {});
+    return entries.length ? entries.map(([c, v]) => `${num(v, digits ?? 2)} ${c}`).join(" + ") : "—";
+  };
+  const scaled = (costs, f) => Object.fromEntries(Object.entries(costs || {}).map(([c, v]) => [c, Number(v) * f]));
+
+  function barChart(groups) {
+    const W = 900, row = 26, left = 260, H = Math.max(1, groups.length) * row + 8;
+    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "bars", role: "img", "aria-label": "Energy saved per site and department" });
+    const max = groups.reduce((m, g) => Math.max(m, Number(g.energy_kwh)), 0) || 1;
+    groups.forEach((g, i) => {
+      const y = 4 + i * row;
+      const label = s("text", { x: 0, y: y + 17 });
+      label.textContent = `${g.site} · ${g.department || "no department"}`;
+      const width = ((W - left - 120) * Number(g.energy_kwh)) / max;
+      const bar = s("rect", { x: left, y: y + 3, width: Math.max(1, width), height: row - 8, class: "bar-saved" });
+      const title = s("title", {});
+      title.textContent = `${num(g.energy_kwh, 3)} kWh, ${money(g.costs)}`;
+      bar.append(title);
+      const value = s("text", { x: left + width + 6, y: y + 17 });
+      value.textContent = `${num(g.energy_kwh, 2)} kWh`;
+      svg.append(label, bar, value);
+    });
+    return svg;
+  }
+
+  async function savings(root, _arg, params) {
+    const sitesRes = await api("GET", "/api/v1/sites");
+    const minutes = h("input", { id: "savings-minutes", type: "number", min: 1, max: 10080, step: 1, value: params.get("sleep_after_minutes") || 30 });
+    const presets = h("div", { class: "actions", role: "group", "aria-label": "Presets" }, [15, 30, 60, 120].map((n) =>
+      h("button", { type: "button", class: "secondary", "data-preset": n, onclick: () => { minutes.value = n; run(); } }, n < 60 ? `${n} min` : `${n / 60} h`)));
+    const when = h("select", { id: "savings-when" }, [["always", "always"], ["after_hours", "after hours only"]]
+      .map(([v, l]) => h("option", { value: v, selected: v === params.get("when") }, l)));
+    const site = h("select", { id: "savings-site" }, [h("option", { value: "" }, "every site"),
+      ...sitesRes.items.map((x) => h("option", { value: x.name, selected: x.name === params.get("site") }, x.name))]);
+    const dept = h("input", { id: "savings-department", placeholder: "every department", value: params.get("department") || "" });
+    const days = h("select", { id: "savings-days" }, [1, 7, 14, 30].map((n) => h("option", { value: n, selected: String(n) === (params.get("days") || "7") }, n === 1 ? "last day" : `last ${n} days`)));
+    const field = (id, label, input) => h("div", { class: "field" }, h("label", { for: id }, label), input);
+    const form = h("form", { class: "inline", id: "savings-form", role: "search", novalidate: true },
+      field("savings-minutes", "Sleep after (minutes without input)", minutes), h("div", { class: "field" }, h("span", { class: "label-like" }, "Presets"), presets),
+      field("savings-when", "When", when), field("savings-site", "Site", site), field("savings-department", "Department", dept),
+      field("savings-days", "Window", days), h("div", { class: "field" }, h("button", { type: "submit" }, "Compute")));
+    const cards = h("div", { class: "cards", id: "savings-cards" });
+    const summary = h("p", { class: "muted", id: "savings-summary" });
+    const breakdown = h("div", { id: "savings-groups" });
+    const error = h("p", { class: "form-error", role: "alert", id: "savings-error" });
+    root.replaceChildren(h("h1", {}, "What a sleep policy would save"),
+      h("p", { class: "muted" }, "Computed exactly from the recorded heartbeats: every second a machine sat idle past the limit, at what its sleep would have saved (idle minus sleep watts), priced with the tariff and grid intensity in force then. Projections scale the window to 30 days."),
+      h("div", { class: "panel" }, form, error), cards, summary, h("div", { class: "panel" }, h("h2", {}, "Where (as incurred)"), breakdown));
+    const run = async () => {
+      error.textContent = "";
+      const p = new URLSearchParams({ sleep_after_minutes: minutes.value, when: when.value });
+      if (site.value) p.set("site", site.value);
+      if (dept.value.trim()) p.set("department", dept.value.trim());
+      const to = new Date(), from = new Date(to.getTime() - Number(days.value) * 864e5);
+      p.set("from", from.toISOString()); p.set("to", to.toISOString());
+      const shown = new URLSearchParams(p); shown.delete("from"); shown.delete("to"); shown.set("days", days.value);
+      history.replaceState(null, "", `#/savings?${shown}`);
+      let r;
+      try { r = await api("GET", `/api/v1/savings/what-if?${p}`); } catch (e) {
+        error.textContent = Object.keys(e.fields || {}).length ? `${e.message}: ${Object.values(e.fields).join("; ")}` : e.message;
+        return;
+      }
+      const month = 30 / Number(days.value);
+      cards.replaceChildren(...[
+        ["energy", "Energy saved", `${num(r.energy_kwh, 2)} kWh`, `${num(Number(r.energy_kwh) * month, 1)} kWh per month`],
+        ["cost", "Money saved", money(r.costs), `${money(scaled(r.costs, month))} per month`],
+        ["co2", "CO₂ avoided", `${num(Number(r.co2_grams) / 1000, 2)} kg`, `${num(Number(r.co2_grams) * month / 1000, 1)} kg per month`],
+        ["machines", "Machines that would sleep", `${nf.format(r.machines_affected)}`, `of ${nf.format(r.machines_considered)} idle past the limit`],
+        ["sleeps", "Times they would sleep", nf.format(r.sleeps), `${num(r.sleeps / Math.max(1, r.machines_affected), 1)} per machine`],
+      ].map(([key, label, value, sub]) => h("div", { class: "card total", "data-saving": key }, h("div", { class: "label" }, label),
+        h("div", { class: "value" }, value), h("div", { class: "label" }, sub))));
+      summary.textContent = `Sleep after ${r.sleep_after_minutes} min without input${r.when === "after_hours" ? ", outside business hours only" : ""}: ${duration(Number(r.slept_seconds))} asleep from ${new Date(r.from).toLocaleString()} to ${new Date(r.to).toLocaleString()}.`;
+      breakdown.replaceChildren(r.groups.length ? barChart(r.groups) : "", table([
+        { label: "Site", cell: (g) => g.site }, { label: "Department", cell: (g) => g.department || "—" },
+        { label: "kWh", num: true, cell: (g) => num(g.energy_kwh, 3) }, { label: "Per month", num: true, cell: (g) => `${num(Number(g.energy_kwh) * month, 1)} kWh` },
+        { label: "Cost", num: true, cell: (g) => money(g.costs) }, { label: "CO₂", num: true, cell: (g) => `${num(Number(g.co2_grams) / 1000, 3)} kg` },
+        { label: "Machines", num: true, cell: (g) => nf.format(g.machines_affected) }, { label: "Sleeps", num: true, cell: (g) => nf.format(g.sleeps) },
+      ], r.groups, "Nothing would have slept: no machine was idle past the limit in this window."));
+    };
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); run(); });
+    await run();
   }
 
   // ---- Machines ----------------------------------------------------------------------

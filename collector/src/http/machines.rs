@@ -379,7 +379,7 @@ async fn history(
             &format!("gives {points} points; at most {MAX_HISTORY_POINTS} are allowed"),
         ));
     }
-    let buckets = reports::history(state.store.as_ref(), &id, from, to, step_ms).await?;
+    let buckets = reports::history(state.store.as_ref(), Some(&id), from, to, step_ms).await?;
     let seconds = |ms: i64| ms as f64 / 1000.0;
     let points = buckets
         .into_iter()

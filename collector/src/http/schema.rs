@@ -219,6 +219,10 @@ pub mod param {
         choice(&["incurred", "current"])
     }
 
+    pub fn days() -> Schema {
+        whole(1, 366)
+    }
+
     pub fn when() -> Schema {
         choice(&["always", "after_hours"])
     }

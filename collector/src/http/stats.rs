@@ -6,19 +6,21 @@
 use axum::Json;
 use axum::extract::State;
 use rust_decimal::Decimal;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::MachineView;
-use super::{AppState, Result, Viewer, rfc3339};
+use super::{ApiQuery, AppState, Result, Viewer, number, rfc3339, schema};
 use crate::operations::reports::{self, PeriodTotals};
 
 const JOULES_PER_KWH: i64 = 3_600_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(stats))
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(daily))
 }
 
 /// Live machines per derived status.
@@ -39,6 +41,9 @@ pub struct CurrencyTotals {
     cost: Decimal,
     #[schema(value_type = String)]
     waste_cost: Decimal,
+    /// What sleeping during the waste would have saved.
+    #[schema(value_type = String)]
+    avoidable_cost: Decimal,
 }
 
 /// Totals over one period. `idle_ratio` is waste time over observed time (0 when nothing was
@@ -51,8 +56,15 @@ pub struct PeriodView {
     from: Option<String>,
     observed_seconds: f64,
     idle_seconds: f64,
+    /// The part of the idle time outside the sites' business hours.
+    after_hours_idle_seconds: f64,
+    /// Observed time without idle data (coverage).
     unknown_seconds: f64,
+    /// Unobserved time between heartbeats too far apart (coverage).
+    gap_seconds: f64,
     idle_ratio: f64,
+    /// Share of observed time with idle data (1 when nothing was observed).
+    idle_data_ratio: f64,
     #[schema(value_type = String)]
     energy_joules: Decimal,
     #[schema(value_type = String)]
@@ -65,6 +77,16 @@ pub struct PeriodView {
     co2_grams: Decimal,
     #[schema(value_type = String)]
     waste_co2_grams: Decimal,
+    /// What sleeping during the waste would have saved (idle minus sleep watts).
+    #[schema(value_type = String)]
+    avoidable_energy_joules: Decimal,
+    #[schema(value_type = String)]
+    avoidable_kwh: Decimal,
+    #[schema(value_type = String)]
+    avoidable_co2_grams: Decimal,
+    /// The part of the waste energy outside business hours.
+    #[schema(value_type = String)]
+    after_hours_waste_energy_joules: Decimal,
     costs: Vec<CurrencyTotals>,
 }
 
@@ -77,12 +99,23 @@ impl From<PeriodTotals> for PeriodView {
             from: p.from_ms.and_then(rfc3339),
             observed_seconds: sum.observed_ms as f64 / 1000.0,
             idle_seconds: sum.idle_ms as f64 / 1000.0,
+            after_hours_idle_seconds: sum.after_hours_idle_ms as f64 / 1000.0,
             unknown_seconds: sum.unknown_ms as f64 / 1000.0,
+            gap_seconds: sum.gap_ms as f64 / 1000.0,
             idle_ratio: if sum.observed_ms > 0 {
                 sum.idle_ms as f64 / sum.observed_ms as f64
             } else {
                 0.0
             },
+            idle_data_ratio: if sum.observed_ms > 0 {
+                1.0 - sum.unknown_ms as f64 / sum.observed_ms as f64
+            } else {
+                1.0
+            },
+            avoidable_kwh: kwh(sum.avoidable_energy_j),
+            avoidable_energy_joules: sum.avoidable_energy_j,
+            avoidable_co2_grams: sum.avoidable_co2_g,
+            after_hours_waste_energy_joules: sum.after_hours_idle_energy_j,
             energy_kwh: kwh(sum.energy_j),
             waste_kwh: kwh(sum.idle_energy_j),
             energy_joules: sum.energy_j,
@@ -92,11 +125,14 @@ impl From<PeriodTotals> for PeriodView {
             costs: p
                 .costs
                 .into_iter()
-                .map(|(currency, (cost, waste_cost))| CurrencyTotals {
-                    currency,
-                    cost,
-                    waste_cost,
-                })
+                .map(
+                    |(currency, (cost, waste_cost, avoidable_cost))| CurrencyTotals {
+                        currency,
+                        cost,
+                        waste_cost,
+                        avoidable_cost,
+                    },
+                )
                 .collect(),
         }
     }
@@ -134,6 +170,90 @@ async fn stats(State(state): State<AppState>, _viewer: Viewer) -> Result<Json<St
             .top_wasters
             .into_iter()
             .map(MachineView::from)
+            .collect(),
+    }))
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DailyParams {
+    /// Whole UTC days up to and including today (1 to 366, default 30).
+    #[param(schema_with = schema::param::days)]
+    days: Option<String>,
+}
+
+/// The fleet's figures of one UTC day (every machine, retired ones too). Energy only: money
+/// is per currency, in the report and the stats.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayView {
+    /// `YYYY-MM-DD` (UTC).
+    day: String,
+    #[schema(value_type = String)]
+    observed_seconds: Decimal,
+    #[schema(value_type = String)]
+    idle_seconds: Decimal,
+    #[schema(value_type = String)]
+    after_hours_idle_seconds: Decimal,
+    #[schema(value_type = String)]
+    unknown_seconds: Decimal,
+    #[schema(value_type = String)]
+    gap_seconds: Decimal,
+    #[schema(value_type = String)]
+    energy_kwh: Decimal,
+    /// Waste: idle beyond the threshold.
+    #[schema(value_type = String)]
+    idle_energy_kwh: Decimal,
+    /// What sleeping during the waste would have saved.
+    #[schema(value_type = String)]
+    avoidable_energy_kwh: Decimal,
+    #[schema(value_type = String)]
+    after_hours_idle_energy_kwh: Decimal,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Daily {
+    days: Vec<DayView>,
+}
+
+/// Fleet figures per UTC day, oldest first (the overview's trend charts).
+#[utoipa::path(get, path = "/api/v1/stats/daily", tag = "stats", operation_id = "fleet_daily",
+    params(DailyParams),
+    responses((status = 200, description = "one entry per day", body = Daily),
+        (status = 401, description = "not signed in"),
+        (status = 422, description = "invalid parameter")),
+    security(("session" = []), ("bearer" = [])))]
+async fn daily(
+    State(state): State<AppState>,
+    _viewer: Viewer,
+    ApiQuery(params): ApiQuery<DailyParams>,
+) -> Result<Json<Daily>> {
+    let days = number("days", params.days.as_deref(), 30, 366)?;
+    let today = crate::clock::now_ms().div_euclid(DAY_MS) * DAY_MS;
+    let from = today - (days - 1) * DAY_MS;
+    let buckets =
+        reports::history(state.store.as_ref(), None, from, today + DAY_MS, DAY_MS).await?;
+    let kwh = |j: Decimal| (j / Decimal::from(JOULES_PER_KWH)).round_dp(9).normalize();
+    let secs = |ms: i64| Decimal::new(ms, 3).normalize();
+    Ok(Json(Daily {
+        days: buckets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| DayView {
+                day: rfc3339(from + i as i64 * DAY_MS)
+                    .map(|d| d[..10].to_string())
+                    .unwrap_or_default(),
+                observed_seconds: secs(t.observed_ms),
+                idle_seconds: secs(t.idle_ms),
+                after_hours_idle_seconds: secs(t.after_hours_idle_ms),
+                unknown_seconds: secs(t.unknown_ms),
+                gap_seconds: secs(t.gap_ms),
+                energy_kwh: kwh(t.energy_j),
+                idle_energy_kwh: kwh(t.idle_energy_j),
+                avoidable_energy_kwh: kwh(t.avoidable_energy_j),
+                after_hours_idle_energy_kwh: kwh(t.after_hours_idle_energy_j),
+            })
             .collect(),
     }))
 }

@@ -74,7 +74,7 @@ pub async fn energy(
 /// One machine's totals per step of `step_ms` from `from_ms` (the last step may be shorter).
 pub async fn history(
     store: &dyn Store,
-    machine_id: &str,
+    machine_id: Option<&str>,
     from_ms: i64,
     to_ms: i64,
     step_ms: i64,
@@ -86,7 +86,7 @@ pub async fn history(
             to_ms,
             group: Grouping::Step { step_ms },
             attribution: Attribution::Incurred,
-            machine_id: Some(machine_id.to_string()),
+            machine_id: machine_id.map(str::to_string),
         })
         .await?;
     let mut buckets: Vec<Increment> = vec![Increment::default(); points];
@@ -121,20 +121,21 @@ pub struct PeriodTotals {
     /// Start of the period; none for `all`.
     pub from_ms: Option<i64>,
     pub sum: Increment,
-    /// Currency → (cost, waste cost).
-    pub costs: BTreeMap<String, (Decimal, Decimal)>,
+    /// Currency → (cost, waste cost, avoidable cost).
+    pub costs: BTreeMap<String, (Decimal, Decimal, Decimal)>,
 }
 
 impl PeriodTotals {
     fn of(name: &'static str, from_ms: Option<i64>, parts: &[(&str, &Increment)]) -> Self {
         let mut sum = Increment::default();
-        let mut costs: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+        let mut costs: BTreeMap<String, (Decimal, Decimal, Decimal)> = BTreeMap::new();
         for (currency, t) in parts {
             sum.add(t);
             if !currency.is_empty() {
                 let c = costs.entry((*currency).to_string()).or_default();
                 c.0 += t.cost;
                 c.1 += t.idle_cost;
+                c.2 += t.avoidable_cost;
             }
         }
         Self {

@@ -13,6 +13,7 @@ pub mod ingest;
 mod postgres;
 pub mod retention;
 mod sqlite;
+pub mod synthetic;
 mod traits;
 pub mod transfer;
 

@@ -83,7 +83,7 @@ async fn rows(browser: &Browser) -> Vec<String> {
 
 async fn write_controls(browser: &Browser) -> i64 {
     browser
-        .script("return document.querySelectorAll('[data-write], button.danger, form.inline button[type=submit]:not(#machine-filters button)').length;")
+        .script("return document.querySelectorAll('[data-write], button.danger, form.inline button[type=submit]:not(#machine-filters button):not(#savings-form button)').length;")
         .await
         .as_i64()
         .unwrap()
@@ -116,6 +116,34 @@ async fn admin_page_in_headless_chromium() {
     browser
         .wait_for("document.querySelector('[data-card=total] .value')?.textContent === '3'")
         .await;
+    // The 30-day trend: 30 days, today's waste drawn (the machines idled in the last hour).
+    browser
+        .wait_for("document.querySelectorAll('#trend svg rect.bar-idle').length >= 1")
+        .await;
+    let daily: Value = app
+        .call(
+            &admin,
+            reqwest::Method::GET,
+            "/api/v1/stats/daily?days=30",
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let days = daily["days"].as_array().unwrap();
+    assert_eq!(days.len(), 30);
+    let today = &days[29];
+    assert!(today["idle_energy_kwh"].as_str().unwrap() != "0", "{today}");
+    assert_eq!(
+        browser
+            .script(&format!(
+                "return document.querySelector('#trend rect.bar-idle[data-day=\"{}\"]') !== null;",
+                today["day"].as_str().unwrap()
+            ))
+            .await,
+        true
+    );
     browser.screenshot("01-overview").await;
 
     // A hostname with markup is shown as text and never runs.
@@ -181,6 +209,48 @@ async fn admin_page_in_headless_chromium() {
         .await;
     assert_eq!(browser.text("h1.host").await, "alpha-pc");
     browser.screenshot("03-machine-detail").await;
+
+    // Savings: a preset recomputes; the page shows what the API answers for the same policy.
+    browser.goto(&app.url("/#/savings")).await;
+    browser
+        .wait_for("document.querySelector('[data-saving=sleeps] .value')")
+        .await;
+    browser.click("button[data-preset='15']").await;
+    browser
+        .wait_for("location.hash.includes('sleep_after_minutes=15')")
+        .await;
+    let api: Value = app
+        .call(
+            &admin,
+            reqwest::Method::GET,
+            "/api/v1/savings/what-if?sleep_after_minutes=15",
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(api["sleeps"].as_u64().unwrap() > 0, "{api}");
+    browser
+        .wait_for(&format!(
+            "document.querySelector('[data-saving=sleeps] .value')?.textContent === '{}' && document.querySelectorAll('#savings-groups tbody tr').length === {}",
+            api["sleeps"],
+            api["groups"].as_array().unwrap().len()
+        ))
+        .await;
+    assert_eq!(
+        browser
+            .script("return document.querySelectorAll('#savings-groups svg rect').length;")
+            .await,
+        json!(api["groups"].as_array().unwrap().len())
+    );
+    browser.screenshot("13-savings").await;
+    // A limit the server refuses is explained.
+    browser.fill("#savings-minutes", "0").await;
+    browser.click("#savings-form button[type=submit]").await;
+    browser
+        .wait_for("document.querySelector('#savings-error')?.textContent.includes('sleep_after_minutes') || document.querySelector('#savings-error')?.textContent.includes('minutes')")
+        .await;
 
     // Enrollment token: created, shown once, never listed again.
     browser.goto(&app.url("/#/enrollment")).await;
@@ -377,7 +447,7 @@ async fn admin_page_in_headless_chromium() {
                 "return [...document.querySelectorAll('nav a')].map(a => a.textContent).join(',');"
             )
             .await,
-        "Overview,Machines,Sites,Power profiles,Settings"
+        "Overview,Savings,Machines,Sites,Power profiles,Settings"
     );
     for (hash, ready) in [
         ("overview", "document.querySelector('[data-card=total]')"),
@@ -388,6 +458,10 @@ async fn admin_page_in_headless_chromium() {
         (
             &*format!("machine/{alpha}"),
             "document.querySelector('#history svg')",
+        ),
+        (
+            "savings",
+            "document.querySelector('[data-saving=energy] .value')",
         ),
         ("sites", "document.querySelector('table tbody tr td')"),
         (

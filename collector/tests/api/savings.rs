@@ -147,6 +147,56 @@ async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
             .unwrap()
     );
 
+    // The overview's stats and daily series say the same.
+    let stats = ok_json(
+        call(&app, &viewer, Method::GET, "/api/v1/stats", None).await,
+        200,
+    )
+    .await;
+    let all = stats["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["period"] == "all")
+        .unwrap();
+    assert_eq!(
+        dec(all["avoidable_energy_joules"].as_str().unwrap()),
+        sum(&rows, "avoidable_energy_joules")
+    );
+    assert_eq!(
+        dec(all["after_hours_waste_energy_joules"].as_str().unwrap()),
+        sum(&rows, "after_hours_idle_energy_joules")
+    );
+    let usd = all["costs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["currency"] == "USD")
+        .unwrap();
+    assert_eq!(
+        dec(usd["avoidable_cost"].as_str().unwrap()),
+        sum(&rows, "avoidable_cost")
+    );
+    let daily = ok_json(
+        call(
+            &app,
+            &viewer,
+            Method::GET,
+            "/api/v1/stats/daily?days=2",
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let daily_idle: Decimal = daily["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| dec(d["idle_seconds"].as_str().unwrap()))
+        .sum();
+    assert_eq!(daily_idle, sum(&rows, "idle_seconds"));
+
     // After hours only: the after-hours waste, whatever the time of day the test runs at.
     let after = what_if(
         &app,
