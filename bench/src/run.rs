@@ -149,8 +149,7 @@ pub async fn run(
     .to_string();
 
     // The collector, as a separate process.
-    let (collector, addr, cold_start) =
-        start_collector(&options.collector, &url, &scratch).await?;
+    let (collector, addr, cold_start) = start_collector(&options.collector, &url, &scratch).await?;
     say(&format!(
         "collector ({backend}) ready in {} ms",
         cold_start.as_millis()

@@ -129,8 +129,13 @@ impl IngestStore for SqliteStore {
         }
         add_usage(&mut tx, &plan.usage).await?;
         add_totals(&mut tx, &plan.totals).await?;
-        for update in &plan.machines {
-            update_machine(&mut tx, update).await?;
+        let updates: Vec<Updated<'_>> = plan
+            .machines
+            .iter()
+            .filter_map(|u| u.last.as_ref().map(|(received, hb)| (u, *received, hb)))
+            .collect();
+        for chunk in updates.chunks(ROWS_PER_STATEMENT) {
+            update_machines(&mut tx, chunk).await?;
         }
         tx.commit().await?;
         Ok(plan.outcomes)
@@ -366,33 +371,44 @@ async fn add_totals(
     Ok(())
 }
 
-/// The new cursor and last report of one machine (a prepared statement, reused).
-async fn update_machine(
+/// The new cursor and last report of the batch's machines, in one statement per chunk
+/// (SQLite's `UPDATE … FROM (VALUES …)`): one round trip to the database thread, not one
+/// per machine.
+type Updated<'a> = (
+    &'a MachineUpdate,
+    i64,
+    &'a greenops_protocol::ValidHeartbeat,
+);
+
+async fn update_machines(
     tx: &mut Transaction<'_, Sqlite>,
-    u: &MachineUpdate,
+    updates: &[Updated<'_>],
 ) -> Result<(), sqlx::Error> {
-    let Some((received, hb)) = u.last else {
+    if updates.is_empty() {
         return Ok(());
-    };
-    sqlx::query(
-        "UPDATE machines SET last_seq = ?1, last_sent_at_ms = ?2, last_received_at_ms = ?3,
-             last_idle_ms = ?4, last_session = ?5, last_cpu_ratio = ?6, last_memory_ratio = ?7,
-             last_uptime_seconds = ?8
-         WHERE id = ?9",
-    )
-    .bind(i64::try_from(u.cursor.last_seq).unwrap_or(i64::MAX))
-    .bind(u.cursor.hw_ms)
-    .bind(received)
-    .bind(hb.idle_ms)
-    .bind(hb.session.as_str())
-    .bind(hb.cpu_usage_ratio)
-    .bind(hb.memory_usage_ratio)
-    .bind(
-        hb.uptime_seconds
-            .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-    )
-    .bind(u.machine_id.as_str())
-    .execute(&mut **tx)
-    .await?;
+    }
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "UPDATE machines SET last_seq = v.column2, last_sent_at_ms = v.column3,
+             last_received_at_ms = v.column4, last_idle_ms = v.column5, last_session = v.column6,
+             last_cpu_ratio = v.column7, last_memory_ratio = v.column8,
+             last_uptime_seconds = v.column9
+         FROM (",
+    );
+    q.push_values(updates, |mut b, &(u, received, hb)| {
+        b.push_bind(u.machine_id.as_str())
+            .push_bind(i64::try_from(u.cursor.last_seq).unwrap_or(i64::MAX))
+            .push_bind(u.cursor.hw_ms)
+            .push_bind(received)
+            .push_bind(hb.idle_ms)
+            .push_bind(hb.session.as_str())
+            .push_bind(hb.cpu_usage_ratio)
+            .push_bind(hb.memory_usage_ratio)
+            .push_bind(
+                hb.uptime_seconds
+                    .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            );
+    });
+    q.push(") AS v WHERE machines.id = v.column1");
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
