@@ -12,11 +12,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
-    ApiQuery, AppState, Result, Viewer, invalid, number, rfc3339, schema, timestamp_param,
+    ApiError, ApiQuery, AppState, Result, Viewer, invalid, number, rfc3339, schema, timestamp_param,
 };
 use crate::operations::savings::{self, MAX_SLEEP_AFTER_MINUTES, SavedFigures, WhatIfQuery};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// One what-if at a time per collector: each reads every raw interval of its window (a few
+/// hundred MB of rows for large fleets); more answer 503 `busy` with `Retry-After`.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(what_if))
@@ -119,6 +123,7 @@ pub struct WhatIfView {
     params(WhatIfParams),
     responses((status = 200, description = "the savings", body = WhatIfView),
         (status = 401, description = "not signed in"),
+        (status = 503, description = "another what-if is running (busy, with Retry-After)"),
         (status = 422, description = "invalid parameter: N outside 1..10080, a window outside raw retention or in the future, an unknown site or department")),
     security(("session" = []), ("bearer" = [])))]
 async fn what_if(
@@ -148,6 +153,9 @@ async fn what_if(
         from_ms: from,
         to_ms: to,
     };
+    let _running = RUNNING
+        .try_acquire()
+        .map_err(|_| ApiError::Busy("another what-if is being computed; retry shortly"))?;
     let result = savings::what_if(
         state.store.as_ref(),
         query,

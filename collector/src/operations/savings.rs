@@ -98,17 +98,6 @@ pub async fn what_if(
         site_ids.push(site.id);
     }
     let sleep_after_ms = i64::from(query.sleep_after_minutes) * 60_000;
-    let inputs = store
-        .savings_inputs(query.from_ms, query.to_ms, sleep_after_ms)
-        .await?;
-    if let Some(d) = &query.department
-        && !inputs.departments.contains(d)
-    {
-        return Err(invalid(
-            "department",
-            format!("no machine is or was in department '{d}'"),
-        ));
-    }
     let book = store.rate_book().await?;
     let policy = Policy {
         sleep_after_ms,
@@ -119,10 +108,28 @@ pub async fn what_if(
         departments: query.department.iter().cloned().collect(),
     };
     let mut savings = Savings::default();
-    for m in &inputs.machines {
-        policy
-            .machine(&m.intervals, &m.placements, &book, &mut savings)
-            .map_err(|e| OpError::Internal(anyhow::anyhow!("machine {}: {e}", m.id)))?;
+    let mut considered = 0u64;
+    let mut failed: Option<String> = None;
+    let departments = store
+        .savings_inputs(query.from_ms, query.to_ms, sleep_after_ms, &mut |m| {
+            considered += 1;
+            if failed.is_none()
+                && let Err(e) = policy.machine(&m.intervals, &m.placements, &book, &mut savings)
+            {
+                failed = Some(format!("machine {}: {e}", m.id));
+            }
+        })
+        .await?;
+    if let Some(e) = failed {
+        return Err(OpError::Internal(anyhow::anyhow!(e)));
+    }
+    if let Some(d) = &query.department
+        && !departments.contains(d)
+    {
+        return Err(invalid(
+            "department",
+            format!("no machine is or was in department '{d}'"),
+        ));
     }
     let mut total = SavedFigures {
         machines: savings.machines,
@@ -149,7 +156,7 @@ pub async fn what_if(
     Ok(WhatIf {
         query,
         total,
-        machines_considered: inputs.machines.len() as u64,
+        machines_considered: considered,
         groups: groups
             .into_iter()
             .map(|((site, department), figures)| WhatIfGroup {

@@ -189,16 +189,8 @@ pub struct ReportRow {
     pub totals: Increment,
 }
 
-/// What a what-if computation reads: each machine's placements (ids, as the accounting uses
-/// them) and its recorded observed intervals idle past a limit, ordered by end.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SavingsInputs {
-    pub machines: Vec<SavingsMachine>,
-    /// Every department any placement has named (to check a scope).
-    pub departments: std::collections::BTreeSet<String>,
-}
-
-/// One machine of [`SavingsInputs`].
+/// What a what-if computation reads of one machine: its placements (ids, as the accounting
+/// uses them) and its recorded observed intervals idle past a limit, ordered by end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SavingsMachine {
     pub id: String,

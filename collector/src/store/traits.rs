@@ -292,14 +292,16 @@ pub trait ReportStore: Send + Sync {
     async fn machine_costs(&self, id: &str) -> Result<Vec<CostTotal>, StoreError>;
 
     /// The raw observed intervals idle longer than `min_idle_ms` that overlap
-    /// `[from_ms, to_ms)`, with every machine's placements (for what-if savings). Machines
-    /// without such an interval are left out.
+    /// `[from_ms, to_ms)`, handed to `each` one machine at a time (with its placements), so
+    /// memory holds one machine's intervals, not the window's. Answers every department any
+    /// placement has named (to check a scope).
     async fn savings_inputs(
         &self,
         from_ms: i64,
         to_ms: i64,
         min_idle_ms: i64,
-    ) -> Result<crate::store::admin::SavingsInputs, StoreError>;
+        each: &mut (dyn FnMut(crate::store::admin::SavingsMachine) + Send),
+    ) -> Result<std::collections::BTreeSet<String>, StoreError>;
 
     /// Moves up to `limit` rows older than `before_ms` one level coarser.
     async fn roll_up(

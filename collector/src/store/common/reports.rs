@@ -296,15 +296,17 @@ where
 }
 
 /// See [`ReportStore::savings_inputs`](crate::store::ReportStore::savings_inputs). The
-/// intervals are streamed (a week of a large fleet is millions of rows) and only those idle
-/// past the limit are read; `observed_ms` is an `INTEGER`, so an interval ending after
-/// `to + i32::MAX` cannot reach into the window (that bound lets the BRIN index help).
+/// placements are read first (one row per placement of any machine), then the intervals are
+/// streamed in machine order; only those idle past the limit are read. `observed_ms` is an
+/// `INTEGER`, so an interval ending after `to + i32::MAX` cannot reach into the window (that
+/// bound lets the BRIN index help).
 pub(crate) async fn savings_inputs<DB>(
     pool: &Pool<DB>,
     from_ms: i64,
     to_ms: i64,
     min_idle_ms: i64,
-) -> Result<crate::store::admin::SavingsInputs, StoreError>
+    each: &mut (dyn FnMut(crate::store::admin::SavingsMachine) + Send),
+) -> Result<std::collections::BTreeSet<String>, StoreError>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -316,7 +318,7 @@ where
 
     use crate::accounting::rates::Placement;
     use crate::accounting::savings::Interval;
-    use crate::store::admin::{SavingsInputs, SavingsMachine};
+    use crate::store::admin::SavingsMachine;
 
     #[derive(sqlx::FromRow)]
     struct PlacementRow {
@@ -335,48 +337,7 @@ where
         idle_ms: i64,
     }
     let mut conn = pool.acquire().await?;
-    let mut machines: HashMap<i64, SavingsMachine> = HashMap::new();
-    {
-        let mut rows = sqlx::query_as::<_, IntervalRow>(
-            "SELECT CAST(machine AS BIGINT) AS num, sent_at_ms AS end_ms,
-                    CAST(observed_ms AS BIGINT) AS observed_ms, CAST(idle_ms AS BIGINT) AS idle_ms
-             FROM heartbeats
-             WHERE sent_at_ms > $1 AND sent_at_ms < $2 + 2147483647
-               AND sent_at_ms - observed_ms < $2 AND observed_ms > 0 AND idle_ms > $3
-             ORDER BY machine, sent_at_ms",
-        )
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(min_idle_ms)
-        .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            machines
-                .entry(row.num)
-                .or_default()
-                .intervals
-                .push(Interval {
-                    end_ms: row.end_ms,
-                    observed_ms: row.observed_ms,
-                    idle_ms: row.idle_ms,
-                });
-        }
-    }
-    #[derive(sqlx::FromRow)]
-    struct DepartmentRow {
-        department: String,
-    }
-    let departments: Vec<DepartmentRow> =
-        sqlx::query_as("SELECT DISTINCT department AS department FROM machine_placements")
-            .fetch_all(&mut *conn)
-            .await?;
-    let departments = departments.into_iter().map(|d| d.department).collect();
-    if machines.is_empty() {
-        return Ok(SavingsInputs {
-            machines: Vec::new(),
-            departments,
-        });
-    }
-    let placements: Vec<PlacementRow> = sqlx::query_as(
+    let rows: Vec<PlacementRow> = sqlx::query_as(
         "SELECT CAST(m.num AS BIGINT) AS num, m.id AS id, p.effective_from_ms AS effective_from_ms,
                 p.site_id AS site_id, p.department AS department, p.power_profile_id AS profile_id
          FROM machine_placements p JOIN machines m ON m.id = p.machine_id
@@ -384,21 +345,60 @@ where
     )
     .fetch_all(&mut *conn)
     .await?;
-    for p in placements {
-        if let Some(m) = machines.get_mut(&p.num) {
-            m.id = p.id;
-            m.placements.push(Placement {
-                effective_from_ms: p.effective_from_ms,
-                site_id: p.site_id,
-                department: p.department,
-                profile_id: p.profile_id,
+    let mut departments = std::collections::BTreeSet::new();
+    let mut placements: HashMap<i64, (String, Vec<Placement>)> = HashMap::new();
+    for p in rows {
+        departments.insert(p.department.clone());
+        let entry = placements
+            .entry(p.num)
+            .or_insert_with(|| (p.id.clone(), Vec::new()));
+        entry.1.push(Placement {
+            effective_from_ms: p.effective_from_ms,
+            site_id: p.site_id,
+            department: p.department,
+            profile_id: p.profile_id,
+        });
+    }
+    let mut current: Option<(i64, Vec<Interval>)> = None;
+    let mut hand_over = |num: i64, intervals: Vec<Interval>| {
+        if let Some((id, placements)) = placements.get(&num) {
+            each(SavingsMachine {
+                id: id.clone(),
+                placements: placements.clone(),
+                intervals,
             });
         }
+    };
+    let mut stream = sqlx::query_as::<_, IntervalRow>(
+        "SELECT CAST(machine AS BIGINT) AS num, sent_at_ms AS end_ms,
+                CAST(observed_ms AS BIGINT) AS observed_ms, CAST(idle_ms AS BIGINT) AS idle_ms
+         FROM heartbeats
+         WHERE sent_at_ms > $1 AND sent_at_ms < $2 + 2147483647
+           AND sent_at_ms - observed_ms < $2 AND observed_ms > 0 AND idle_ms > $3
+         ORDER BY machine, sent_at_ms",
+    )
+    .bind(from_ms)
+    .bind(to_ms)
+    .bind(min_idle_ms)
+    .fetch(&mut *conn);
+    while let Some(row) = stream.try_next().await? {
+        let interval = Interval {
+            end_ms: row.end_ms,
+            observed_ms: row.observed_ms,
+            idle_ms: row.idle_ms,
+        };
+        match &mut current {
+            Some((num, intervals)) if *num == row.num => intervals.push(interval),
+            _ => {
+                if let Some((num, intervals)) = current.take() {
+                    hand_over(num, intervals);
+                }
+                current = Some((row.num, vec![interval]));
+            }
+        }
     }
-    let mut machines: Vec<SavingsMachine> = machines.into_values().collect();
-    machines.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(SavingsInputs {
-        machines,
-        departments,
-    })
+    if let Some((num, intervals)) = current.take() {
+        hand_over(num, intervals);
+    }
+    Ok(departments)
 }

@@ -29,8 +29,9 @@ impl ReportStore for SqliteStore {
         from_ms: i64,
         to_ms: i64,
         min_idle_ms: i64,
-    ) -> Result<crate::store::admin::SavingsInputs, StoreError> {
-        shared::savings_inputs(&self.pool, from_ms, to_ms, min_idle_ms).await
+        each: &mut (dyn FnMut(crate::store::admin::SavingsMachine) + Send),
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        shared::savings_inputs(&self.pool, from_ms, to_ms, min_idle_ms, each).await
     }
 
     #[tracing::instrument(name = "store.roll_up", skip_all, fields(backend = "sqlite"))]
