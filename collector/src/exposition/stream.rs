@@ -131,17 +131,8 @@ pub fn write_fleet(
             |m| float(m.totals.idle_energy_j),
         ),
     ];
-    for (name, help, unit, value) in counters.into_iter().chain(energy) {
-        counter_family(
-            out,
-            machines,
-            &labels,
-            name,
-            help,
-            unit,
-            value,
-            &mut maybe_flush,
-        );
+    for family in counters.into_iter().chain(energy) {
+        counter_family(out, machines, &labels, family, &mut maybe_flush);
     }
     let costs: [CostFamily; 2] = [
         (
@@ -172,17 +163,8 @@ pub fn write_fleet(
             |m| float(m.totals.idle_co2_g),
         ),
     ];
-    for (name, help, unit, value) in co2 {
-        counter_family(
-            out,
-            machines,
-            &labels,
-            name,
-            help,
-            unit,
-            value,
-            &mut maybe_flush,
-        );
+    for family in co2 {
+        counter_family(out, machines, &labels, family, &mut maybe_flush);
     }
     let avoidable_energy: Family<f64> = (
         "greenops_machine_avoidable_energy",
@@ -219,17 +201,7 @@ pub fn write_fleet(
             seconds(m.totals.gap_ms)
         }),
     ];
-    let (name, help, unit, value) = avoidable_energy;
-    counter_family(
-        out,
-        machines,
-        &labels,
-        name,
-        help,
-        unit,
-        value,
-        &mut maybe_flush,
-    );
+    counter_family(out, machines, &labels, avoidable_energy, &mut maybe_flush);
     cost_family(
         out,
         machines,
@@ -241,17 +213,8 @@ pub fn write_fleet(
         ),
         &mut maybe_flush,
     );
-    for (name, help, unit, value) in coverage {
-        counter_family(
-            out,
-            machines,
-            &labels,
-            name,
-            help,
-            unit,
-            value,
-            &mut maybe_flush,
-        );
+    for family in coverage {
+        counter_family(out, machines, &labels, family, &mut maybe_flush);
     }
 
     let gauges: [Family<Option<f64>>; 4] = [
@@ -331,10 +294,7 @@ fn counter_family(
     out: &mut String,
     machines: &[MachineSnapshot],
     labels: &[String],
-    name: &str,
-    help: &str,
-    unit: Option<&str>,
-    value: fn(&MachineSnapshot) -> f64,
+    (name, help, unit, value): Family<f64>,
     maybe_flush: &mut dyn FnMut(&mut String),
 ) {
     header(out, name, help, "counter", unit);

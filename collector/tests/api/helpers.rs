@@ -631,3 +631,19 @@ pub fn writes() -> Vec<(Method, &'static str, Option<Value>)> {
         ),
     ]
 }
+
+/// One period (`today`, `7d`, `30d` or `all`) of `GET /api/v1/stats`.
+pub async fn stats_period(app: &TestApp, who: &str, period: &str) -> Value {
+    let stats = ok_json(
+        call(app, who, Method::GET, "/api/v1/stats", None).await,
+        200,
+    )
+    .await;
+    stats["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["period"] == period)
+        .unwrap_or_else(|| panic!("no period {period} in {stats}"))
+        .clone()
+}

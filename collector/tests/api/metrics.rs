@@ -104,9 +104,15 @@ async fn promtool_accepts_the_exposition(db: Db) {
     );
     // promtool 2.42 reports "no help text" for every OpenMetrics counter even though HELP is
     // present (it reads the family name without `_total`); anything else is a real problem.
+    // Its unit lint also reads the "hours" of `after_hours` (a time of day, not a unit) in the
+    // names the contract fixes (`greenops_machine_after_hours_idle_*`).
     let problems: Vec<&str> = report
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.contains("no help text"))
+        .filter(|l| {
+            !(l.starts_with("greenops_machine_after_hours_idle_")
+                && l.ends_with("use base unit \"seconds\" instead of \"hours\""))
+        })
         .collect();
     assert!(problems.is_empty(), "promtool check metrics:\n{report}");
 }

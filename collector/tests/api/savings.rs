@@ -148,17 +148,7 @@ async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
     );
 
     // The overview's stats and daily series say the same.
-    let stats = ok_json(
-        call(&app, &viewer, Method::GET, "/api/v1/stats", None).await,
-        200,
-    )
-    .await;
-    let all = stats["periods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["period"] == "all")
-        .unwrap();
+    let all = crate::helpers::stats_period(&app, &viewer, "all").await;
     assert_eq!(
         dec(all["avoidable_energy_joules"].as_str().unwrap()),
         sum(&rows, "avoidable_energy_joules")

@@ -123,18 +123,7 @@ async fn an_upgrade_carries_every_figure_forward(db: Db) {
     );
     assert!(f(report_cost_usd) >= live_cost_usd);
     // The stats agree with the report.
-    let stats = ok_json(
-        call(&app, &admin, Method::GET, "/api/v1/stats", None).await,
-        200,
-    )
-    .await;
-    let all = stats["periods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["period"] == "all")
-        .unwrap()
-        .clone();
+    let all = crate::helpers::stats_period(&app, &admin, "all").await;
     assert_eq!(dec(all["energy_joules"].as_str().unwrap()), report_energy);
 
     // Sites and profiles kept their figures as their first version.
