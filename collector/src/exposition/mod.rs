@@ -178,11 +178,13 @@ pub fn stream(
         process.write_process(&mut out);
         send(&mut out);
     });
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
-    });
+    // Fused: a body may be polled again after its end (the gzip encoder does).
+    let chunks =
+        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+        }));
     axum::body::Body::from_stream(chunks)
 }
 

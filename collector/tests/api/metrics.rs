@@ -178,7 +178,53 @@ async fn metrics_can_require_basic_auth() {
     app.stop().await;
 }
 
+/// The series of an exposition, without their values (timestamps and gauges move).
+fn series(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s))
+        .collect()
+}
+
+async fn scrapes_are_gzipped_when_asked(db: Db) {
+    let Some((app, plain)) = populated(db).await else {
+        return;
+    };
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let bytes = res.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    assert_eq!(series(&text), series(&plain));
+    assert!(text.ends_with("# EOF\n"));
+    assert!(
+        bytes.len() * 3 < text.len(),
+        "{} compressed vs {} plain",
+        bytes.len(),
+        text.len()
+    );
+    // Without the header, plain text as before.
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(res.headers().get("content-encoding").is_none());
+    app.stop().await;
+}
+
 on_both_backends!(
     every_documented_family_is_exposed_with_help,
     promtool_accepts_the_exposition,
+    scrapes_are_gzipped_when_asked,
 );
