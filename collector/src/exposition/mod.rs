@@ -22,6 +22,74 @@ pub use stream::write_fleet;
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text format, for scrapers that ask for it.
+pub const CONTENT_TYPE_TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    /// Prometheus text 0.0.4: no `# UNIT` or `# EOF`, counter families named with `_total`.
+    Text004,
+}
+
+impl Format {
+    /// What an `Accept` header asks for: OpenMetrics unless the client names `text/plain`
+    /// and not OpenMetrics (Prometheus asks for both and prefers OpenMetrics).
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("text/plain") && !a.contains("application/openmetrics-text") => {
+                Format::Text004
+            }
+            _ => Format::OpenMetrics,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => CONTENT_TYPE,
+            Format::Text004 => CONTENT_TYPE_TEXT_004,
+        }
+    }
+}
+
+/// Rewrites whole lines of OpenMetrics text as Prometheus text 0.0.4. Every family's `HELP`
+/// and `TYPE` lines arrive in the same chunk (the encoders flush only after samples).
+pub fn to_text_004(chunk: &str) -> String {
+    let mut out = String::with_capacity(chunk.len() + 256);
+    let mut help: Option<(&str, &str)> = None;
+    for line in chunk.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some((name, text)) = help {
+        out.push_str(&format!("# HELP {name} {text}\n"));
+    }
+    out
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -153,6 +221,7 @@ pub fn stream(
     offline_after_ms: i64,
     idle_threshold_ms: i64,
     process: std::sync::Arc<ProcessMetrics>,
+    format: Format,
 ) -> axum::body::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
     tokio::task::spawn_blocking(move || {
@@ -162,7 +231,10 @@ pub fn stream(
                 buf.clear();
                 return;
             }
-            let full = std::mem::replace(buf, String::with_capacity(CHUNK_BYTES + 8192));
+            let mut full = std::mem::replace(buf, String::with_capacity(CHUNK_BYTES + 8192));
+            if format == Format::Text004 {
+                full = to_text_004(&full);
+            }
             // A scraper that went away just stops the stream.
             let _ = tx.blocking_send(axum::body::Bytes::from(full));
         };

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, AppState, bearer};
 use crate::clock;
-use crate::exposition::{self, CONTENT_TYPE};
+use crate::exposition;
 use crate::secrets::TokenHash;
 use crate::settings::secs_to_ms;
 
@@ -99,16 +99,20 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         "fleet snapshot read for /metrics"
     );
     let accounting = state.accounting.get();
+    let format =
+        exposition::Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let body = exposition::stream(
         snapshot,
         clock::now_ms(),
         secs_to_ms(accounting.offline_after_seconds),
         secs_to_ms(accounting.idle_threshold_seconds),
         state.metrics.clone(),
+        format,
     );
     let mut response = body.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     Ok(response)
 }
