@@ -4,6 +4,7 @@
 
 #[cfg(test)]
 mod fleet;
+mod process;
 mod stream;
 
 use std::time::Duration;
@@ -165,6 +166,7 @@ impl ProcessMetrics {
             Unit::Seconds,
             http.clone(),
         );
+        registry.register_collector(Box::new(process::ProcessCollector));
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {

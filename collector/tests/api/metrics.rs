@@ -18,6 +18,13 @@ const FAMILIES: &[&str] = &[
     "greenops_machine_idle_energy_cost_total",
     "greenops_machine_co2_grams_total",
     "greenops_machine_idle_co2_grams_total",
+    "greenops_machine_avoidable_energy_joules_total",
+    "greenops_machine_avoidable_energy_cost_total",
+    "greenops_machine_avoidable_co2_grams_total",
+    "greenops_machine_after_hours_idle_seconds_total",
+    "greenops_machine_after_hours_idle_energy_joules_total",
+    "greenops_machine_unknown_seconds_total",
+    "greenops_machine_gap_seconds_total",
     "greenops_machine_input_idle_seconds",
     "greenops_machine_cpu_usage_ratio",
     "greenops_machine_memory_usage_ratio",
@@ -28,6 +35,12 @@ const FAMILIES: &[&str] = &[
     "greenops_ingest_commit_duration_seconds_bucket",
     "greenops_http_request_duration_seconds_bucket",
     "greenops_build_info",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
 ];
 
 async fn populated(db: Db) -> Option<(crate::helpers::TestApp, String)> {
