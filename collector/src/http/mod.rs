@@ -55,6 +55,8 @@ pub struct AppState {
     pub sessions: crate::auth::SessionKeys,
     /// The bounded pool every password hash and check of this collector runs on.
     pub passwords: Arc<crate::auth::PasswordPool>,
+    /// One what-if computation at a time on this collector (each reads a window of raw rows).
+    pub what_if: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

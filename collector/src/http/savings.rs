@@ -18,10 +18,6 @@ use crate::operations::savings::{self, MAX_SLEEP_AFTER_MINUTES, SavedFigures, Wh
 
 const DAY_MS: i64 = 86_400_000;
 
-/// One what-if at a time per collector: each reads every raw interval of its window (a few
-/// hundred MB of rows for large fleets); more answer 503 `busy` with `Retry-After`.
-static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(what_if))
 }
@@ -153,7 +149,10 @@ async fn what_if(
         from_ms: from,
         to_ms: to,
     };
-    let _running = RUNNING
+    // One what-if at a time per collector (each reads every raw interval of its window);
+    // more answer 503 `busy` with `Retry-After`.
+    let _running = state
+        .what_if
         .try_acquire()
         .map_err(|_| ApiError::Busy("another what-if is being computed; retry shortly"))?;
     let result = savings::what_if(
