@@ -60,6 +60,83 @@ fn help_lists_every_command() {
     }
 }
 
+/// `greenops what-if` answers on an embedded database, as text and as the API's JSON, and
+/// names the flag of every bad value (exit 1, nothing printed on stdout).
+#[test]
+fn what_if_answers_and_names_bad_flags() {
+    let dir = std::env::temp_dir().join(format!("greenops-whatif-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/greenops.db", dir.display());
+    let run = |args: &[&str]| {
+        greenops()
+            .arg("what-if")
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--sleep-after", "15", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["sleep_after_minutes"], 15);
+    assert_eq!(json["energy_joules"], "0");
+    assert_eq!(json["machines_considered"], 0);
+    let out = run(&["--after-hours", "--days", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("after hours only"));
+    for (args, says) in [
+        (
+            &["--sleep-after", "0"][..],
+            "--sleep-after must be a whole number",
+        ),
+        (
+            &["--sleep-after", "10081"][..],
+            "--sleep-after must be a whole number",
+        ),
+        (
+            &["--sleep-after=-3"][..],
+            "invalid value '-3' for '--sleep-after <MINUTES>'",
+        ),
+        (
+            &["--from", "yesterday"][..],
+            "--from must be an RFC 3339 time",
+        ),
+        (
+            &["--to", "2999-01-01T00:00:00Z"][..],
+            "--to must not be in the future",
+        ),
+        (
+            &["--from", "2001-01-01T00:00:00Z"][..],
+            "--from is before the raw heartbeats kept",
+        ),
+        (
+            &["--site", "atlantis"][..],
+            "--site site 'atlantis' does not exist",
+        ),
+        (
+            &["--department", "nobody"][..],
+            "--department no machine is or was in department",
+        ),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bench_says_where_it_moved_and_fails() {
     let out = greenops()

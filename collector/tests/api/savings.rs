@@ -243,6 +243,24 @@ async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
         (Some(1), Some(1))
     );
 
+    // Bad day counts for the daily series.
+    for days in ["0", "367", "seven", "-1", "1.5"] {
+        let res = call(
+            &app,
+            &viewer,
+            Method::GET,
+            &format!("/api/v1/stats/daily?days={days}"),
+            None,
+        )
+        .await;
+        let (status, code, named) = error_of(res).await;
+        assert_eq!(
+            (status, code.as_str(), named.as_deref()),
+            (422, "invalid_field", Some("days")),
+            "{days}"
+        );
+    }
+
     // Bad questions.
     let old = rfc(past(31 * 24 * 60));
     let future = rfc(past(-60));

@@ -360,11 +360,12 @@ where
         });
     }
     let mut current: Option<(i64, Vec<Interval>)> = None;
+    // Rows come in machine order: each machine is handed over once, so its placements move.
     let mut hand_over = |num: i64, intervals: Vec<Interval>| {
-        if let Some((id, placements)) = placements.get(&num) {
+        if let Some((id, placements)) = placements.remove(&num) {
             each(SavingsMachine {
-                id: id.clone(),
-                placements: placements.clone(),
+                id,
+                placements,
                 intervals,
             });
         }
