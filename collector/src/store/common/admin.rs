@@ -114,6 +114,30 @@ fn current_and_scheduled<T: Clone>(
     ))
 }
 
+/// Named objects (sites, power profiles), each with the version in force at `now_ms` and the
+/// later ones; versions arrive as `(object id, version)` in `effective_from` order. An object
+/// without any version is left out.
+fn with_versions<V: Clone, O>(
+    named: Vec<NamedRow>,
+    versions: impl IntoIterator<Item = (i64, V)>,
+    from: impl Fn(&V) -> i64 + Copy,
+    now_ms: i64,
+    build: impl Fn(NamedRow, V, Vec<V>) -> O,
+) -> Vec<O> {
+    let mut by_id: HashMap<i64, Vec<V>> = HashMap::new();
+    for (id, v) in versions {
+        by_id.entry(id).or_default().push(v);
+    }
+    named
+        .into_iter()
+        .filter_map(|n| {
+            let list = by_id.remove(&n.id).unwrap_or_default();
+            let (current, scheduled) = current_and_scheduled(&list, from, now_ms)?;
+            Some(build(n, current, scheduled))
+        })
+        .collect()
+}
+
 /// JSON text of a list-valued version field.
 fn json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
@@ -713,25 +737,20 @@ where
     .bind(only.unwrap_or(0))
     .fetch_all(pool)
     .await?;
-    let mut versions: HashMap<i64, Vec<SiteVersionInfo>> = HashMap::new();
-    for row in &rows {
-        versions.entry(row.site_id).or_default().push(row.info());
-    }
-    Ok(named
-        .into_iter()
-        .filter_map(|n| {
-            let list = versions.remove(&n.id).unwrap_or_default();
-            let (current, scheduled) =
-                current_and_scheduled(&list, |v: &SiteVersionInfo| v.effective_from_ms, now_ms)?;
-            Some(Site {
-                id: n.id,
-                name: n.name,
-                machines: n.machines,
-                current,
-                scheduled,
-            })
-        })
-        .collect())
+    let versions = rows.iter().map(|r| (r.site_id, r.info()));
+    Ok(with_versions(
+        named,
+        versions,
+        |v| v.effective_from_ms,
+        now_ms,
+        |n, current, scheduled| Site {
+            id: n.id,
+            name: n.name,
+            machines: n.machines,
+            current,
+            scheduled,
+        },
+    ))
 }
 
 async fn one_site<DB>(pool: &Pool<DB>, id: i64, now_ms: i64) -> Result<Site, StoreError>
@@ -787,25 +806,20 @@ where
     .bind(only.unwrap_or(0))
     .fetch_all(pool)
     .await?;
-    let mut versions: HashMap<i64, Vec<ProfileVersionInfo>> = HashMap::new();
-    for row in &rows {
-        versions.entry(row.profile_id).or_default().push(row.info());
-    }
-    Ok(named
-        .into_iter()
-        .filter_map(|n| {
-            let list = versions.remove(&n.id).unwrap_or_default();
-            let (current, scheduled) =
-                current_and_scheduled(&list, |v: &ProfileVersionInfo| v.effective_from_ms, now_ms)?;
-            Some(PowerProfile {
-                id: n.id,
-                name: n.name,
-                machines: n.machines,
-                current,
-                scheduled,
-            })
-        })
-        .collect())
+    let versions = rows.iter().map(|r| (r.profile_id, r.info()));
+    Ok(with_versions(
+        named,
+        versions,
+        |v| v.effective_from_ms,
+        now_ms,
+        |n, current, scheduled| PowerProfile {
+            id: n.id,
+            name: n.name,
+            machines: n.machines,
+            current,
+            scheduled,
+        },
+    ))
 }
 
 async fn one_profile<DB>(pool: &Pool<DB>, id: i64, now_ms: i64) -> Result<PowerProfile, StoreError>
