@@ -151,7 +151,7 @@ impl App {
                 metrics,
                 settings: Arc::new(settings),
                 sessions,
-                what_if: Arc::new(tokio::sync::Semaphore::new(1)),
+                what_if: Arc::default(),
             },
         })
     }

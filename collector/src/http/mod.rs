@@ -56,7 +56,7 @@ pub struct AppState {
     /// The bounded pool every password hash and check of this collector runs on.
     pub passwords: Arc<crate::auth::PasswordPool>,
     /// One what-if computation at a time on this collector (each reads a window of raw rows).
-    pub what_if: Arc<tokio::sync::Semaphore>,
+    pub what_if: Arc<savings::WhatIfGate>,
 }
 
 impl AppState {

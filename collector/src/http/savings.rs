@@ -18,6 +18,51 @@ use crate::operations::savings::{self, MAX_SLEEP_AFTER_MINUTES, SavedFigures, Wh
 
 const DAY_MS: i64 = 86_400_000;
 
+/// One what-if at a time per collector (each reads every raw interval of its window). A few
+/// more wait their turn for a while — two people clicking a preset at once both get an answer —
+/// and beyond that queue, or after waiting too long, the answer is 503 `busy` with `Retry-After`.
+#[derive(Debug)]
+pub struct WhatIfGate {
+    running: tokio::sync::Semaphore,
+    admitted: tokio::sync::Semaphore,
+    wait: std::time::Duration,
+}
+
+impl WhatIfGate {
+    /// How many requests may wait behind the running one.
+    const WAITING: usize = 4;
+
+    pub fn new(wait: std::time::Duration) -> Self {
+        Self {
+            running: tokio::sync::Semaphore::new(1),
+            admitted: tokio::sync::Semaphore::new(1 + Self::WAITING),
+            wait,
+        }
+    }
+
+    async fn enter(
+        &self,
+    ) -> Result<(
+        tokio::sync::SemaphorePermit<'_>,
+        tokio::sync::SemaphorePermit<'_>,
+    )> {
+        const BUSY: ApiError =
+            ApiError::Busy("other what-if computations are running; retry shortly");
+        let admitted = self.admitted.try_acquire().map_err(|_| BUSY)?;
+        let running = tokio::time::timeout(self.wait, self.running.acquire())
+            .await
+            .map_err(|_| BUSY)?
+            .map_err(|_| BUSY)?;
+        Ok((admitted, running))
+    }
+}
+
+impl Default for WhatIfGate {
+    fn default() -> Self {
+        Self::new(std::time::Duration::from_secs(20))
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(what_if))
 }
@@ -149,12 +194,7 @@ async fn what_if(
         from_ms: from,
         to_ms: to,
     };
-    // One what-if at a time per collector (each reads every raw interval of its window);
-    // more answer 503 `busy` with `Retry-After`.
-    let _running = state
-        .what_if
-        .try_acquire()
-        .map_err(|_| ApiError::Busy("another what-if is being computed; retry shortly"))?;
+    let _running = state.what_if.enter().await?;
     let result = savings::what_if(
         state.store.as_ref(),
         query,

@@ -293,6 +293,37 @@ async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
             "{query}"
         );
     }
+
+    // Several at once: a few wait their turn and all get the same answer (two people clicking
+    // a preset together); a burst beyond the queue is refused with `busy`, never a failure.
+    let query = format!("/api/v1/savings/what-if?sleep_after_minutes=7&from={from}&to={to}");
+    let expected = ok_json(call(&app, &viewer, Method::GET, &query, None).await, 200).await;
+    let answers = futures_util::future::join_all(
+        (0..3).map(|_| call(&app, &viewer, Method::GET, &query, None)),
+    )
+    .await;
+    for res in answers {
+        assert_eq!(ok_json(res, 200).await, expected);
+    }
+    let burst = futures_util::future::join_all(
+        (0..40).map(|_| call(&app, &viewer, Method::GET, &query, None)),
+    )
+    .await;
+    let mut answered = 0;
+    for res in burst {
+        if res.status() == 200 {
+            answered += 1;
+            assert_eq!(res.json::<Value>().await.unwrap(), expected);
+        } else {
+            assert!(res.headers().contains_key("retry-after"));
+            let (status, code, _) = error_of(res).await;
+            assert_eq!((status, code.as_str()), (503, "busy"));
+        }
+    }
+    assert!(
+        answered >= 5,
+        "at least the running one and the queue answer: {answered}"
+    );
 }
 
 on_both_backends!(app: what_if_agrees_with_the_stored_figures);
