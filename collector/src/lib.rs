@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod currency;
 pub mod exposition;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod listing;
@@ -131,6 +132,7 @@ impl App {
             database = %redact_url(&settings.database_url()),
             "store ready"
         );
+        let fleet = fleet::FleetView::new();
         Ok(Self {
             listener,
             tls,
@@ -139,7 +141,9 @@ impl App {
             settings_watch,
             retention,
             state: AppState {
+                fleet: fleet.clone(),
                 listing: listing::Listing::new(
+                    fleet,
                     settings.admin.list_memory_min_machines,
                     Duration::from_millis(settings.admin.list_memory_max_age_ms),
                 ),

@@ -1,161 +1,67 @@
-//! The machines list and the fleet statistics, answered from a fleet snapshot in memory.
+//! The machines list and the fleet statistics, answered from the in-memory fleet
+//! ([`crate::fleet`], the one `/metrics` reads).
 //!
-//! Every list request filters, sorts and pages the fleet snapshot (the same one `/metrics`
-//! reads): status is derived at request time, `q` is a case-insensitive substring of the
-//! hostname, absent sort keys sort last in both directions, ties are broken by machine id, and
-//! text sorts by byte order. Below `admin.list_memory_min_machines` live machines the snapshot
-//! is read fresh for every request (exact and immediate); above it a copy is kept — by SQL a
-//! sorted page of 100k machines costs two scans of the machines table, from memory a few
-//! milliseconds — refreshed in the background while the list is in use, at most
-//! `admin.list_memory_max_age_ms` (plus one refresh) old; an admin change made through this
-//! collector (retire, move, site or profile edits) drops it at once.
+//! Every list request filters, sorts and pages the fleet: status is derived at request time,
+//! `q` is a case-insensitive substring of the hostname, absent sort keys sort last in both
+//! directions, ties are broken by machine id, and text sorts by byte order. Below
+//! `admin.list_memory_min_machines` live machines each request first reads what changed in
+//! the database (exact and immediate); above it the fleet is read again only when older than
+//! `admin.list_memory_max_age_ms` — by SQL a sorted page of 100k machines costs two scans of
+//! the machines table, from memory a few milliseconds — and an admin change made through this
+//! collector (retire, move, site or profile edits) makes the next request read again.
 
 use std::cmp::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::accounting::{Status, status};
+use crate::fleet::{Fleet, FleetView};
 use crate::store::{MachineQuery, MachineRow, MachineSnapshot, MachineSort, Store, StoreError};
 
-/// A copy of the live fleet, taken at one moment.
-#[derive(Debug)]
-struct Copy {
-    taken: Instant,
-    machines: Arc<[MachineSnapshot]>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    copy: Option<Arc<Copy>>,
-    refreshing: bool,
-    /// Bumped by every invalidation: a refresh started before it must not install its copy.
-    generation: u64,
-    /// Live machines at the last count, and when it was taken.
-    fleet_size: Option<(i64, Instant)>,
-}
-
-/// The in-memory machine list (see the module docs).
+/// The machines list of one collector (see the module docs).
 #[derive(Debug)]
 pub struct Listing {
-    min_machines: i64,
+    view: Arc<FleetView>,
+    min_machines: usize,
     max_age: Duration,
-    state: Mutex<State>,
-    /// Requests that find no copy wait here, so only one of them reads the fleet.
-    first_read: tokio::sync::Mutex<()>,
 }
 
-/// How long a fleet size is trusted before it is counted again.
-const FLEET_SIZE_TTL: Duration = Duration::from_secs(30);
-
 impl Listing {
-    pub fn new(min_machines: usize, max_age: Duration) -> Arc<Self> {
+    pub fn new(view: Arc<FleetView>, min_machines: usize, max_age: Duration) -> Arc<Self> {
         Arc::new(Self {
-            min_machines: i64::try_from(min_machines).unwrap_or(i64::MAX),
+            view,
+            min_machines,
             max_age,
-            state: Mutex::new(State::default()),
-            first_read: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Forgets the copy: the next list request reads a fresh one.
+    /// The next request reads the database again: placement, names or membership changed.
     pub fn invalidate(&self) {
-        let mut state = self.lock();
-        state.copy = None;
-        state.generation += 1;
+        self.view.invalidate();
     }
 
     /// A page of live machines and the number matching (see the module docs).
     pub async fn list(
-        self: &Arc<Self>,
+        &self,
         store: &Arc<dyn Store>,
         query: &MachineQuery,
     ) -> Result<(Vec<MachineRow>, i64), StoreError> {
         let fleet = self.fleet(store).await?;
-        Ok(page(&fleet, query))
+        Ok(page(fleet.all(), query))
     }
 
-    /// Every machine, retired ones included: the in-memory copy for large fleets, a fresh
-    /// snapshot otherwise.
-    pub async fn fleet(
-        self: &Arc<Self>,
-        store: &Arc<dyn Store>,
-    ) -> Result<Arc<[MachineSnapshot]>, StoreError> {
-        let known = self.lock().fleet_size;
-        let large = match known {
-            Some((n, at)) if at.elapsed() < FLEET_SIZE_TTL => n >= self.min_machines,
-            _ => self.min_machines == 0,
-        };
-        if large {
-            return Ok(self.copy(store).await?.machines.clone());
+    /// Every machine, retired ones included: at most `max_age` old for large fleets, as the
+    /// database holds it now otherwise.
+    pub async fn fleet(&self, store: &Arc<dyn Store>) -> Result<Arc<Fleet>, StoreError> {
+        let large = self
+            .view
+            .last()
+            .is_some_and(|f| f.live().count() >= self.min_machines);
+        if large || self.min_machines == 0 {
+            self.view.recent(store.as_ref(), self.max_age).await
+        } else {
+            self.view.fresh(store.as_ref()).await
         }
-        let snapshot: Arc<[MachineSnapshot]> = store.fleet_snapshot().await?.machines.into();
-        let live = snapshot.iter().filter(|m| !m.retired).count() as i64;
-        self.lock().fleet_size = Some((live, Instant::now()));
-        Ok(snapshot)
-    }
-
-    /// The current copy: fresh enough is served as is (a background refresh starts when it is
-    /// getting old); without one, the caller waits for the first.
-    async fn copy(self: &Arc<Self>, store: &Arc<dyn Store>) -> Result<Arc<Copy>, StoreError> {
-        let (current, start_refresh, generation) = {
-            let mut state = self.lock();
-            let stale = state
-                .copy
-                .as_ref()
-                .is_none_or(|c| c.taken.elapsed() >= self.max_age);
-            let start = stale && !state.refreshing && state.copy.is_some();
-            if start {
-                state.refreshing = true;
-            }
-            (state.copy.clone(), start, state.generation)
-        };
-        if start_refresh {
-            let me = self.clone();
-            let store = store.clone();
-            tokio::spawn(async move {
-                let result = me.read(&store, generation).await;
-                me.lock().refreshing = false;
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "could not refresh the in-memory machine list");
-                }
-            });
-        }
-        match current {
-            Some(copy) => Ok(copy),
-            None => {
-                let _one_reader = self.first_read.lock().await;
-                let (copy, generation) = {
-                    let state = self.lock();
-                    (state.copy.clone(), state.generation)
-                };
-                match copy {
-                    // Another request read it while this one waited.
-                    Some(copy) => Ok(copy),
-                    None => self.read(store, generation).await,
-                }
-            }
-        }
-    }
-
-    /// Reads the fleet and installs the copy unless it was invalidated meanwhile.
-    async fn read(&self, store: &Arc<dyn Store>, generation: u64) -> Result<Arc<Copy>, StoreError> {
-        let taken = Instant::now();
-        let snapshot = store.fleet_snapshot().await?;
-        let copy = Arc::new(Copy {
-            taken,
-            machines: snapshot.machines.into(),
-        });
-        let mut state = self.lock();
-        let live = copy.machines.iter().filter(|m| !m.retired).count() as i64;
-        state.fleet_size = Some((live, taken));
-        if state.generation == generation {
-            state.copy = Some(copy.clone());
-        }
-        Ok(copy)
     }
 }
 
@@ -246,14 +152,20 @@ fn row_of(m: &MachineSnapshot, query: &MachineQuery) -> MachineRow {
 }
 
 /// Filters, sorts and pages a fleet copy: only the rows up to the requested page are sorted.
-pub fn page_of(machines: &[MachineSnapshot], query: &MachineQuery) -> (Vec<MachineRow>, i64) {
+pub fn page_of<'a>(
+    machines: impl IntoIterator<Item = &'a MachineSnapshot>,
+    query: &MachineQuery,
+) -> (Vec<MachineRow>, i64) {
     page(machines, query)
 }
 
-fn page(machines: &[MachineSnapshot], query: &MachineQuery) -> (Vec<MachineRow>, i64) {
+fn page<'a>(
+    machines: impl IntoIterator<Item = &'a MachineSnapshot>,
+    query: &MachineQuery,
+) -> (Vec<MachineRow>, i64) {
     let needle = query.q.as_ref().map(|q| q.to_lowercase());
     let mut hits: Vec<&MachineSnapshot> = machines
-        .iter()
+        .into_iter()
         .filter(|m| matches(m, query, needle.as_deref()))
         .collect();
     let total = hits.len() as i64;

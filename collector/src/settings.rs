@@ -193,9 +193,14 @@ pub struct IngestSettings {
     pub revocation_poll_seconds: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
+    /// Per-machine series: `auto` (up to `per_machine_max` live machines), `true` or `false`.
+    /// The group series (`greenops_group_…`) and machine counts are always exposed.
+    pub per_machine: PerMachine,
+    /// The largest fleet `auto` exposes per machine.
+    pub per_machine_max: usize,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     #[serde(serialize_with = "serialize_exposed")]
     pub bearer_token: Option<SecretString>,
@@ -206,11 +211,78 @@ pub struct MetricsSettings {
     pub basic_auth_password: Option<SecretString>,
 }
 
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            per_machine: PerMachine::Auto,
+            per_machine_max: 5000,
+            bearer_token: None,
+            basic_auth_username: None,
+            basic_auth_password: None,
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// Whether a fleet of `live` machines gets per-machine series.
+    pub fn per_machine_for(&self, live: usize) -> bool {
+        match self.per_machine {
+            PerMachine::Auto => live <= self.per_machine_max,
+            PerMachine::Always => true,
+            PerMachine::Never => false,
+        }
+    }
+}
+
+/// `metrics.per_machine`: `"auto"`, `true` or `false` (also as the strings `"true"`/`"false"`,
+/// as environment variables give them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PerMachine {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Serialize for PerMachine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PerMachine::Auto => s.serialize_str("auto"),
+            PerMachine::Always => s.serialize_bool(true),
+            PerMachine::Never => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PerMachine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(true) => Ok(PerMachine::Always),
+            Raw::Flag(false) => Ok(PerMachine::Never),
+            Raw::Word(w) => match w.to_ascii_lowercase().as_str() {
+                "auto" => Ok(PerMachine::Auto),
+                "true" => Ok(PerMachine::Always),
+                "false" => Ok(PerMachine::Never),
+                _ => Err(serde::de::Error::custom(format!(
+                    "per_machine must be \"auto\", true or false, not {w:?}"
+                ))),
+            },
+        }
+    }
+}
+
 /// By value (secrets included): settings are compared in tests.
 impl PartialEq for MetricsSettings {
     fn eq(&self, other: &Self) -> bool {
         use greenops_runtime::secret::same;
-        same(&self.bearer_token, &other.bearer_token)
+        self.per_machine == other.per_machine
+            && self.per_machine_max == other.per_machine_max
+            && same(&self.bearer_token, &other.bearer_token)
             && self.basic_auth_username == other.basic_auth_username
             && same(&self.basic_auth_password, &other.basic_auth_password)
     }
@@ -623,6 +695,10 @@ credential_cache_seconds = {cache}
 revocation_poll_seconds = {poll}
 
 [metrics]
+# Per-machine series: "auto" (only while the fleet has at most per_machine_max live machines),
+# true or false. Series per site and department (greenops_group_*) are always exposed.
+per_machine = "auto"
+per_machine_max = 5000
 # Require "Authorization: Bearer <token>" on /metrics...
 # bearer_token = "change-me"
 # ...and/or HTTP basic auth (Prometheus: basic_auth in the scrape config).

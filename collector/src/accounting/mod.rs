@@ -65,6 +65,25 @@ impl Increment {
         self.avoidable_co2_g += other.avoidable_co2_g;
     }
 
+    /// Takes back an increment added before (the in-memory fleet replaces a machine's rows).
+    pub fn sub(&mut self, other: &Increment) {
+        self.observed_ms -= other.observed_ms;
+        self.idle_ms -= other.idle_ms;
+        self.unknown_ms -= other.unknown_ms;
+        self.after_hours_idle_ms -= other.after_hours_idle_ms;
+        self.gap_ms -= other.gap_ms;
+        self.energy_j -= other.energy_j;
+        self.idle_energy_j -= other.idle_energy_j;
+        self.avoidable_energy_j -= other.avoidable_energy_j;
+        self.after_hours_idle_energy_j -= other.after_hours_idle_energy_j;
+        self.cost -= other.cost;
+        self.idle_cost -= other.idle_cost;
+        self.avoidable_cost -= other.avoidable_cost;
+        self.co2_g -= other.co2_g;
+        self.idle_co2_g -= other.idle_co2_g;
+        self.avoidable_co2_g -= other.avoidable_co2_g;
+    }
+
     /// The same figures without money (time, energy and CO₂ add across currencies).
     pub fn without_money(&self) -> Increment {
         Increment {

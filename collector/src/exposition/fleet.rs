@@ -158,15 +158,26 @@ impl Collector for FleetCollector {
             None,
             MetricType::Gauge,
         )?;
-        let mut counts: BTreeMap<(&str, Status), i64> = BTreeMap::new();
-        for site in &self.snapshot.sites {
+        // Every placement of a live machine, and every site without one (department ""),
+        // with all four statuses.
+        let mut counts: BTreeMap<(&str, &str, Status), i64> = BTreeMap::new();
+        for m in machines.iter() {
             for s in Status::ALL {
-                counts.insert((site.as_str(), s), 0);
+                counts.insert((m.site.as_str(), m.department.as_str(), s), 0);
+            }
+        }
+        for site in &self.snapshot.sites {
+            if !machines.iter().any(|m| &m.site == site) {
+                for s in Status::ALL {
+                    counts.insert((site.as_str(), "", s), 0);
+                }
             }
         }
         for m in machines {
             let current = self.status(m);
-            *counts.entry((m.site.as_str(), current)).or_default() += 1;
+            *counts
+                .entry((m.site.as_str(), m.department.as_str(), current))
+                .or_default() += 1;
             for s in Status::ALL {
                 let mut labels = machine_labels(m);
                 labels.push(("status", s.as_str()));
@@ -326,12 +337,16 @@ impl Collector for FleetCollector {
 
         let mut fleet = enc.encode_descriptor(
             "greenops_machines",
-            "Number of machines by site and status",
+            "Number of machines by site, department and status",
             None,
             MetricType::Gauge,
         )?;
-        for ((site, s), n) in counts {
-            let labels: Labels<'_> = vec![("site", site), ("status", s.as_str())];
+        for ((site, department, s), n) in counts {
+            let labels: Labels<'_> = vec![
+                ("site", site),
+                ("department", department),
+                ("status", s.as_str()),
+            ];
             ConstGauge::new(n).encode(fleet.encode_family(&labels)?)?;
         }
         Ok(())
@@ -434,8 +449,17 @@ mod tests {
     fn streamed(snapshot: &FleetSnapshot, now: i64, chunk: usize) -> String {
         let mut whole = String::new();
         let mut out = String::new();
+        let machines: Vec<crate::fleet::FleetMachine> = snapshot
+            .machines
+            .iter()
+            .map(|m| crate::fleet::FleetMachine::new(m.clone(), Vec::new()))
+            .collect();
+        let live: Vec<&crate::fleet::FleetMachine> =
+            machines.iter().filter(|m| !m.snapshot.retired).collect();
         crate::exposition::write_fleet(
-            snapshot,
+            &live,
+            &snapshot.sites,
+            true,
             now,
             180_000,
             300_000,
@@ -522,6 +546,38 @@ mod tests {
             let reference = render_fleet_only(FleetCollector::new(snapshot.clone(), now, 180_000, 300_000));
             proptest::prop_assert_eq!(streamed(&snapshot, now, chunk), reference);
         }
+    }
+
+    #[test]
+    fn group_series_sum_every_row_of_their_group() {
+        let inc = |ms, j: &str, cost: &str| Increment {
+            observed_ms: ms,
+            energy_j: d(j),
+            cost: d(cost),
+            ..Increment::default()
+        };
+        let mut groups = crate::fleet::GroupTotals::new();
+        let key = |s: &str, dep: &str, c: &str| (s.to_string(), dep.to_string(), c.to_string());
+        groups.insert(key("hq", "it", "EUR"), inc(1000, "1.5", "0.25"));
+        groups.insert(key("hq", "it", "USD"), inc(500, "0.5", "0.1"));
+        groups.insert(key("lab\"1", "", "EUR"), inc(2000, "2", "0"));
+        let mut out = String::new();
+        crate::exposition::write_groups(&groups, &mut out);
+        for line in [
+            "# TYPE greenops_group_observed_seconds counter\n# UNIT greenops_group_observed_seconds seconds\n",
+            "greenops_group_observed_seconds_total{site=\"hq\",department=\"it\"} 1.5\n",
+            "greenops_group_energy_joules_total{site=\"hq\",department=\"it\"} 2.0\n",
+            "greenops_group_energy_cost_total{site=\"hq\",department=\"it\",currency=\"EUR\"} 0.25\n",
+            "greenops_group_energy_cost_total{site=\"hq\",department=\"it\",currency=\"USD\"} 0.1\n",
+            "greenops_group_observed_seconds_total{site=\"lab\\\"1\",department=\"\"} 2.0\n",
+            "greenops_group_gap_seconds_total{site=\"hq\",department=\"it\"} 0.0\n",
+        ] {
+            assert!(out.contains(line), "{line} not in\n{out}");
+        }
+        assert!(!out.contains("input_idle") && !out.contains("greenops_machine_"));
+        // The same families as per machine, counters only.
+        let families = out.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(families, 15);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `/metrics`: process metrics kept in a `prometheus-client` registry, plus per-machine series
-//! rendered at scrape time from a [`FleetSnapshot`] of the store's totals (DESIGN §4), so a
-//! restart never resets a counter and every replica serves the same values.
+//! `/metrics`: process metrics kept in a `prometheus-client` registry, plus the fleet series
+//! (per machine and per group) rendered at scrape time from the in-memory fleet, which reads
+//! the store's totals (so a restart never resets a counter and every replica serves the same
+//! values).
 
 #[cfg(test)]
 mod fleet;
@@ -19,7 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 #[cfg(test)]
 pub use fleet::FleetCollector;
-pub use stream::write_fleet;
+pub use stream::{MachineText, write_fleet, write_groups};
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -215,13 +216,21 @@ impl ProcessMetrics {
 /// Size of the chunks `/metrics` is streamed in.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// The whole exposition — fleet series from `snapshot`, then this process's metrics — as a
-/// stream of chunks encoded on a blocking thread, so memory stays bounded for any fleet size.
+/// What one scrape shows of the fleet.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub fleet: std::sync::Arc<crate::fleet::Fleet>,
+    /// Per-machine series (else only the group series and machine counts).
+    pub per_machine: bool,
+    pub now_ms: i64,
+    pub offline_after_ms: i64,
+    pub idle_threshold_ms: i64,
+}
+
+/// The whole exposition — fleet series, then this process's metrics — as a stream of chunks
+/// encoded on a blocking thread, so memory stays bounded for any fleet size.
 pub fn stream(
-    snapshot: crate::store::FleetSnapshot,
-    now_ms: i64,
-    offline_after_ms: i64,
-    idle_threshold_ms: i64,
+    scrape: Scrape,
     process: std::sync::Arc<ProcessMetrics>,
     format: Format,
 ) -> axum::body::Body {
@@ -240,15 +249,27 @@ pub fn stream(
             // A scraper that went away just stops the stream.
             let _ = tx.blocking_send(axum::body::Bytes::from(full));
         };
+        // Retired machines have no per-machine series (their history stays in the group
+        // series, reports and stats).
+        let live: Vec<&crate::fleet::FleetMachine> = scrape
+            .fleet
+            .machines
+            .iter()
+            .map(|m| m.as_ref())
+            .filter(|m| !m.snapshot.retired)
+            .collect();
         write_fleet(
-            &snapshot,
-            now_ms,
-            offline_after_ms,
-            idle_threshold_ms,
+            &live,
+            &scrape.fleet.sites,
+            scrape.per_machine,
+            scrape.now_ms,
+            scrape.offline_after_ms,
+            scrape.idle_threshold_ms,
             &mut out,
             CHUNK_BYTES,
             &mut send,
         );
+        write_groups(&scrape.fleet.groups, &mut out);
         process.write_process(&mut out);
         send(&mut out);
     });

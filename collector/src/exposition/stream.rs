@@ -1,7 +1,9 @@
-//! The per-machine series written straight from a [`FleetSnapshot`], in chunks, for large
-//! fleets: 100k machines make ~2M series, too many to build through a registry and hold as one
-//! string. The output is byte-for-byte what [`super::FleetCollector`] produces through
-//! `prometheus-client` (tested against it), with each machine's labels escaped once.
+//! The fleet series written straight from the in-memory fleet, in chunks, for large fleets:
+//! 100k machines make ~2M series, too many to build through a registry and hold as one
+//! string. Each machine's lines are rendered once per change of the machine and kept with it
+//! (status lines, which change with the clock, are written at every scrape from its cached
+//! labels). The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
+//! through `prometheus-client` (tested against it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,8 +11,9 @@ use std::fmt::Write;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::accounting::{self, Status};
-use crate::store::{FleetSnapshot, MachineSnapshot};
+use crate::accounting::{self, Increment, Status};
+use crate::fleet::{FleetMachine, GroupTotals};
+use crate::store::{CostTotal, MachineSnapshot};
 
 // Help texts of the v2 families (the reference encoder in the tests uses them too).
 pub(super) const AVOIDABLE_ENERGY_HELP: &str =
@@ -26,47 +29,190 @@ pub(super) const UNKNOWN_HELP: &str =
     "Observed time without idle data (coverage: never counted as waste)";
 pub(super) const GAP_HELP: &str = "Unobserved time between consecutive heartbeats (coverage)";
 
-/// A per-machine family: name, help, unit, and how to read the value from a machine.
-type Family<T> = (
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    fn(&MachineSnapshot) -> T,
-);
+/// How a per-machine family reads its value.
+#[derive(Clone, Copy)]
+enum Value {
+    /// A counter of the machine's totals (time, energy, CO₂), one sample per machine.
+    Counter(fn(&Increment) -> f64),
+    /// A money counter: one sample per machine and currency.
+    Cost(fn(&CostTotal) -> Decimal),
+    /// A gauge of the last report, absent when never reported.
+    Gauge(fn(&MachineSnapshot) -> Option<f64>),
+}
 
-/// Writes the fleet series into `out`, calling `flush(out)` whenever it holds more than
-/// `chunk` bytes (the callee takes the text and leaves `out` empty or not, as it likes).
-pub fn write_fleet(
-    snapshot: &FleetSnapshot,
-    now_ms: i64,
-    offline_after_ms: i64,
-    idle_threshold_ms: i64,
-    out: &mut String,
-    chunk: usize,
-    flush: &mut dyn FnMut(&mut String),
-) {
-    let machines = &snapshot.machines;
-    let labels: Vec<String> = machines.iter().map(machine_labels).collect();
-    let statuses: Vec<Status> = machines
-        .iter()
-        .map(|m| accounting::status(m.last, now_ms, offline_after_ms, idle_threshold_ms))
-        .collect();
-    let mut maybe_flush = |out: &mut String| {
-        if out.len() >= chunk {
-            flush(out);
-        }
-    };
+/// A family written for every machine (after `greenops_machine_info` and `_status`): full
+/// name without the unit, help, unit, value.
+struct Spec {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<&'static str>,
+    value: Value,
+}
 
-    header(
-        out,
-        "greenops_machine_info",
-        "Descriptive labels of each machine (always 1); join with group_left",
-        "gauge",
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    unit: &'static str,
+    value: fn(&Increment) -> f64,
+) -> Spec {
+    Spec {
+        name,
+        help,
+        unit: Some(unit),
+        value: Value::Counter(value),
+    }
+}
+
+const fn cost(name: &'static str, help: &'static str, value: fn(&CostTotal) -> Decimal) -> Spec {
+    Spec {
+        name,
+        help,
+        unit: None,
+        value: Value::Cost(value),
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    unit: Option<&'static str>,
+    value: fn(&MachineSnapshot) -> Option<f64>,
+) -> Spec {
+    Spec {
+        name,
+        help,
+        unit,
+        value: Value::Gauge(value),
+    }
+}
+
+/// Every per-machine family after info and status, in exposition order. The counters also
+/// exist per group (`greenops_group_…`).
+const FAMILIES: [Spec; 19] = [
+    counter(
+        "greenops_machine_observed",
+        "Observed powered-on time",
+        "seconds",
+        |t| seconds(t.observed_ms),
+    ),
+    counter(
+        "greenops_machine_idle",
+        "Observed time idle beyond the threshold (waste time)",
+        "seconds",
+        |t| seconds(t.idle_ms),
+    ),
+    counter(
+        "greenops_machine_energy",
+        "Estimated energy consumed over observed time",
+        "joules",
+        |t| float(t.energy_j),
+    ),
+    counter(
+        "greenops_machine_idle_energy",
+        "Estimated energy wasted while idle beyond the threshold",
+        "joules",
+        |t| float(t.idle_energy_j),
+    ),
+    cost(
+        "greenops_machine_energy_cost",
+        "Cost of the energy consumed, in the currency of the label",
+        |c| c.cost,
+    ),
+    cost(
+        "greenops_machine_idle_energy_cost",
+        "Cost of the energy wasted while idle, in the currency of the label",
+        |c| c.idle_cost,
+    ),
+    counter(
+        "greenops_machine_co2",
+        "Estimated CO2-equivalent emitted for the energy consumed",
+        "grams",
+        |t| float(t.co2_g),
+    ),
+    counter(
+        "greenops_machine_idle_co2",
+        "Estimated CO2-equivalent emitted for the energy wasted while idle",
+        "grams",
+        |t| float(t.idle_co2_g),
+    ),
+    counter(
+        "greenops_machine_avoidable_energy",
+        AVOIDABLE_ENERGY_HELP,
+        "joules",
+        |t| float(t.avoidable_energy_j),
+    ),
+    cost(
+        "greenops_machine_avoidable_energy_cost",
+        AVOIDABLE_COST_HELP,
+        |c| c.avoidable_cost,
+    ),
+    counter(
+        "greenops_machine_avoidable_co2",
+        AVOIDABLE_CO2_HELP,
+        "grams",
+        |t| float(t.avoidable_co2_g),
+    ),
+    counter(
+        "greenops_machine_after_hours_idle",
+        AFTER_HOURS_IDLE_HELP,
+        "seconds",
+        |t| seconds(t.after_hours_idle_ms),
+    ),
+    counter(
+        "greenops_machine_after_hours_idle_energy",
+        AFTER_HOURS_IDLE_ENERGY_HELP,
+        "joules",
+        |t| float(t.after_hours_idle_energy_j),
+    ),
+    counter("greenops_machine_unknown", UNKNOWN_HELP, "seconds", |t| {
+        seconds(t.unknown_ms)
+    }),
+    counter("greenops_machine_gap", GAP_HELP, "seconds", |t| {
+        seconds(t.gap_ms)
+    }),
+    gauge(
+        "greenops_machine_input_idle",
+        "Seconds since the last keyboard/mouse input, as last reported",
+        Some("seconds"),
+        |m| m.last.and_then(|l| l.idle_ms).map(seconds),
+    ),
+    gauge(
+        "greenops_machine_cpu_usage_ratio",
+        "CPU usage (0-1), as last reported",
         None,
-    );
-    for m in machines {
-        out.push_str("greenops_machine_info{machine_id=\"");
-        escape(out, &m.id);
+        |m| m.cpu_usage_ratio,
+    ),
+    gauge(
+        "greenops_machine_memory_usage_ratio",
+        "Memory usage (0-1), as last reported",
+        None,
+        |m| m.memory_usage_ratio,
+    ),
+    gauge(
+        "greenops_machine_last_heartbeat_timestamp",
+        "Server receive time of the last accepted heartbeat (Unix seconds)",
+        Some("seconds"),
+        |m| m.last.map(|l| seconds(l.received_at_ms)),
+    ),
+];
+
+/// A machine's series as text, rendered once per change of the machine: its escaped labels,
+/// its `greenops_machine_info` line, then its lines of each of [`FAMILIES`].
+#[derive(Debug)]
+pub struct MachineText {
+    labels: String,
+    text: String,
+    /// End of the info line, then of each family's lines, in `text`.
+    ends: [usize; FAMILIES.len() + 1],
+}
+
+impl MachineText {
+    pub fn of(m: &MachineSnapshot) -> Self {
+        let labels = machine_labels(m);
+        let mut text = String::with_capacity(2048);
+        let mut ends = [0; FAMILIES.len() + 1];
+        text.push_str("greenops_machine_info{machine_id=\"");
+        escape(&mut text, &m.id);
         for (key, value) in [
             ("hostname", &m.hostname),
             ("os", &m.os),
@@ -76,211 +222,187 @@ pub fn write_fleet(
             ("department", &m.department),
             ("power_profile", &m.power_profile),
         ] {
-            out.push_str("\",");
-            out.push_str(key);
-            out.push_str("=\"");
-            escape(out, value);
+            text.push_str("\",");
+            text.push_str(key);
+            text.push_str("=\"");
+            escape(&mut text, value);
         }
-        out.push_str("\"} 1\n");
-        maybe_flush(out);
-    }
-
-    header(
-        out,
-        "greenops_machine_status",
-        "Current status of each machine: 1 for the current one of active, idle, offline, unknown",
-        "gauge",
-        None,
-    );
-    for (l, current) in labels.iter().zip(&statuses) {
-        for s in Status::ALL {
-            out.push_str("greenops_machine_status{");
-            out.push_str(l);
-            out.push_str(",status=\"");
-            out.push_str(s.as_str());
-            out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
+        text.push_str("\"} 1\n");
+        ends[0] = text.len();
+        for (i, family) in FAMILIES.iter().enumerate() {
+            sample_lines(&mut text, family, &SERIES[i], &labels, m);
+            ends[i + 1] = text.len();
         }
-        maybe_flush(out);
+        Self { labels, text, ends }
     }
 
-    let counters: [Family<f64>; 2] = [
-        (
-            "greenops_machine_observed",
-            "Observed powered-on time",
-            Some("seconds"),
-            |m| seconds(m.totals.observed_ms),
-        ),
-        (
-            "greenops_machine_idle",
-            "Observed time idle beyond the threshold (waste time)",
-            Some("seconds"),
-            |m| seconds(m.totals.idle_ms),
-        ),
-    ];
-    let energy: [Family<f64>; 2] = [
-        (
-            "greenops_machine_energy",
-            "Estimated energy consumed over observed time",
-            Some("joules"),
-            |m| float(m.totals.energy_j),
-        ),
-        (
-            "greenops_machine_idle_energy",
-            "Estimated energy wasted while idle beyond the threshold",
-            Some("joules"),
-            |m| float(m.totals.idle_energy_j),
-        ),
-    ];
-    for family in counters.into_iter().chain(energy) {
-        counter_family(out, machines, &labels, family, &mut maybe_flush);
+    fn segment(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
     }
-    let costs: [CostFamily; 2] = [
-        (
-            "greenops_machine_energy_cost",
-            "Cost of the energy consumed, in the currency of the label",
-            |c| c.cost,
-        ),
-        (
-            "greenops_machine_idle_energy_cost",
-            "Cost of the energy wasted while idle, in the currency of the label",
-            |c| c.idle_cost,
-        ),
-    ];
-    for family in costs {
-        cost_family(out, machines, &labels, family, &mut maybe_flush);
-    }
-    let co2: [Family<f64>; 2] = [
-        (
-            "greenops_machine_co2",
-            "Estimated CO2-equivalent emitted for the energy consumed",
-            Some("grams"),
-            |m| float(m.totals.co2_g),
-        ),
-        (
-            "greenops_machine_idle_co2",
-            "Estimated CO2-equivalent emitted for the energy wasted while idle",
-            Some("grams"),
-            |m| float(m.totals.idle_co2_g),
-        ),
-    ];
-    for family in co2 {
-        counter_family(out, machines, &labels, family, &mut maybe_flush);
-    }
-    let avoidable_energy: Family<f64> = (
-        "greenops_machine_avoidable_energy",
-        AVOIDABLE_ENERGY_HELP,
-        Some("joules"),
-        |m| float(m.totals.avoidable_energy_j),
-    );
-    let coverage: [Family<f64>; 5] = [
-        (
-            "greenops_machine_avoidable_co2",
-            AVOIDABLE_CO2_HELP,
-            Some("grams"),
-            |m| float(m.totals.avoidable_co2_g),
-        ),
-        (
-            "greenops_machine_after_hours_idle",
-            AFTER_HOURS_IDLE_HELP,
-            Some("seconds"),
-            |m| seconds(m.totals.after_hours_idle_ms),
-        ),
-        (
-            "greenops_machine_after_hours_idle_energy",
-            AFTER_HOURS_IDLE_ENERGY_HELP,
-            Some("joules"),
-            |m| float(m.totals.after_hours_idle_energy_j),
-        ),
-        (
-            "greenops_machine_unknown",
-            UNKNOWN_HELP,
-            Some("seconds"),
-            |m| seconds(m.totals.unknown_ms),
-        ),
-        ("greenops_machine_gap", GAP_HELP, Some("seconds"), |m| {
-            seconds(m.totals.gap_ms)
-        }),
-    ];
-    counter_family(out, machines, &labels, avoidable_energy, &mut maybe_flush);
-    cost_family(
-        out,
-        machines,
-        &labels,
-        (
-            "greenops_machine_avoidable_energy_cost",
-            AVOIDABLE_COST_HELP,
-            |c| c.avoidable_cost,
-        ),
-        &mut maybe_flush,
-    );
-    for family in coverage {
-        counter_family(out, machines, &labels, family, &mut maybe_flush);
-    }
+}
 
-    let gauges: [Family<Option<f64>>; 4] = [
-        (
-            "greenops_machine_input_idle",
-            "Seconds since the last keyboard/mouse input, as last reported",
-            Some("seconds"),
-            |m| m.last.and_then(|l| l.idle_ms).map(seconds),
-        ),
-        (
-            "greenops_machine_cpu_usage_ratio",
-            "CPU usage (0-1), as last reported",
-            None,
-            |m| m.cpu_usage_ratio,
-        ),
-        (
-            "greenops_machine_memory_usage_ratio",
-            "Memory usage (0-1), as last reported",
-            None,
-            |m| m.memory_usage_ratio,
-        ),
-        (
-            "greenops_machine_last_heartbeat_timestamp",
-            "Server receive time of the last accepted heartbeat (Unix seconds)",
-            Some("seconds"),
-            |m| m.last.map(|l| seconds(l.received_at_ms)),
-        ),
-    ];
-    for (name, help, unit, value) in gauges {
-        header(out, name, help, "gauge", unit);
-        for (m, l) in machines.iter().zip(&labels) {
+/// The sample name of each of [`FAMILIES`]: `name[_unit]`, plus `_total` for counters.
+static SERIES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| FAMILIES.iter().map(|f| series_name(f, f.name)).collect());
+
+fn series_name(family: &Spec, name: &str) -> String {
+    let mut s = full_name(name, family.unit);
+    if !matches!(family.value, Value::Gauge(_)) {
+        s.push_str("_total");
+    }
+    s
+}
+
+fn full_name(name: &str, unit: Option<&str>) -> String {
+    match unit {
+        Some(u) => format!("{name}_{u}"),
+        None => name.to_string(),
+    }
+}
+
+/// The lines of one family for one machine.
+fn sample_lines(out: &mut String, family: &Spec, series: &str, labels: &str, m: &MachineSnapshot) {
+    match family.value {
+        Value::Counter(value) => sample(out, series, labels, None, value(&m.totals)),
+        Value::Cost(value) => {
+            for c in &m.costs {
+                sample(out, series, labels, Some(&c.currency), float(value(c)));
+            }
+        }
+        Value::Gauge(value) => {
             if let Some(v) = value(m) {
-                out.push_str(name);
-                if let Some(unit) = unit {
-                    out.push('_');
-                    out.push_str(unit);
-                }
-                out.push('{');
-                out.push_str(l);
-                out.push_str("} ");
-                out.push_str(dtoa::Buffer::new().format(v));
-                out.push('\n');
+                sample(out, series, labels, None, v);
+            }
+        }
+    }
+}
+
+/// `series{labels[,currency="…"]} value`.
+fn sample(out: &mut String, series: &str, labels: &str, currency: Option<&str>, v: f64) {
+    out.push_str(series);
+    out.push('{');
+    out.push_str(labels);
+    if let Some(currency) = currency {
+        out.push_str(",currency=\"");
+        escape(out, currency);
+        out.push('"');
+    }
+    out.push_str("} ");
+    out.push_str(dtoa::Buffer::new().format(v));
+    out.push('\n');
+}
+
+fn family_header(out: &mut String, family: &Spec, name: &str, help: &str) {
+    let kind = match family.value {
+        Value::Gauge(_) => "gauge",
+        _ => "counter",
+    };
+    header(out, name, help, kind, family.unit);
+}
+
+/// Writes the fleet series of the live `machines` into `out` — per machine when
+/// `per_machine`, then the machine counts by site, department and status — calling
+/// `flush(out)` whenever it holds more than `chunk` bytes (the callee takes the text and
+/// leaves `out` empty or not, as it likes). Each machine's text is rendered once per change.
+#[allow(clippy::too_many_arguments)]
+pub fn write_fleet(
+    machines: &[&FleetMachine],
+    sites: &[String],
+    per_machine: bool,
+    now_ms: i64,
+    offline_after_ms: i64,
+    idle_threshold_ms: i64,
+    out: &mut String,
+    chunk: usize,
+    flush: &mut dyn FnMut(&mut String),
+) {
+    let statuses: Vec<Status> = machines
+        .iter()
+        .map(|m| accounting::status(m.snapshot.last, now_ms, offline_after_ms, idle_threshold_ms))
+        .collect();
+    let mut maybe_flush = |out: &mut String| {
+        if out.len() >= chunk {
+            flush(out);
+        }
+    };
+    if per_machine {
+        let texts: Vec<&MachineText> = machines
+            .iter()
+            .map(|m| m.exposition.get_or_init(|| MachineText::of(&m.snapshot)))
+            .collect();
+        header(
+            out,
+            "greenops_machine_info",
+            "Descriptive labels of each machine (always 1); join with group_left",
+            "gauge",
+            None,
+        );
+        for t in &texts {
+            out.push_str(t.segment(0));
+            maybe_flush(out);
+        }
+        header(
+            out,
+            "greenops_machine_status",
+            "Current status of each machine: 1 for the current one of active, idle, offline, unknown",
+            "gauge",
+            None,
+        );
+        for (t, current) in texts.iter().zip(&statuses) {
+            for s in Status::ALL {
+                out.push_str("greenops_machine_status{");
+                out.push_str(&t.labels);
+                out.push_str(",status=\"");
+                out.push_str(s.as_str());
+                out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
             }
             maybe_flush(out);
         }
+        for (i, family) in FAMILIES.iter().enumerate() {
+            family_header(out, family, family.name, family.help);
+            for t in &texts {
+                out.push_str(t.segment(i + 1));
+                maybe_flush(out);
+            }
+        }
     }
 
-    let mut counts: BTreeMap<(&str, Status), i64> = BTreeMap::new();
-    for site in &snapshot.sites {
+    // Every placement of a live machine, and every site without one (department ""), with
+    // all four statuses.
+    let mut counts: BTreeMap<(&str, &str, Status), i64> = BTreeMap::new();
+    for m in machines {
         for s in Status::ALL {
-            counts.insert((site.as_str(), s), 0);
+            counts.insert(
+                (m.snapshot.site.as_str(), m.snapshot.department.as_str(), s),
+                0,
+            );
+        }
+    }
+    for site in sites {
+        if !counts.keys().any(|(s, _, _)| s == site) {
+            for s in Status::ALL {
+                counts.insert((site.as_str(), "", s), 0);
+            }
         }
     }
     for (m, s) in machines.iter().zip(&statuses) {
-        *counts.entry((m.site.as_str(), *s)).or_default() += 1;
+        *counts
+            .entry((m.snapshot.site.as_str(), m.snapshot.department.as_str(), *s))
+            .or_default() += 1;
     }
     header(
         out,
         "greenops_machines",
-        "Number of machines by site and status",
+        "Number of machines by site, department and status",
         "gauge",
         None,
     );
-    for ((site, s), n) in counts {
+    for ((site, department, s), n) in counts {
         out.push_str("greenops_machines{site=\"");
         escape(out, site);
+        out.push_str("\",department=\"");
+        escape(out, department);
         out.push_str("\",status=\"");
         out.push_str(s.as_str());
         out.push_str("\"} ");
@@ -289,65 +411,57 @@ pub fn write_fleet(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn counter_family(
-    out: &mut String,
-    machines: &[MachineSnapshot],
-    labels: &[String],
-    (name, help, unit, value): Family<f64>,
-    maybe_flush: &mut dyn FnMut(&mut String),
-) {
-    header(out, name, help, "counter", unit);
-    for (m, l) in machines.iter().zip(labels) {
-        out.push_str(name);
-        if let Some(unit) = unit {
-            out.push('_');
-            out.push_str(unit);
+/// Writes `greenops_group_…` counters: every per-machine counter summed by site and
+/// department where it was incurred, retired machines included (so sums never drop).
+pub fn write_groups(groups: &GroupTotals, out: &mut String) {
+    // (site, department) → time, energy and CO₂ over all currencies, and money per currency.
+    let mut by_group: BTreeMap<(&str, &str), MachineSnapshot> = BTreeMap::new();
+    for ((site, department, currency), values) in groups {
+        let entry = by_group
+            .entry((site.as_str(), department.as_str()))
+            .or_default();
+        entry.totals.add(&values.without_money());
+        entry.costs.push(CostTotal {
+            currency: currency.clone(),
+            cost: values.cost,
+            idle_cost: values.idle_cost,
+            avoidable_cost: values.avoidable_cost,
+        });
+    }
+    let labels: Vec<String> = by_group
+        .keys()
+        .map(|(site, department)| {
+            let mut l = String::from("site=\"");
+            escape(&mut l, site);
+            l.push_str("\",department=\"");
+            escape(&mut l, department);
+            l.push('"');
+            l
+        })
+        .collect();
+    for family in FAMILIES
+        .iter()
+        .filter(|f| !matches!(f.value, Value::Gauge(_)))
+    {
+        let name = family
+            .name
+            .replacen("greenops_machine_", "greenops_group_", 1);
+        let help = format!(
+            "{}; summed by site and department where incurred, retired machines included",
+            family.help
+        );
+        family_header(out, family, &name, &help);
+        let series = series_name(family, &name);
+        for (group, l) in by_group.values().zip(&labels) {
+            sample_lines(out, family, &series, l, group);
         }
-        out.push_str("_total{");
-        out.push_str(l);
-        out.push_str("} ");
-        out.push_str(dtoa::Buffer::new().format(value(m)));
-        out.push('\n');
-        maybe_flush(out);
     }
 }
 
-type CostFamily = (
-    &'static str,
-    &'static str,
-    fn(&crate::store::CostTotal) -> Decimal,
-);
-
-/// A per-machine, per-currency money counter.
-fn cost_family(
-    out: &mut String,
-    machines: &[MachineSnapshot],
-    labels: &[String],
-    (name, help, value): CostFamily,
-    maybe_flush: &mut dyn FnMut(&mut String),
-) {
-    header(out, name, help, "counter", None);
-    for (m, l) in machines.iter().zip(labels) {
-        for c in &m.costs {
-            out.push_str(name);
-            out.push_str("_total{");
-            out.push_str(l);
-            out.push_str(",currency=\"");
-            escape(out, &c.currency);
-            out.push_str("\"} ");
-            out.push_str(dtoa::Buffer::new().format(float(value(c))));
-            out.push('\n');
-        }
-        maybe_flush(out);
-    }
-}
-
+/// `HELP`, `TYPE` and (with a unit) `UNIT` lines; `name` is the family name without the
+/// unit suffix.
 fn header(out: &mut String, name: &str, help: &str, kind: &str, unit: Option<&str>) {
-    let full = match unit {
-        Some(u) => format!("{name}_{u}"),
-        None => name.to_string(),
-    };
+    let full = full_name(name, unit);
     let _ = writeln!(out, "# HELP {full} {help}");
     let _ = writeln!(out, "# TYPE {full} {kind}");
     if let Some(u) = unit {

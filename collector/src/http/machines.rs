@@ -172,8 +172,8 @@ async fn live_machine(state: &AppState, id: &str) -> Result<(MachineRow, Machine
         ..base_query(state)
     };
     let fleet = state.listing.fleet(&state.store).await?;
-    let (mut rows, _) = crate::listing::page_of(&fleet, &query);
-    let snapshot = fleet.iter().find(|m| m.id == id && !m.retired).cloned();
+    let (mut rows, _) = crate::listing::page_of(fleet.all(), &query);
+    let snapshot = fleet.all().find(|m| m.id == id && !m.retired).cloned();
     match (rows.pop(), snapshot) {
         (Some(row), Some(snapshot)) => Ok((row, snapshot)),
         _ => Err(ApiError::NotFound(format!("machine {id} not found"))),

@@ -50,6 +50,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Accounting thresholds in force (operators may change them at runtime).
     pub accounting: Arc<crate::live::LiveAccounting>,
+    /// The fleet in memory: `/metrics`, the machines list and the stats read it.
+    pub fleet: Arc<crate::fleet::FleetView>,
     /// The machines list for large fleets (in memory).
     pub listing: Arc<crate::listing::Listing>,
     pub sessions: crate::auth::SessionKeys,

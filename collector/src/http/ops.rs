@@ -89,23 +89,19 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         }
         return Ok(response);
     }
-    let started = std::time::Instant::now();
-    let mut snapshot = state.store.fleet_snapshot().await?;
-    // Retired machines have no per-machine series (their history stays in reports and stats).
-    snapshot.machines.retain(|m| !m.retired);
-    tracing::debug!(
-        machines = snapshot.machines.len(),
-        snapshot_ms = started.elapsed().as_millis() as u64,
-        "fleet snapshot read for /metrics"
-    );
+    let fleet = state.fleet.fresh(state.store.as_ref()).await?;
     let accounting = state.accounting.get();
     let format =
         exposition::Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let per_machine = state.settings.metrics.per_machine_for(fleet.live().count());
     let body = exposition::stream(
-        snapshot,
-        clock::now_ms(),
-        secs_to_ms(accounting.offline_after_seconds),
-        secs_to_ms(accounting.idle_threshold_seconds),
+        exposition::Scrape {
+            fleet,
+            per_machine,
+            now_ms: clock::now_ms(),
+            offline_after_ms: secs_to_ms(accounting.offline_after_seconds),
+            idle_threshold_ms: secs_to_ms(accounting.idle_threshold_seconds),
+        },
         state.metrics.clone(),
         format,
     );

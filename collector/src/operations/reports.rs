@@ -179,7 +179,7 @@ pub async fn fleet_stats(
     let fleet = listing.fleet(store).await?;
     let mut machines = StatusCounts::default();
     let mut money: Vec<(String, Increment)> = Vec::new();
-    for m in fleet.iter() {
+    for m in fleet.all() {
         // Retired machines are no longer counted by status; their history stays in the totals.
         if !m.retired {
             machines.total += 1;
@@ -203,7 +203,7 @@ pub async fn fleet_stats(
         }
     }
     // Time, energy and CO₂ once per machine; money per currency.
-    let mut all_parts: Vec<(&str, &Increment)> = fleet.iter().map(|m| ("", &m.totals)).collect();
+    let mut all_parts: Vec<(&str, &Increment)> = fleet.all().map(|m| ("", &m.totals)).collect();
     all_parts.extend(money.iter().map(|(c, t)| (c.as_str(), t)));
     let all = PeriodTotals::of("all", None, &all_parts);
 

@@ -148,7 +148,7 @@ pub struct EnrolledMachine {
 }
 
 /// One machine as `/metrics`, the lists and the stats see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MachineSnapshot {
     pub id: String,
     pub hostname: String,
@@ -193,6 +193,50 @@ impl FleetSnapshot {
     /// The machines that are not retired.
     pub fn live(&self) -> impl Iterator<Item = &MachineSnapshot> {
         self.machines.iter().filter(|m| !m.retired)
+    }
+}
+
+/// Where a reader of fleet changes stopped (see [`IngestStore::fleet_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetCursor {
+    /// PostgreSQL: the oldest transaction still running when the read was taken (later
+    /// reads look again at every machine row written by it or after it); SQLite: the last
+    /// change number seen (writers are serialised).
+    pub changes: i64,
+    /// Bumped by every change of sites or power profiles (their names are in every row).
+    pub catalog: i64,
+}
+
+/// A machine's totals in one placement and currency, where they were incurred.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncurredTotal {
+    pub site: String,
+    pub department: String,
+    pub currency: String,
+    /// Time, energy, CO₂ and money (in `currency`).
+    pub values: Increment,
+}
+
+/// What changed in the fleet since a [`FleetCursor`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetChanges {
+    pub cursor: FleetCursor,
+    /// The whole fleet (a first read, or sites or power profiles changed): replace, not merge.
+    pub full: bool,
+    /// Each changed machine (every machine when `full`) with all its totals rows; the
+    /// machine's own `totals` and `costs` are already summed from them.
+    pub machines: Vec<(MachineSnapshot, Vec<IncurredTotal>)>,
+    /// All site names, so machine counts can be zero-filled.
+    pub sites: Vec<String>,
+}
+
+impl FleetChanges {
+    /// The whole fleet as one snapshot (for a read with no cursor).
+    pub fn into_snapshot(self) -> FleetSnapshot {
+        FleetSnapshot {
+            machines: self.machines.into_iter().map(|(m, _)| m).collect(),
+            sites: self.sites,
+        }
     }
 }
 

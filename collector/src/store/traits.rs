@@ -14,8 +14,9 @@ use super::admin::{
 use super::ingest::{HeartbeatStorage, Planner, RateBookCache};
 use super::retention::{Rollup, RollupBatch};
 use super::{
-    AuditEntry, Backend, CostTotal, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot,
-    HeartbeatJob, JobOutcome, NewEnrollmentToken, Role, StoreError, User,
+    AuditEntry, Backend, CostTotal, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetChanges,
+    FleetCursor, FleetSnapshot, HeartbeatJob, JobOutcome, NewEnrollmentToken, Role, StoreError,
+    User,
 };
 use crate::accounting::RateBook;
 use crate::accounting::rates::SettingsVersion;
@@ -64,7 +65,15 @@ pub trait IngestStore: Send + Sync {
     ) -> Result<Vec<JobOutcome>, StoreError>;
 
     /// Current totals and last reports of every machine (retired ones flagged).
-    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError>;
+    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
+        Ok(self.fleet_changes(None).await?.into_snapshot())
+    }
+
+    /// The machines written since `since` (every machine when `None`, or when sites or power
+    /// profiles changed since), each with all its totals, read in one consistent view, and
+    /// the cursor to pass next time. Reading every change this way, a reader's copy equals
+    /// the database as of its last read, whichever collector wrote what.
+    async fn fleet_changes(&self, since: Option<FleetCursor>) -> Result<FleetChanges, StoreError>;
 
     /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;

@@ -15,8 +15,8 @@ use crate::accounting::{Cursor, Increment, LastReport};
 use crate::secrets::TokenHash;
 use crate::store::ingest::LockedMachine;
 use crate::store::{
-    CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot,
-    MachineSnapshot, StoreError,
+    CostTotal, EnrollAuth, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetChanges,
+    FleetCursor, IncurredTotal, MachineSnapshot, StoreError,
 };
 
 /// The two statements of an enrolment that differ between the backends: PostgreSQL locks the
@@ -316,11 +316,12 @@ pub(crate) fn assemble_locked(
         .collect()
 }
 
-/// The totals rows of every machine, summed per machine (time, energy, CO₂) and per machine
-/// and currency (money).
+/// A machine's totals in one placement and currency.
 #[derive(Debug, sqlx::FromRow)]
-struct TotalsByMachine<D> {
+struct TotalsRow<D> {
     machine_id: String,
+    site: String,
+    department: String,
     currency: String,
     #[sqlx(flatten)]
     values: IncrementRow<D>,
@@ -346,50 +347,67 @@ struct SnapshotRow {
     last_uptime_seconds: Option<i64>,
 }
 
-/// Reads every machine, its totals and all site names in `tx`, which the backend opened so
-/// that it sees one consistent state.
-pub(crate) async fn fleet_snapshot<DB>(
+/// How a backend finds changed machines (see `migrations/*/…_fleet_changes.sql`).
+#[derive(Debug)]
+pub(crate) struct ChangeSql {
+    /// `changes, catalog`: the cursor of a read in this transaction.
+    pub cursor: &'static str,
+    /// A condition on the machine row `m`: written since the cursor's `changes` (`$1`).
+    pub changed_since: &'static str,
+}
+
+/// Reads the machines changed since `since` (all when `None` or the catalog changed) with
+/// all their totals rows and all site names, in `tx`, which the backend opened so that it
+/// sees one consistent state.
+pub(crate) async fn fleet_changes<DB>(
     mut tx: Transaction<'_, DB>,
-) -> Result<FleetSnapshot, StoreError>
+    since: Option<FleetCursor>,
+    sql: &ChangeSql,
+) -> Result<FleetChanges, StoreError>
 where
     DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> i64: Type<DB> + Decode<'q, DB>,
+    for<'q> i64: Type<DB> + Decode<'q, DB> + Encode<'q, DB>,
     for<'q> f64: Type<DB> + Decode<'q, DB>,
     for<'q> &'q str: ColumnIndex<DB::Row>,
     for<'q> String: Type<DB> + Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let mut totals: HashMap<String, (Increment, Vec<CostTotal>)> = HashMap::new();
+    let (changes, catalog): (i64, i64) = sqlx::query_as(sql.cursor).fetch_one(&mut *tx).await?;
+    let cursor = FleetCursor { changes, catalog };
+    let full = since.is_none_or(|s| s.catalog != catalog);
+    let (filter, from) = match since {
+        Some(s) if !full => (format!("WHERE {}", sql.changed_since), s.changes),
+        _ => (String::new(), 0),
+    };
+    let mut totals: HashMap<String, Vec<IncurredTotal>> = HashMap::new();
     {
-        let mut rows =
-            sqlx::query_as::<_, TotalsByMachine<DB::Decimal>>(sqlx::AssertSqlSafe(format!(
-                "SELECT machine_id, currency, {} FROM machine_totals ORDER BY machine_id, currency",
-                column_list("")
-            )))
-            .fetch(&mut *tx);
+        let mut rows = sqlx::query_as::<_, TotalsRow<DB::Decimal>>(sqlx::AssertSqlSafe(format!(
+            "SELECT t.machine_id, COALESCE(s.name, '') AS site, t.department, t.currency, {}
+             FROM machine_totals t
+             JOIN machines m ON m.id = t.machine_id
+             LEFT JOIN sites s ON s.id = t.site_id
+             {filter}
+             ORDER BY t.machine_id, t.currency, site, t.department",
+            column_list("t.")
+        )))
+        .bind(from)
+        .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
-            let values = Increment::from(row.values);
-            let entry = totals.entry(row.machine_id).or_default();
-            entry.0.add(&values.without_money());
-            match entry.1.iter_mut().find(|c| c.currency == row.currency) {
-                Some(c) => {
-                    c.cost += values.cost;
-                    c.idle_cost += values.idle_cost;
-                    c.avoidable_cost += values.avoidable_cost;
-                }
-                None => entry.1.push(CostTotal {
+            totals
+                .entry(row.machine_id)
+                .or_default()
+                .push(IncurredTotal {
+                    site: row.site,
+                    department: row.department,
                     currency: row.currency,
-                    cost: values.cost,
-                    idle_cost: values.idle_cost,
-                    avoidable_cost: values.avoidable_cost,
-                }),
-            }
+                    values: Increment::from(row.values),
+                });
         }
     }
     let mut machines = Vec::new();
     {
-        let mut rows = sqlx::query_as::<_, SnapshotRow>(
+        let mut rows = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(format!(
             "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
                     m.department, p.name AS power_profile, m.retired_at_ms,
                     m.last_received_at_ms, m.last_idle_ms, m.last_session, m.last_cpu_ratio,
@@ -397,37 +415,73 @@ where
              FROM machines m
              JOIN sites s ON s.id = m.site_id
              JOIN power_profiles p ON p.id = m.power_profile_id
-             ORDER BY m.id",
-        )
+             {filter}
+             ORDER BY m.id"
+        )))
+        .bind(from)
         .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
-            let (sum, costs) = totals.remove(&row.id).unwrap_or_default();
-            machines.push(MachineSnapshot {
-                last: row.last_received_at_ms.map(|received_at_ms| LastReport {
-                    received_at_ms,
-                    idle_ms: row.last_idle_ms,
-                    session: session_from_db(row.last_session.as_deref()),
-                }),
-                id: row.id,
-                hostname: row.hostname,
-                os: row.os,
-                os_version: row.os_version,
-                agent_version: row.agent_version,
-                site: row.site,
-                department: row.department,
-                power_profile: row.power_profile,
-                retired: row.retired_at_ms.is_some(),
-                cpu_usage_ratio: row.last_cpu_ratio,
-                memory_usage_ratio: row.last_memory_ratio,
-                uptime_seconds: row.last_uptime_seconds.and_then(|u| u64::try_from(u).ok()),
-                totals: sum,
-                costs,
-            });
+            let incurred = totals.remove(&row.id).unwrap_or_default();
+            let (sum, costs) = sum_incurred(&incurred);
+            machines.push((
+                MachineSnapshot {
+                    last: row.last_received_at_ms.map(|received_at_ms| LastReport {
+                        received_at_ms,
+                        idle_ms: row.last_idle_ms,
+                        session: session_from_db(row.last_session.as_deref()),
+                    }),
+                    id: row.id,
+                    hostname: row.hostname,
+                    os: row.os,
+                    os_version: row.os_version,
+                    agent_version: row.agent_version,
+                    site: row.site,
+                    department: row.department,
+                    power_profile: row.power_profile,
+                    retired: row.retired_at_ms.is_some(),
+                    cpu_usage_ratio: row.last_cpu_ratio,
+                    memory_usage_ratio: row.last_memory_ratio,
+                    uptime_seconds: row.last_uptime_seconds.and_then(|u| u64::try_from(u).ok()),
+                    totals: sum,
+                    costs,
+                },
+                incurred,
+            ));
         }
     }
     let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(FleetSnapshot { machines, sites })
+    Ok(FleetChanges {
+        cursor,
+        full,
+        machines,
+        sites,
+    })
+}
+
+/// A machine's totals over all its rows: time, energy and CO₂ summed, money per currency
+/// (in the rows' currency order).
+fn sum_incurred(rows: &[IncurredTotal]) -> (Increment, Vec<CostTotal>) {
+    let mut sum = Increment::default();
+    let mut costs: Vec<CostTotal> = Vec::new();
+    for row in rows {
+        let values = &row.values;
+        sum.add(&values.without_money());
+        match costs.iter_mut().find(|c| c.currency == row.currency) {
+            Some(c) => {
+                c.cost += values.cost;
+                c.idle_cost += values.idle_cost;
+                c.avoidable_cost += values.avoidable_cost;
+            }
+            None => costs.push(CostTotal {
+                currency: row.currency.clone(),
+                cost: values.cost,
+                idle_cost: values.idle_cost,
+                avoidable_cost: values.avoidable_cost,
+            }),
+        }
+    }
+    (sum, costs)
 }

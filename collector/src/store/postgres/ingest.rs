@@ -20,8 +20,15 @@ use crate::store::ingest::{
     HeartbeatStorage, MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
 };
 use crate::store::{
-    EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot, HeartbeatJob, IngestStore,
-    JobOutcome, StoreError,
+    EnrollCommand, EnrollRefusal, EnrolledMachine, FleetChanges, FleetCursor, HeartbeatJob,
+    IngestStore, JobOutcome, StoreError,
+};
+
+/// Machine rows carry the transaction that last wrote them (a trigger sets it); a reader
+/// looks again at every row written by a transaction not finished before its last read.
+const FLEET_CHANGES: shared::ChangeSql = shared::ChangeSql {
+    cursor: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, catalog FROM fleet_clock WHERE id = 1",
+    changed_since: "m.changed_xid >= $1::bigint::text::xid8",
 };
 
 /// Enrolment locks the token and the machine row, so concurrent enrolments (from several
@@ -124,14 +131,14 @@ impl IngestStore for PostgresStore {
         Ok(plan.outcomes)
     }
 
-    #[tracing::instrument(name = "store.fleet_snapshot", skip_all, fields(backend = "postgres"))]
-    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
+    #[tracing::instrument(name = "store.fleet_changes", skip_all, fields(backend = "postgres"))]
+    async fn fleet_changes(&self, since: Option<FleetCursor>) -> Result<FleetChanges, StoreError> {
         let mut tx = self.pool.begin().await?;
-        // One consistent view of machines, totals and sites.
+        // One consistent view of machines, totals and sites; the cursor is this view's xmin.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        shared::fleet_snapshot(tx).await
+        shared::fleet_changes(tx, since, &FLEET_CHANGES).await
     }
 
     #[tracing::instrument(

@@ -23,8 +23,15 @@ use crate::store::ingest::{
     HeartbeatStorage, MachineUpdate, Planner, RateBookCache, RawHeartbeat, TotalsDelta, UsageDelta,
 };
 use crate::store::{
-    EnrollCommand, EnrollRefusal, EnrolledMachine, FleetSnapshot, HeartbeatJob, IngestStore,
-    JobOutcome, StoreError,
+    EnrollCommand, EnrollRefusal, EnrolledMachine, FleetChanges, FleetCursor, HeartbeatJob,
+    IngestStore, JobOutcome, StoreError,
+};
+
+/// Every write of a machine row takes the next change number (a trigger gives it; SQLite
+/// serialises writers, so numbers are in commit order).
+const FLEET_CHANGES: shared::ChangeSql = shared::ChangeSql {
+    cursor: "SELECT seq, catalog FROM fleet_clock WHERE id = 1",
+    changed_since: "m.change_seq > $1",
 };
 
 /// Most bound parameters used in one `IN (…)` list.
@@ -141,10 +148,10 @@ impl IngestStore for SqliteStore {
         Ok(plan.outcomes)
     }
 
-    #[tracing::instrument(name = "store.fleet_snapshot", skip_all, fields(backend = "sqlite"))]
-    async fn fleet_snapshot(&self) -> Result<FleetSnapshot, StoreError> {
+    #[tracing::instrument(name = "store.fleet_changes", skip_all, fields(backend = "sqlite"))]
+    async fn fleet_changes(&self, since: Option<FleetCursor>) -> Result<FleetChanges, StoreError> {
         // A read transaction sees one consistent snapshot of the WAL.
-        shared::fleet_snapshot(self.pool.begin().await?).await
+        shared::fleet_changes(self.pool.begin().await?, since, &FLEET_CHANGES).await
     }
 
     #[tracing::instrument(name = "store.retire_machine", skip_all, fields(backend = "sqlite"))]
