@@ -553,7 +553,89 @@ async fn retired_machines_keep_their_totals(db: Db) {
     store.close().await;
 }
 
+/// `fleet_changes` (the in-memory fleet's source): after a full read, a read from its cursor
+/// returns exactly the machines written since — heartbeats, retirement — with all their
+/// totals, and a change of sites reloads everything.
+async fn fleet_changes_return_what_was_written_since(db: Db) {
+    use greenops_collector::store::admin::{SiteFields, SiteVersionInfo};
+    let Some((store, _)) = store(db).await else {
+        return;
+    };
+    let s = store.as_ref();
+    let t = token(s, "default", None, None).await;
+    let mut machines = Vec::new();
+    for i in 0..4 {
+        machines.push(
+            enroll(
+                s,
+                EnrollAuth::Token(t.clone()),
+                &format!("key-changes-{i:010}"),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let first = s.fleet_changes(None).await.unwrap();
+    assert!(first.full);
+    assert_eq!(first.machines.len(), 4);
+    let quiet = s.fleet_changes(Some(first.cursor)).await.unwrap();
+    assert!(!quiet.full);
+    assert!(quiet.machines.is_empty(), "{:?}", quiet.machines);
+
+    let (id, cred) = machines[2].clone();
+    commit(
+        s,
+        &[job(
+            &id,
+            cred,
+            T0 + 60_000,
+            &[beat(1, 0, Some(0)), beat(2, 60, Some(900))],
+        )],
+    )
+    .await;
+    let changed = s.fleet_changes(Some(quiet.cursor)).await.unwrap();
+    assert!(!changed.full);
+    let ids: Vec<&str> = changed
+        .machines
+        .iter()
+        .map(|(m, _)| m.id.as_str())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()]);
+    let (m, incurred) = &changed.machines[0];
+    assert_eq!(m.totals, totals_of(s, &id).await.0);
+    assert_eq!(incurred.len(), 1);
+    assert_eq!(incurred[0].values.without_money(), m.totals);
+    assert_eq!(incurred[0].site, "default");
+
+    assert!(s.retire_machine(&machines[0].0, T0 + 70_000).await.unwrap());
+    let retired = s.fleet_changes(Some(changed.cursor)).await.unwrap();
+    let ids: Vec<&str> = retired
+        .machines
+        .iter()
+        .map(|(m, _)| m.id.as_str())
+        .collect();
+    assert_eq!(ids, vec![machines[0].0.as_str()]);
+    assert!(retired.machines[0].0.retired);
+
+    s.create_site(
+        &SiteFields {
+            name: "annex".into(),
+            version: SiteVersionInfo::flat("UTC", "EUR", dec("0.2"), dec("50")),
+        },
+        greenops_collector::clock::now_ms(),
+    )
+    .await
+    .unwrap();
+    let reload = s.fleet_changes(Some(retired.cursor)).await.unwrap();
+    assert!(reload.full);
+    assert_eq!(reload.machines.len(), 4);
+    assert!(reload.sites.contains(&"annex".to_string()));
+    assert_eq!(reload.into_snapshot(), s.fleet_snapshot().await.unwrap());
+    store.close().await;
+}
+
 on_both_backends!(
+    fleet_changes_return_what_was_written_since,
     migrations_apply_from_empty_and_are_idempotent,
     enrolment_tokens_and_credentials,
     commits_account_exactly,

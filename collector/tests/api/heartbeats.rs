@@ -161,7 +161,14 @@ async fn locked_sessions_and_unknown_idle_drive_status_and_totals(app: TestApp) 
     };
     assert_eq!(status_of(&locked.machine_id).as_deref(), Some("idle"));
     assert_eq!(status_of(&unknown.machine_id).as_deref(), Some("unknown"));
-    assert!(text.contains("greenops_machines{site=\"default\",status=\"idle\"} 1"));
+    let idle_at_default: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("greenops_machines{site=\"default\",") && l.contains("status=\"idle\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(idle_at_default, 1, "{text}");
     app.stop().await;
 }
 

@@ -40,6 +40,7 @@ mod cluster;
 mod conformance;
 mod ecosystem;
 mod enrolment;
+mod fleet;
 mod fuzz;
 mod hardening;
 mod heartbeats;

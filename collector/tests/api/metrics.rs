@@ -126,7 +126,8 @@ fn promtool_problems(text: &str) -> Option<Vec<String>> {
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.contains("no help text"))
             .filter(|l| {
-                !(l.starts_with("greenops_machine_after_hours_idle_")
+                !((l.starts_with("greenops_machine_after_hours_idle_")
+                    || l.starts_with("greenops_group_after_hours_idle_"))
                     && l.ends_with("use base unit \"seconds\" instead of \"hours\""))
             })
             .map(str::to_string)
