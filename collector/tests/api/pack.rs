@@ -482,8 +482,14 @@ fn dashboards_work_without_per_machine_series() {
         }
     }
     let fleet = serde_json::to_string(by_uid("greenops-fleet")).unwrap();
-    for family in ["greenops_group_idle_energy_joules_total", "greenops_machines{"] {
-        assert!(fleet.contains(family), "greenops-fleet does not read {family}");
+    for family in [
+        "greenops_group_idle_energy_joules_total",
+        "greenops_machines{",
+    ] {
+        assert!(
+            fleet.contains(family),
+            "greenops-fleet does not read {family}"
+        );
     }
     let machine = by_uid("greenops-machine");
     assert!(
