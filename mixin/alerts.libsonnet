@@ -1,6 +1,9 @@
 // Alerts. Each has a CamelCase name, a `severity` label and summary / description /
 // runbook_url annotations; alerts/runbooks.md has a section per alert (the anchor is the
 // lower-case name) and alerts/tests/ a "not yet" and a "fires" case.
+// Fleet alerts read the group series (greenops_group_*, greenops_machines) and the recording
+// rules, which the collector serves in both metric modes; only GreenOpsMachineIdleTooLong is
+// about one machine and needs per-machine mode (its runbook says so).
 local p = import 'lib/promql.libsonnet';
 
 // "5m" -> "5 minutes", "1h" -> "an hour", "2h" -> "2 hours".
@@ -38,13 +41,15 @@ local clock(hour) = (if hour < 10 then '0' else '') + std.toString(hour) + ':00'
       },
     },
 
-    // The fleet size gauge per site and status, replicas collapsed, summed per site.
+    // The fleet size gauge (greenops_machines{site,department,status}, served in both metric
+    // modes) of one status, or all: replicas collapsed per group and status, summed per site.
     local machines(status, offset='') =
-      p.fmt('sum %s (max %s (greenops_machines{%s}%s))', [
+      p.fmt('sum %s (%s)', [
         p.by(labels.site),
-        p.by(labels.site + ['status']),
-        p.matchers([sel, if status == '' then '' else p.fmt('status="%s"', status)]),
-        if offset == '' then '' else ' offset ' + offset,
+        p.perGroup(cfg, p.fmt('greenops_machines{%s}%s', [
+          p.matchers([sel, if status == '' then '' else p.fmt('status="%s"', status)]),
+          if offset == '' then '' else ' offset ' + offset,
+        ]), ['status']),
       ]),
     local newlyOffline =
       p.fmt('(\n  %s\n  - %s\n)', [machines('offline'), machines('offline', cfg.agentsStoppedWindow)]),
@@ -157,11 +162,10 @@ local clock(hour) = (if hour < 10 then '0' else '') + std.toString(hour) + ':00'
             'GreenOpsMachinesOnOvernight',
             'warning',
             p.fmt(|||
-              count %(by)s (%(idle)s == 1) > %(n)s
+              %(idle)s > %(n)s
               and on () %(night)s
             |||, {
-              by: p.by(labels.site),
-              idle: p.perMachine(cfg, p.fmt('greenops_machine_status{%s}', p.matchers([sel, 'status="idle"']))),
+              idle: machines('idle'),
               n: p.num(cfg.overnightIdleMachinesPerSite),
               night: night,
             }),
@@ -191,7 +195,7 @@ local clock(hour) = (if hour < 10 then '0' else '') + std.toString(hour) + ':00'
               ) / 3.6e6 > %(t)s
             |||, {
               by: p.by(labels.site),
-              idle: p.perMachine(cfg, p.fmt('increase(greenops_machine_idle_energy_joules_total{%s}[1d])', sel)),
+              idle: p.perGroup(cfg, p.fmt('increase(greenops_group_idle_energy_joules_total{%s}[1d])', sel)),
               t: p.num(cfg.idleEnergyBudgetKWhPerSiteDay),
             }),
             '15m',

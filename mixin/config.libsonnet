@@ -16,9 +16,9 @@ local durationString = (import 'lib/promql.libsonnet').durationString;
     // the dashboards get a variable for it.
     clusterLabel: '',
 
-    // Agents send one heartbeat per interval, and the per-machine counters move only then.
-    // A rate() over fewer than ~4 heartbeats aliases (a constant 65 W reads 0, 87, 0, 87 W),
-    // so every rate over per-machine counters uses at least rateWindowSeconds.
+    // Agents send one heartbeat per interval, and the per-machine and group counters move
+    // only then. A rate() over fewer than ~4 heartbeats aliases (a constant 65 W reads 0, 87,
+    // 0, 87 W), so every rate over them uses at least rateWindowSeconds.
     heartbeatIntervalSeconds: 60,
     rateWindowSeconds: 4 * self.heartbeatIntervalSeconds,
     rateWindow: durationString(self.rateWindowSeconds),  // "4m" by default

@@ -1,12 +1,16 @@
-// Recording rules: fleet, site and department aggregates of the per-machine counters, named
-// level:metric:operation. Per-machine series are first collapsed over collector replicas
-// (`max by` the machine's labels), then summed, so two scraped replicas never double a total.
+// Recording rules: fleet, site and department aggregates, named level:metric:operation. They
+// read only the group counters (greenops_group_*_total{site,department}), which the collector
+// serves whatever `metrics.per_machine` says, so they work with and without per-machine
+// series, include retired machines and never drop when a machine moves. Each group series is
+// first collapsed over collector replicas (`max by` the group's labels), then summed, so two
+// scraped replicas never double a total. The record names keep their `greenops_machine_…`
+// metric part: they are what existing queries and dashboards use.
 local p = import 'lib/promql.libsonnet';
 
 {
   // The aggregates, as data: each entry becomes <level>:<record>:<operation><window> for every
   // level and window. To record a new counter, add an entry here (and a promtool test).
-  //   metric:   a per-machine counter; rate() of it per second
+  //   metric:   a group counter; rate() of it per second
   //   ratio:    [numerator, denominator] counters instead of `metric`
   //   factor:   multiplies the per-second rate (3600: per hour)
   //   extraBy:  labels kept besides the level's (money is never summed across currencies)
@@ -14,41 +18,41 @@ local p = import 'lib/promql.libsonnet';
   greenopsRecordedRates:: [
     {
       record: 'greenops_idle_ratio',
-      ratio: ['greenops_machine_idle_seconds_total', 'greenops_machine_observed_seconds_total'],
+      ratio: ['greenops_group_idle_seconds_total', 'greenops_group_observed_seconds_total'],
       windows: ['rate', '1h'],
     },
     {
       record: 'greenops_machine_power_watts',
-      metric: 'greenops_machine_energy_joules_total',  // joules per second are watts
+      metric: 'greenops_group_energy_joules_total',  // joules per second are watts
       windows: ['rate'],
     },
     {
       record: 'greenops_machine_idle_power_watts',
-      metric: 'greenops_machine_idle_energy_joules_total',
+      metric: 'greenops_group_idle_energy_joules_total',
       windows: ['rate'],
     },
     {
       record: 'greenops_machine_idle_energy_cost_per_hour',
-      metric: 'greenops_machine_idle_energy_cost_total',
+      metric: 'greenops_group_idle_energy_cost_total',
       factor: 3600,
       extraBy: ['currency'],
       windows: ['rate', '1h'],
     },
     {
       record: 'greenops_machine_idle_co2_grams_per_hour',
-      metric: 'greenops_machine_idle_co2_grams_total',
+      metric: 'greenops_group_idle_co2_grams_total',
       factor: 3600,
       windows: ['rate', '1h'],
     },
     // What sleeping during the waste would have saved (idle minus sleep watts).
     {
       record: 'greenops_machine_avoidable_power_watts',
-      metric: 'greenops_machine_avoidable_energy_joules_total',
+      metric: 'greenops_group_avoidable_energy_joules_total',
       windows: ['rate'],
     },
     {
       record: 'greenops_machine_avoidable_energy_cost_per_hour',
-      metric: 'greenops_machine_avoidable_energy_cost_total',
+      metric: 'greenops_group_avoidable_energy_cost_total',
       factor: 3600,
       extraBy: ['currency'],
       windows: ['rate'],
@@ -56,13 +60,13 @@ local p = import 'lib/promql.libsonnet';
     // The part of the idle power outside the sites' business hours.
     {
       record: 'greenops_machine_after_hours_idle_power_watts',
-      metric: 'greenops_machine_after_hours_idle_energy_joules_total',
+      metric: 'greenops_group_after_hours_idle_energy_joules_total',
       windows: ['rate'],
     },
     // Coverage: the share of observed time without idle data.
     {
       record: 'greenops_unknown_ratio',
-      ratio: ['greenops_machine_unknown_seconds_total', 'greenops_machine_observed_seconds_total'],
+      ratio: ['greenops_group_unknown_seconds_total', 'greenops_group_observed_seconds_total'],
       windows: ['1h'],
     },
   ],
@@ -83,7 +87,7 @@ local p = import 'lib/promql.libsonnet';
     local labels = p.labels(cfg),
 
     local rate(metric, window, extra) =
-      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, sel, window]), extra),
+      p.perGroup(cfg, p.fmt('rate(%s{%s}[%s])', [metric, sel, window]), extra),
 
     local rule(entry, level, window) =
       local w = if window == 'rate' then cfg.rateWindow else window;

@@ -9,7 +9,6 @@ local common = import 'common.libsonnet';
   grafanaDashboards+:: {
     local cfg = $._config,
     local c = common.new(cfg),
-    local labels = p.labels(cfg),
 
     local rate(metric) = p.fmt('rate(%s{%s}[$__rate_interval])', [metric, c.raw]),
     local quantile(q, metric, by=[]) =
@@ -98,7 +97,7 @@ local common = import 'common.libsonnet';
             'Number of machines by current status. Every replica serves the same counts: collapsed with max, not summed.',
             'short',
             [g.target(
-              p.fmt('sum by (status) (max %s (greenops_machines{%s}))', [p.by(labels.site + ['status']), c.raw]),
+              p.fmt('sum by (status) (%s)', p.perGroup(cfg, p.fmt('greenops_machines{%s}', c.raw), ['status'])),
               '{{status}}',
             )],
           ),

@@ -10,8 +10,10 @@ local p = import '../lib/promql.libsonnet';
 
     // Raw series of the picked collectors.
     raw: p.matchers([cfg.greenopsSelector, cluster, 'job=~"$job"', 'instance=~"$instance"']),
-    // Per-machine series of the picked sites and departments.
+    // Per-machine and group series of the picked sites and departments (both carry site and
+    // department).
     machines: p.matchers([self.raw, 'site=~"$site"', 'department=~"$department"']),
+    groups: self.machines,
     // Recorded series: the recording rules keep job (and the cluster label), not instance.
     recorded: p.matchers([cluster, 'job=~"$job"', 'site=~"$site"', 'department=~"$department"']),
 
@@ -29,11 +31,21 @@ local p = import '../lib/promql.libsonnet';
         g.queryVariable('instance', 'Instance', p.fmt('label_values(%s, instance)', buildInfo([cluster, 'job=~"$job"']))),
       ],
 
-    site: g.queryVariable('site', 'Site', p.fmt('label_values(greenops_machine_info{%s}, site)', self.raw)),
-    department: g.queryVariable(
-      'department', 'Department', p.fmt('label_values(greenops_machine_info{%s, site=~"$site"}, department)', self.raw)
+    // Site and department pickers, filled from `metric`'s labels: a group counter on the
+    // fleet dashboard (served in both metric modes, and it still has the groups whose machines
+    // have all moved or retired), greenops_machine_info on the machine dashboard.
+    site(metric='greenops_group_observed_seconds_total'):: g.queryVariable(
+      'site', 'Site', p.fmt('label_values(%s{%s}, site)', [metric, self.raw])
+    ),
+    department(metric='greenops_group_observed_seconds_total'):: g.queryVariable(
+      'department', 'Department', p.fmt('label_values(%s{%s, site=~"$site"}, department)', [metric, self.raw])
     ),
   },
+
+  // What the description of every panel reading per-machine series says (the collector
+  // serves them only in per-machine mode; the pack's lint looks for "per-machine mode").
+  perMachineNote:: 'Needs per-machine mode (metrics.per_machine; `auto` serves per-machine series only up to metrics.per_machine_max machines, 5 000 by default): without it this panel is empty.',
+  perMachine(panel):: panel { description: panel.description + ' ' + $.perMachineNote },
 
   // `sum(x)`, or `sum by (a, b) (x)`.
   sum(labels, expr)::

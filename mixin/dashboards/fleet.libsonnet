@@ -1,4 +1,8 @@
 // GreenOps / Fleet overview: how much energy, money and CO2 idle machines waste, and where.
+// Everything but the top-wasters table reads the group series (greenops_group_*_total,
+// greenops_machines) and the recording rules made from them, which the collector serves in
+// both metric modes: the dashboard works for any fleet size, and its totals include retired
+// machines.
 local g = import '../lib/grafana.libsonnet';
 local p = import '../lib/promql.libsonnet';
 local common = import 'common.libsonnet';
@@ -10,12 +14,15 @@ local common = import 'common.libsonnet';
     local sum = common.sum,
     local labels = p.labels(cfg),
 
-    // Per machine over the picked time range (replicas collapsed).
+    // Per group (site, department) over the picked time range, replicas collapsed.
     local increase(metric, extra=[]) =
-      p.perMachine(cfg, p.fmt('increase(%s{%s}[$__range])', [metric, c.machines]), extra),
-    // Per machine over the configured rate window (at least 4 heartbeats).
+      p.perGroup(cfg, p.fmt('increase(%s{%s}[$__range])', [metric, c.groups]), extra),
+    // Per group over the configured rate window (at least 4 heartbeats).
     local rate(metric) =
-      p.perMachine(cfg, p.fmt('rate(%s{%s}[%s])', [metric, c.machines, cfg.rateWindow])),
+      p.perGroup(cfg, p.fmt('rate(%s{%s}[%s])', [metric, c.groups, cfg.rateWindow])),
+    // Per machine over the picked time range: only for the per-machine panel.
+    local machineIncrease(metric) =
+      p.perMachine(cfg, p.fmt('increase(%s{%s}[$__range])', [metric, c.machines])),
     local recorded(record) =
       p.fmt('%s{%s}', [$.recordedName('department', record), c.recorded]),
 
@@ -32,7 +39,7 @@ local common = import 'common.libsonnet';
       'greenops-fleet',
       'GreenOps / Fleet overview',
       'How much energy, money and CO₂ idle machines waste, and where.',
-      c.variables + [c.site, c.department],
+      c.variables + [c.site(), c.department()],
       [
         [
           g.stat(
@@ -41,8 +48,8 @@ local common = import 'common.libsonnet';
             'percentunit',
             [g.target(
               p.fmt('%s / %s', [
-                sum([], increase('greenops_machine_idle_seconds_total')),
-                sum([], increase('greenops_machine_observed_seconds_total')),
+                sum([], increase('greenops_group_idle_seconds_total')),
+                sum([], increase('greenops_group_observed_seconds_total')),
               ]),
               instant=true,
             )],
@@ -51,14 +58,14 @@ local common = import 'common.libsonnet';
             'Wasted energy',
             'Energy consumed by machines idle beyond the threshold, over the selected time range.',
             'kwatth',
-            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_machine_idle_energy_joules_total'))), instant=true)],
+            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_group_idle_energy_joules_total'))), instant=true)],
           ) + { decimals: 2 },
           g.stat(
             'Wasted money',
             'Cost of the wasted energy, per currency (amounts in different currencies are never added).',
             g.currencyUnit(cfg.defaultCurrency),
             [g.target(
-              sum(['currency'], increase('greenops_machine_idle_energy_cost_total', ['currency'])),
+              sum(['currency'], increase('greenops_group_idle_energy_cost_total', ['currency'])),
               '{{currency}}',
               instant=true,
             )],
@@ -67,7 +74,7 @@ local common = import 'common.libsonnet';
             'Wasted CO₂e',
             'CO₂-equivalent emitted for the wasted energy, over the selected time range.',
             'masskg',
-            [g.target(p.fmt('%s / 1000', sum([], increase('greenops_machine_idle_co2_grams_total'))), instant=true)],
+            [g.target(p.fmt('%s / 1000', sum([], increase('greenops_group_idle_co2_grams_total'))), instant=true)],
           ) + { decimals: 2 },
         ],
         [
@@ -75,14 +82,14 @@ local common = import 'common.libsonnet';
             'Avoidable energy',
             'What sleeping during the waste would have saved (idle minus sleep watts), over the selected time range.',
             'kwatth',
-            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_machine_avoidable_energy_joules_total'))), instant=true)],
+            [g.target(p.fmt('%s / 3.6e6', sum([], increase('greenops_group_avoidable_energy_joules_total'))), instant=true)],
           ) + { decimals: 2 },
           g.stat(
             'Avoidable money',
             'Cost of the avoidable energy, per currency.',
             g.currencyUnit(cfg.defaultCurrency),
             [g.target(
-              sum(['currency'], increase('greenops_machine_avoidable_energy_cost_total', ['currency'])),
+              sum(['currency'], increase('greenops_group_avoidable_energy_cost_total', ['currency'])),
               '{{currency}}',
               instant=true,
             )],
@@ -93,8 +100,8 @@ local common = import 'common.libsonnet';
             'percentunit',
             [g.target(
               p.fmt('%s / %s', [
-                sum([], increase('greenops_machine_after_hours_idle_energy_joules_total')),
-                sum([], increase('greenops_machine_idle_energy_joules_total')),
+                sum([], increase('greenops_group_after_hours_idle_energy_joules_total')),
+                sum([], increase('greenops_group_idle_energy_joules_total')),
               ]),
               instant=true,
             )],
@@ -105,8 +112,8 @@ local common = import 'common.libsonnet';
             'percentunit',
             [g.target(
               p.fmt('1 - %s / %s', [
-                sum([], increase('greenops_machine_unknown_seconds_total')),
-                sum([], increase('greenops_machine_observed_seconds_total')),
+                sum([], increase('greenops_group_unknown_seconds_total')),
+                sum([], increase('greenops_group_observed_seconds_total')),
               ]),
               instant=true,
             )],
@@ -129,7 +136,7 @@ local common = import 'common.libsonnet';
             'Unobserved gaps by site',
             'Coverage: time between heartbeats too far apart to count (machines off or unreachable), in hours per hour.',
             'percentunit',
-            [g.target(p.fmt('%s / 3600', sum(['site'], p.perMachine(cfg, p.fmt('increase(greenops_machine_gap_seconds_total{%s}[1h])', c.machines)))), '{{site}}')],
+            [g.target(p.fmt('%s / 3600', sum(['site'], p.perGroup(cfg, p.fmt('increase(greenops_group_gap_seconds_total{%s}[1h])', c.groups)))), '{{site}}')],
           ),
         ],
         [
@@ -148,8 +155,8 @@ local common = import 'common.libsonnet';
             'percentunit',
             [g.target(
               p.fmt('%s / %s', [
-                sum(['site'], rate('greenops_machine_idle_seconds_total')),
-                sum(['site'], rate('greenops_machine_observed_seconds_total')),
+                sum(['site'], rate('greenops_group_idle_seconds_total')),
+                sum(['site'], rate('greenops_group_observed_seconds_total')),
               ]),
               '{{site}}',
             )],
@@ -161,7 +168,7 @@ local common = import 'common.libsonnet';
             'Idle energy per day.',
             'kwatth',
             [g.target(
-              p.fmt('%s / 3.6e6', sum([], p.perMachine(cfg, p.fmt('increase(greenops_machine_idle_energy_joules_total{%s}[1d])', c.machines)))),
+              p.fmt('%s / 3.6e6', sum([], p.perGroup(cfg, p.fmt('increase(greenops_group_idle_energy_joules_total{%s}[1d])', c.groups)))),
               'wasted kWh',
               interval='1d',
             )],
@@ -169,10 +176,10 @@ local common = import 'common.libsonnet';
           g.panel(
             'piechart',
             'Machines by status',
-            'Current status of every machine: active, idle, offline or unknown.',
+            'Current status of every machine (live machines, by where they are now): active, idle, offline or unknown.',
             'short',
             [g.target(
-              sum(['status'], p.perMachine(cfg, p.fmt('greenops_machine_status{%s}', c.machines), ['status'])),
+              sum(['status'], p.perGroup(cfg, p.fmt('greenops_machines{%s}', c.groups), ['status'])),
               '{{status}}',
               instant=true,
             )],
@@ -185,8 +192,8 @@ local common = import 'common.libsonnet';
             'percentunit',
             [g.target(
               p.fmt('%s / %s', [
-                sum(['department'], increase('greenops_machine_idle_seconds_total')),
-                sum(['department'], increase('greenops_machine_observed_seconds_total')),
+                sum(['department'], increase('greenops_group_idle_seconds_total')),
+                sum(['department'], increase('greenops_group_observed_seconds_total')),
               ]),
               '{{department}}',
               instant=true,
@@ -205,22 +212,44 @@ local common = import 'common.libsonnet';
         [
           g.panel(
             'table',
+            'Top wasting departments',
+            'The ten departments (of a site) whose machines wasted the most energy over the selected time range, retired machines included; figures stay with the department where they were incurred.',
+            'kwatth',
+            [g.target(
+              p.fmt('topk(10, %s / 3.6e6)', sum(['site', 'department'], increase('greenops_group_idle_energy_joules_total'))),
+              instant=true,
+              format='table',
+            )],
+            h=9,
+          ) + {
+            decimals: 2,
+            transformations: [{
+              id: 'organize',
+              options: {
+                excludeByName: { Time: true },
+                indexByName: { site: 0, department: 1, Value: 2 },
+                renameByName: { Value: 'Wasted energy' },
+              },
+            }],
+            options: { showHeader: true, sortBy: [{ displayName: 'Wasted energy', desc: true }] },
+          },
+          common.perMachine(g.panel(
+            'table',
             'Top wasters',
             'The ten machines that wasted the most energy over the selected time range. Click a row for its machine dashboard.',
             'kwatth',
             [g.target(
               p.withInfo(
                 cfg,
-                p.fmt('topk(10, %s / 3.6e6)', sum(labels.machineKey, increase('greenops_machine_idle_energy_joules_total'))),
+                p.fmt('topk(10, %s / 3.6e6)', sum(labels.machineKey, machineIncrease('greenops_machine_idle_energy_joules_total'))),
                 c.raw,
                 ['hostname', 'site', 'department'],
               ),
               instant=true,
               format='table',
             )],
-            w=24,
             h=9,
-          ) + {
+          )) + {
             decimals: 3,
             links: [machineLink],
             transformations: [{

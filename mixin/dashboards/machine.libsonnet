@@ -1,4 +1,5 @@
 // GreenOps / Machine detail: one machine, picked by machine_id (the picker shows hostnames).
+// It reads per-machine series only, so it needs the collector's per-machine mode.
 local g = import '../lib/grafana.libsonnet';
 local p = import '../lib/promql.libsonnet';
 local common = import 'common.libsonnet';
@@ -23,9 +24,9 @@ local common = import 'common.libsonnet';
       cfg,
       'greenops-machine',
       'GreenOps / Machine detail',
-      'One machine: status timeline, input idle time, CPU and memory, power and waste.',
+      'One machine: status timeline, input idle time, CPU and memory, power and waste. ' + common.perMachineNote,
       c.variables + [
-        c.site,
+        c.site('greenops_machine_info'),
         // Values are machine ids, texts the hostnames (label order in query_result is sorted).
         g.queryVariable(
           'machine_id',
@@ -36,7 +37,8 @@ local common = import 'common.libsonnet';
           regex='/hostname="(?<text>[^"]*)".*machine_id="(?<value>[^"]*)"/',
         ),
       ],
-      [
+      // Every panel reads per-machine series, and its description says so.
+      [[common.perMachine(panel) for panel in row] for row in [
         [
           g.panel(
             'table',
@@ -159,7 +161,7 @@ local common = import 'common.libsonnet';
             w=8,
           ) + { decimals: 1 },
         ],
-      ],
+      ]],
     ),
   },
 }

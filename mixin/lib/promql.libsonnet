@@ -48,11 +48,20 @@
     machine: self.department + ['machine_id'],
     // What a per-machine series joins greenops_machine_info on.
     machineKey: self.fleet + ['machine_id'],
+    // The labels of one group series (greenops_group_*, greenops_machines), whichever replica
+    // served it: the department level.
+    group: self.department,
   },
 
   // One series per machine (and per `extra` label, e.g. currency), replicas collapsed.
   perMachine(cfg, expr, extra=[])::
     $.fmt('max %s (%s)', [$.by($.labels(cfg).machine + extra), expr]),
+
+  // One series per group (site, department; and per `extra` label, e.g. currency or status),
+  // replicas collapsed. For greenops_group_* and greenops_machines, which the collector serves
+  // in both metric modes.
+  perGroup(cfg, expr, extra=[])::
+    $.fmt('max %s (%s)', [$.by($.labels(cfg).group + extra), expr]),
 
   // `on (job, machine_id) group_left (hostname) max by (...) (greenops_machine_info{...})`:
   // the right-hand side of a join that adds each machine's hostname (or other info labels).

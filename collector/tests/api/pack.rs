@@ -114,11 +114,18 @@ fn alerts_follow_the_house_conventions() {
                     && url.ends_with(&format!("/alerts/runbooks.md#{anchor}")),
                 "{name}: runbook_url {url}"
             );
-            assert_scoped(name, rule["expr"].as_str().unwrap());
-            assert!(
-                runbooks.contains(&format!("\n## {name}\n")),
-                "no runbook section for {name}"
-            );
+            let expr = rule["expr"].as_str().unwrap();
+            assert_scoped(name, expr);
+            let section = runbook_section(&runbooks, name)
+                .unwrap_or_else(|| panic!("no runbook section for {name}"));
+            // Without per-machine series (aggregate mode) such an alert cannot fire: its
+            // runbook must say so.
+            if reads_per_machine_series(expr) {
+                assert!(
+                    section.contains("per-machine mode"),
+                    "{name} reads per-machine series; its runbook does not say it needs per-machine mode"
+                );
+            }
             let cases = tests.matches(&format!("alertname: {name}\n")).count();
             assert!(cases >= 2, "{name} has {cases} test cases");
         }
@@ -134,6 +141,11 @@ fn alerts_follow_the_house_conventions() {
             let expr = rule["expr"].as_str().unwrap();
             assert_scoped(record, expr);
             assert_windows(record, expr);
+            // The recording rules work in both metric modes: group series only.
+            assert!(
+                !reads_per_machine_series(expr),
+                "{record} reads per-machine series (use greenops_group_*): {expr}"
+            );
         }
     }
 }
@@ -145,6 +157,30 @@ const HEARTBEAT_SECONDS: u64 = 60;
 
 /// The selector every rule and alert is scoped by (`selector` in mixin/config.libsonnet).
 const SELECTOR: &str = r#"job="greenops""#;
+
+/// A per-machine family (`greenops_machine_*{machine_id,…}`), served only in per-machine mode.
+fn per_machine(metric: &str) -> bool {
+    metric.starts_with("greenops_machine_")
+}
+
+/// A group family (`greenops_group_*{site,department}`, `greenops_machines`), served in both
+/// metric modes.
+fn group(metric: &str) -> bool {
+    metric.starts_with("greenops_group_") || metric == "greenops_machines"
+}
+
+fn reads_per_machine_series(expr: &str) -> bool {
+    raw_selectors(expr).iter().any(|(m, _)| per_machine(m))
+}
+
+/// The text of a runbook section, `## Name` up to the next heading of that level.
+fn runbook_section<'a>(runbooks: &'a str, name: &str) -> Option<&'a str> {
+    let start = runbooks.find(&format!("\n## {name}\n"))? + 1;
+    let end = runbooks[start + 3..]
+        .find("\n## ")
+        .map_or(runbooks.len(), |e| start + 3 + e);
+    Some(&runbooks[start..end])
+}
 
 /// Seconds of a PromQL duration (`4m`, `1h30m`, `1d`); `None` for anything else.
 fn duration_seconds(text: &str) -> Option<u64> {
@@ -238,7 +274,8 @@ fn range_selectors(expr: &str) -> Vec<(String, String)> {
 }
 
 /// Rules and alerts read only the collector's series: every raw selector carries the job
-/// selector, and per-machine series are collapsed over replicas before anything is counted.
+/// selector, and per-machine and group series are collapsed over replicas before anything is
+/// counted.
 fn assert_scoped(name: &str, expr: &str) {
     let raw = raw_selectors(expr);
     for (metric, matchers) in &raw {
@@ -247,19 +284,20 @@ fn assert_scoped(name: &str, expr: &str) {
             "{name}: {metric} is not scoped by {SELECTOR}: {expr}"
         );
     }
-    if raw.iter().any(|(m, _)| m.starts_with("greenops_machine")) {
+    if raw.iter().any(|(m, _)| per_machine(m) || group(m)) {
         assert!(
             expr.contains("max by ("),
-            "{name}: per-machine series not collapsed over replicas (max by): {expr}"
+            "{name}: per-machine or group series not collapsed over replicas (max by): {expr}"
         );
     }
 }
 
-/// Rates and increases over per-machine counters span at least four heartbeats (or the
-/// dashboard's whole range); `$__rate_interval` is only for the process metrics.
+/// Rates and increases over per-machine and group counters (they move once per heartbeat)
+/// span at least four heartbeats (or the dashboard's whole range); `$__rate_interval` is only
+/// for the process metrics.
 fn assert_windows(name: &str, expr: &str) {
     for (metric, window) in range_selectors(expr) {
-        if !metric.starts_with("greenops_machine") {
+        if !(per_machine(&metric) || group(&metric)) {
             continue;
         }
         let long_enough = window == "$__range"
@@ -369,13 +407,22 @@ fn dashboards_pass_the_lint() {
                 // through the :rate<window> recording rules); $__rate_interval only for the
                 // collector's own process metrics.
                 assert_windows(&what, expr);
-                // Every replica of one database serves the same per-machine series: collapse
-                // them (max by) before summing.
+                // Every replica of one database serves the same per-machine and group
+                // series: collapse them (max by) before summing.
                 let raw = raw_selectors(expr);
-                if raw.iter().any(|(m, _)| m.starts_with("greenops_machine")) {
+                if raw.iter().any(|(m, _)| per_machine(m) || group(m)) {
                     assert!(
                         expr.contains("max by ("),
                         "{what}: not collapsed over replicas: {expr}"
+                    );
+                }
+                // Per-machine series exist only in per-machine mode: the panel says so.
+                if reads_per_machine_series(expr) {
+                    assert!(
+                        p["description"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("per-machine mode")),
+                        "{what} reads per-machine series; its description does not say it needs per-machine mode"
                     );
                 }
                 for (metric, matchers) in &raw {
@@ -400,6 +447,58 @@ fn dashboards_pass_the_lint() {
             }
         }
     }
+}
+
+/// The fleet and collector dashboards work in aggregate mode (no per-machine series): apart
+/// from the top-wasters table their panels and pickers read group series and recording rules
+/// only. The machine dashboard is per machine by nature, and says so.
+#[test]
+fn dashboards_work_without_per_machine_series() {
+    let all = dashboards();
+    let by_uid = |uid: &str| &all.iter().find(|(_, d)| d["uid"] == uid).unwrap().1;
+    for uid in ["greenops-fleet", "greenops-collector"] {
+        let d = by_uid(uid);
+        let per_machine_panels: BTreeSet<String> = dashboard_queries(d)
+            .into_iter()
+            .filter(|(_, expr)| reads_per_machine_series(expr))
+            .map(|(title, _)| title)
+            .collect();
+        let allowed: BTreeSet<String> = if uid == "greenops-fleet" {
+            BTreeSet::from(["Top wasters".to_string()])
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(
+            per_machine_panels, allowed,
+            "{uid}: panels that need per-machine series"
+        );
+        for v in d["templating"]["list"].as_array().unwrap() {
+            let definition = v["definition"].as_str().unwrap_or_default();
+            assert!(
+                !reads_per_machine_series(definition),
+                "{uid}: variable {} reads per-machine series: {definition}",
+                v["name"]
+            );
+        }
+    }
+    let fleet = serde_json::to_string(by_uid("greenops-fleet")).unwrap();
+    for family in [
+        "greenops_group_idle_energy_joules_total",
+        "greenops_machines{",
+    ] {
+        assert!(
+            fleet.contains(family),
+            "greenops-fleet does not read {family}"
+        );
+    }
+    let machine = by_uid("greenops-machine");
+    assert!(
+        machine["description"]
+            .as_str()
+            .unwrap()
+            .contains("per-machine mode"),
+        "greenops-machine: the description does not say it needs per-machine mode"
+    );
 }
 
 /// The fleet dashboard links each machine to the machine dashboard, which is keyed by a
