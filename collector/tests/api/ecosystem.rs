@@ -133,6 +133,11 @@ async fn prometheus_and_alertmanager_end_to_end() {
     // per-machine series: dashboards and rules must count every machine once.
     let app = spawn_app_with(test_settings(&db)).await;
     let replica = spawn_app_with(test_settings(&db)).await;
+    // A third replica in aggregate mode (no per-machine series): the fleet dashboard, filtered
+    // to its instance, must have data from it alone.
+    let mut aggregate_settings = test_settings(&db);
+    aggregate_settings.metrics.per_machine = greenops_collector::settings::PerMachine::Never;
+    let aggregate = spawn_app_with(aggregate_settings).await;
     let token = app.enrollment_token("default", "finance").await;
     let mut agents = Vec::new();
     for name in ["idle-pc", "busy-pc", "unknown-pc"] {
@@ -218,6 +223,11 @@ async fn prometheus_and_alertmanager_end_to_end() {
     assert_eq!(rules.len(), 2);
     let collector: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     let replica_addr: SocketAddr = replica.base.trim_start_matches("http://").parse().unwrap();
+    let aggregate_addr: SocketAddr = aggregate
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
     let prom_port = free_port();
     std::fs::write(
         dir.join("prometheus.yml"),
@@ -225,7 +235,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              rule_files:\n{}\
              alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: greenops\n    static_configs:\n      - targets: ['{collector}', '{replica_addr}']\n",
+             scrape_configs:\n  - job_name: greenops\n    static_configs:\n      - targets: ['{collector}', '{replica_addr}', '{aggregate_addr}']\n",
             rules.iter().map(|r| format!("  - {}\n", r.display())).collect::<String>()
         ),
     )
@@ -261,7 +271,7 @@ async fn prometheus_and_alertmanager_end_to_end() {
                 && query(&client, &prom, "up{job=\"greenops\"} == 1")
                     .await
                     .len()
-                    == 2
+                    == 3
         },
     )
     .await;
@@ -356,6 +366,59 @@ async fn prometheus_and_alertmanager_end_to_end() {
         }
     }
 
+    // Aggregate mode: no per-machine series, and every panel that does not say it needs them
+    // has data; the recorded fleet power is the per-machine job's.
+    assert!(
+        query(
+            &client,
+            &prom,
+            "{job=\"greenops-aggregate\", __name__=~\"greenops_machine_.*\"}"
+        )
+        .await
+        .is_empty()
+    );
+    for (path, dashboard) in dashboards() {
+        if dashboard["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("per-machine mode"))
+        {
+            continue;
+        }
+        for panel in dashboard["panels"].as_array().unwrap() {
+            if panel["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("per-machine mode"))
+            {
+                continue;
+            }
+            for t in panel["targets"].as_array().into_iter().flatten() {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace("$__rate_interval", "10s")
+                    .replace("$__range", "1m")
+                    .replace("$__interval", "5s")
+                    .replace("$site", ".*")
+                    .replace("$department", ".*")
+                    .replace("$job", "greenops")
+                    .replace("$instance", &aggregate_addr.to_string())
+                    .replace("$cluster", ".*");
+                if expr.is_empty() {
+                    continue;
+                }
+                wait_for(
+                    &format!(
+                        "aggregate mode: {} / {}: {expr}",
+                        path.display(),
+                        panel["title"]
+                    ),
+                    Duration::from_secs(20),
+                    || async { !query(&client, &prom, &expr).await.is_empty() },
+                )
+                .await;
+            }
+        }
+    }
     // The idle machine alerts, with exact labels, and the notification reaches the webhook.
     wait_for(
         "GreenOpsMachineIdleTooLong at the webhook",
@@ -462,5 +525,6 @@ async fn prometheus_and_alertmanager_end_to_end() {
 
     app.stop().await;
     replica.stop().await;
+    aggregate.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
