@@ -5,7 +5,7 @@
 //! labels). The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
 //! through `prometheus-client` (tested against it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
 use rust_decimal::Decimal;
@@ -369,28 +369,22 @@ pub fn write_fleet(
     }
 
     // Every placement of a live machine, and every site without one (department ""), with
-    // all four statuses.
-    let mut counts: BTreeMap<(&str, &str, Status), i64> = BTreeMap::new();
-    for m in machines {
-        for s in Status::ALL {
-            counts.insert(
-                (m.snapshot.site.as_str(), m.snapshot.department.as_str(), s),
-                0,
-            );
-        }
-    }
-    for site in sites {
-        if !counts.keys().any(|(s, _, _)| s == site) {
-            for s in Status::ALL {
-                counts.insert((site.as_str(), "", s), 0);
-            }
-        }
-    }
+    // all four statuses: counted in a hash map (one lookup per machine), then sorted.
+    let mut by_placement: HashMap<(&str, &str), [i64; 4]> = HashMap::new();
     for (m, s) in machines.iter().zip(&statuses) {
-        *counts
-            .entry((m.snapshot.site.as_str(), m.snapshot.department.as_str(), *s))
-            .or_default() += 1;
+        let n = by_placement
+            .entry((m.snapshot.site.as_str(), m.snapshot.department.as_str()))
+            .or_default();
+        n[status_index(*s)] += 1;
     }
+    let with_machines: HashSet<&str> = by_placement.keys().map(|(site, _)| *site).collect();
+    for site in sites {
+        if !with_machines.contains(site.as_str()) {
+            by_placement.entry((site.as_str(), "")).or_default();
+        }
+    }
+    let mut counts: Vec<((&str, &str), [i64; 4])> = by_placement.into_iter().collect();
+    counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     header(
         out,
         "greenops_machines",
@@ -398,17 +392,24 @@ pub fn write_fleet(
         "gauge",
         None,
     );
-    for ((site, department, s), n) in counts {
-        out.push_str("greenops_machines{site=\"");
-        escape(out, site);
-        out.push_str("\",department=\"");
-        escape(out, department);
-        out.push_str("\",status=\"");
-        out.push_str(s.as_str());
-        out.push_str("\"} ");
-        out.push_str(itoa::Buffer::new().format(n));
-        out.push('\n');
+    for ((site, department), n) in counts {
+        for s in Status::ALL {
+            out.push_str("greenops_machines{site=\"");
+            escape(out, site);
+            out.push_str("\",department=\"");
+            escape(out, department);
+            out.push_str("\",status=\"");
+            out.push_str(s.as_str());
+            out.push_str("\"} ");
+            out.push_str(itoa::Buffer::new().format(n[status_index(s)]));
+            out.push('\n');
+        }
     }
+}
+
+/// The position of a status in [`Status::ALL`].
+fn status_index(s: Status) -> usize {
+    Status::ALL.iter().position(|x| *x == s).unwrap_or(0)
 }
 
 /// Writes `greenops_group_…` counters: every per-machine counter summed by site and

@@ -354,6 +354,9 @@ pub(crate) struct ChangeSql {
     pub cursor: &'static str,
     /// A condition on the machine row `m`: written since the cursor's `changes` (`$1`).
     pub changed_since: &'static str,
+    /// A condition on the totals row `t`: of a machine written since `$1` (found through the
+    /// primary key, not by reading every totals row).
+    pub totals_changed_since: &'static str,
 }
 
 /// Reads the machines changed since `since` (all when `None` or the catalog changed) with
@@ -376,18 +379,21 @@ where
     let (changes, catalog): (i64, i64) = sqlx::query_as(sql.cursor).fetch_one(&mut *tx).await?;
     let cursor = FleetCursor { changes, catalog };
     let full = since.is_none_or(|s| s.catalog != catalog);
-    let (filter, from) = match since {
-        Some(s) if !full => (format!("WHERE {}", sql.changed_since), s.changes),
-        _ => (String::new(), 0),
+    let (filter, totals_filter, from) = match since {
+        Some(s) if !full => (
+            format!("WHERE {}", sql.changed_since),
+            format!("WHERE {}", sql.totals_changed_since),
+            s.changes,
+        ),
+        _ => (String::new(), String::new(), 0),
     };
     let mut totals: HashMap<String, Vec<IncurredTotal>> = HashMap::new();
     {
         let mut rows = sqlx::query_as::<_, TotalsRow<DB::Decimal>>(sqlx::AssertSqlSafe(format!(
             "SELECT t.machine_id, COALESCE(s.name, '') AS site, t.department, t.currency, {}
              FROM machine_totals t
-             JOIN machines m ON m.id = t.machine_id
              LEFT JOIN sites s ON s.id = t.site_id
-             {filter}
+             {totals_filter}
              ORDER BY t.machine_id, t.currency, site, t.department",
             column_list("t.")
         )))
