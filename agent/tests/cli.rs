@@ -184,3 +184,23 @@ fn no_colour_codes_into_a_pipe() {
     assert!(!seen.contains('\u{1b}'), "{seen:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+#[test]
+fn bad_settings_get_a_clear_error() {
+    let out = agent()
+        .args([
+            "run",
+            "--server",
+            "ftp://x",
+            "--state-dir",
+            "/tmp/agent-bad",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http://"));
+    let out = agent()
+        .args(["run", "--state-dir", "/tmp/agent-bad2"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no server URL"));
+}
