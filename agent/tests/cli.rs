@@ -180,7 +180,10 @@ fn no_colour_codes_into_a_pipe() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(seen.contains("INFO") && seen.contains("agent running"), "{seen}");
+    assert!(
+        seen.contains("INFO") && seen.contains("agent running"),
+        "{seen}"
+    );
     assert!(!seen.contains('\u{1b}'), "{seen:?}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -795,12 +795,14 @@ async fn user(config: Option<&Path>, command: UserCommand) -> anyhow::Result<()>
         UserCommand::List { .. } => user_list(ctx).await,
         UserCommand::Disable { username, .. } => {
             let result = crate::operations::users::disable(ctx, &username).await;
-            result.map_err(|e| match e {
-                OpError::NotFound(_) => anyhow::anyhow!("no user '{username}' in {shown}"),
-                other => cli_error(other),
-            }).map(|()| {
-                println!("'{username}' disabled; their sessions were ended");
-            })
+            result
+                .map_err(|e| match e {
+                    OpError::NotFound(_) => anyhow::anyhow!("no user '{username}' in {shown}"),
+                    other => cli_error(other),
+                })
+                .map(|()| {
+                    println!("'{username}' disabled; their sessions were ended");
+                })
         }
     };
     store.close().await;
@@ -1086,7 +1088,11 @@ mod tests {
             }
         }
         let mut missing = Vec::new();
-        walk(&<Cli as clap::CommandFactory>::command(), "greenops", &mut missing);
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "greenops",
+            &mut missing,
+        );
         assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 

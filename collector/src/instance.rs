@@ -134,11 +134,7 @@ mod tests {
         assert_eq!(find(&dir), None);
         assert!(!dir.join(FILE_NAME).exists());
         // A file left behind by a collector that died (no lock) is ignored.
-        std::fs::write(
-            dir.join(FILE_NAME),
-            serde_json::to_vec(&running).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.join(FILE_NAME), serde_json::to_vec(&running).unwrap()).unwrap();
         assert_eq!(find(&dir), None);
         std::fs::remove_dir_all(&dir).ok();
     }

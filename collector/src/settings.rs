@@ -1028,12 +1028,16 @@ mod tests {
         // Nothing close: the keys of the section are listed instead.
         let err = Settings::from_toml("[tls]\nfingerprint = \"x\"\n").unwrap_err();
         assert!(
-            err.to_string()
-                .contains("unknown setting `tls.fingerprint`; the known keys here are `cert`, `key`"),
+            err.to_string().contains(
+                "unknown setting `tls.fingerprint`; the known keys here are `cert`, `key`"
+            ),
             "{err}"
         );
         assert_eq!(edit_distance("max_gap_seconds", "max_gap_secnods"), 1);
-        assert_eq!(nearest("writer", &["writers", "queue_capacity"]), Some("writers"));
+        assert_eq!(
+            nearest("writer", &["writers", "queue_capacity"]),
+            Some("writers")
+        );
         assert_eq!(nearest("colour", &["writers", "queue_capacity"]), None);
     }
 
@@ -1042,13 +1046,14 @@ mod tests {
     fn a_misspelled_environment_key_is_named_too() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GREENOPS_ACCOUNTING__IDLE_TRESHOLD_SECONDS", "60");
-            let err = Settings::load(None, &Overrides::default()).unwrap_err().to_string();
+            let err = Settings::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains(
                     "unknown setting `accounting.idle_treshold_seconds` (environment variable \
                      GREENOPS_ACCOUNTING__IDLE_TRESHOLD_SECONDS)"
-                )
-                    && err.contains("did you mean `idle_threshold_seconds`?"),
+                ) && err.contains("did you mean `idle_threshold_seconds`?"),
                 "{err}"
             );
             Ok(())
