@@ -1,8 +1,14 @@
 # GreenOps — the single entry point. `make help` lists the targets.
 CARGO ?= cargo
-LISTEN ?= 0.0.0.0:9850
+# Where cargo puts the binaries (CARGO_TARGET_DIR when set).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/release
+# `make run LISTEN=0.0.0.0:9850` (or GREENOPS_LISTEN) to be reachable from other machines; by
+# default the demo listens on 127.0.0.1:9850 and `make serve` on the configured address.
+LISTEN ?=
+listen_flag = $(if $(LISTEN),--listen $(LISTEN))
 
-.PHONY: help build release run serve simulate run-postgres stop-postgres test lint fmt clean-data \
+.PHONY: help build release binaries run serve simulate run-postgres stop-postgres test lint fmt clean-data \
 	bench-postgres bench-postgres-latency bench-sqlite bench-metrics agent-footprint mixin
 
 help: ## list targets
@@ -14,20 +20,23 @@ build: ## debug build of every crate
 release: ## optimised binaries in target/release (greenops, greenops-agent, greenops-bench)
 	$(CARGO) build --release --workspace
 
-run: ## zero-setup first run: collector on embedded SQLite (./data) plus a simulated 25-machine office
-	$(CARGO) run --release -p greenops-collector -- serve --demo --listen $(LISTEN)
+binaries: ## release builds of the collector and the agent (./target/release/greenops, greenops-agent)
+	$(CARGO) build --release -p greenops-collector -p greenops-agent
 
-serve: ## run the collector for real on the embedded default (./data/greenops.db), no simulation
-	$(CARGO) run --release -p greenops-collector -- serve --listen $(LISTEN)
+run: binaries ## zero-setup first run: collector on 127.0.0.1:9850, embedded SQLite (./data/demo.db), a simulated 25-machine office
+	$(BIN)/greenops serve --demo $(listen_flag)
 
-simulate: ## simulate MACHINES agents against a running collector (needs TOKEN=…)
-	$(CARGO) run --release -p greenops-collector -- simulate --enrollment-token "$(TOKEN)" --machines $(or $(MACHINES),100) --speed $(or $(SPEED),60)
+serve: binaries ## run the collector for real on the embedded default (./data/greenops.db), no simulation
+	$(BIN)/greenops serve $(listen_flag)
 
-run-postgres: ## run the collector on a persistent local PostgreSQL cluster in ./data/postgres
+simulate: binaries ## simulate MACHINES agents against a running collector (needs TOKEN=…)
+	$(BIN)/greenops simulate --enrollment-token "$(TOKEN)" --machines $(or $(MACHINES),100) --speed $(or $(SPEED),60)
+
+run-postgres: binaries ## run the collector on a persistent local PostgreSQL cluster in ./data/postgres
 	@url=$$(scripts/dev-postgres.sh start) && \
 	echo "Database: $$url" && \
-	echo "Create an enrollment token with: cargo run --release -p greenops-collector -- enrollment-token create --database-url $$url" && \
-	$(CARGO) run --release -p greenops-collector -- serve --listen $(LISTEN) --database-url "$$url"
+	echo "Create an enrollment token with: $(BIN)/greenops enrollment-token create --database-url $$url" && \
+	$(BIN)/greenops serve $(listen_flag) --database-url "$$url"
 
 stop-postgres: ## stop the local development PostgreSQL cluster
 	scripts/dev-postgres.sh stop

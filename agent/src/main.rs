@@ -33,22 +33,27 @@ struct Cli {
     /// Collector base URL [env: GREENOPS_SERVER_URL].
     #[arg(long = "server", global = true, value_name = "URL")]
     server: Option<String>,
-    /// Enrollment token [env: GREENOPS_ENROLLMENT_TOKEN].
+    /// Enrollment token; visible to every user in `ps` — prefer --enrollment-token-file or
+    /// the environment [env: GREENOPS_ENROLLMENT_TOKEN].
     #[arg(long, global = true, value_name = "TOKEN")]
     enrollment_token: Option<String>,
+    /// File holding the enrollment token (first non-empty line; `-` reads standard input)
+    /// [env: GREENOPS_ENROLLMENT_TOKEN_FILE].
+    #[arg(long, global = true, value_name = "FILE")]
+    enrollment_token_file: Option<PathBuf>,
     /// State directory: identity, credential, seq, spool [env: GREENOPS_STATE_DIR].
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Seconds between heartbeats, default 60 [env: GREENOPS_HEARTBEAT_INTERVAL_SECONDS].
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     heartbeat_interval_seconds: Option<u64>,
     /// Seconds between CPU samples, default 5 [env: GREENOPS_SAMPLE_INTERVAL_SECONDS].
-    #[arg(long, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     sample_interval_seconds: Option<u64>,
-    /// Extra CA certificate (PEM) to trust.
+    /// Extra CA certificate (PEM) to trust [env: GREENOPS_CA_FILE].
     #[arg(long, global = true, value_name = "FILE")]
     ca_file: Option<PathBuf>,
-    /// HTTP(S) proxy URL.
+    /// HTTP(S) proxy URL [env: GREENOPS_PROXY].
     #[arg(long, global = true, value_name = "URL")]
     proxy: Option<String>,
     #[command(subcommand)]
@@ -61,7 +66,7 @@ enum Command {
     Run,
     /// Enrol (or re-enrol, rotating the credential) and exit.
     Enroll,
-    /// Show the credential state, last delivery and spool depth.
+    /// Show the credential state, last delivery and spool depth (changes nothing).
     Status,
     /// Show what each idle source reports right now.
     Idle,
@@ -72,11 +77,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Colours only for a person at a terminal, never into journald or a log file.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_ansi(colours)
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -93,46 +102,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let flags = Flags {
         server_url: cli.server,
         enrollment_token: cli.enrollment_token.map(Into::into),
+        enrollment_token_file: cli.enrollment_token_file,
         state_dir: cli.state_dir,
         heartbeat_interval_seconds: cli.heartbeat_interval_seconds,
         sample_interval_seconds: cli.sample_interval_seconds,
         ca_file: cli.ca_file,
         proxy: cli.proxy,
     };
-    let settings = AgentSettings::load(cli.config.as_deref(), &flags)?;
+    let mut settings = AgentSettings::load(cli.config.as_deref(), &flags)?;
     match cli.command {
         Command::Run => {
+            settings.read_token_file()?;
             run::Agent::new(settings)?
                 .run(greenops_runtime::shutdown_signal())
                 .await
         }
-        Command::Service => service::run(settings).await,
+        Command::Service => {
+            settings.read_token_file()?;
+            service::run(settings).await
+        }
         Command::Enroll => {
+            settings.read_token_file()?;
             let machine_id = run::Agent::new(settings)?.enroll().await?;
             println!("enrolled as machine {machine_id}");
             Ok(())
         }
-        Command::Status => {
-            let state = state::State::open(&settings.state_dir)?;
-            let status = run::Status::load(&settings.state_dir).unwrap_or_default();
-            let spool = spool::Spool::open(&settings.state_dir, spool::Bounds::default())?;
-            println!(
-                "server:          {}",
-                if settings.server_url.is_empty() {
-                    "(not configured)"
-                } else {
-                    &settings.server_url
-                }
-            );
-            println!("state directory: {}", settings.state_dir.display());
-            println!("machine key:     {}", state.identity.machine_key);
-            println!(
-                "credential:      {}",
-                match (&state.identity.machine_id, &state.identity.agent_token) {
-                    (Some(id), Some(_)) => format!("enrolled as machine {id}"),
-                    _ => "not enrolled".into(),
-                }
-            );
+        Command::Status => print_status(&settings),
+        // The sources block on their sockets: off the async workers.
+        Command::Idle => tokio::task::spawn_blocking(print_idle_sources).await?,
+    }
+}
+
+/// `greenops-agent status`: reads the state directory and changes nothing in it (it may not
+/// even exist yet).
+fn print_status(settings: &AgentSettings) -> anyhow::Result<()> {
+    let dir = &settings.state_dir;
+    let identity = state::State::read_identity(dir)?;
+    let status = run::Status::load(dir).unwrap_or_default();
+    let (depth, bytes) = spool::Spool::peek(dir)
+        .map_err(|e| state::state_error("read the spool in", &dir.join("spool.bin"), &e))?;
+    let server = match (settings.server_url.as_str(), status.server_url.as_deref()) {
+        ("", Some(used)) => format!("{used} (used by the last run; none configured here)"),
+        ("", None) => "(not configured: --server or GREENOPS_SERVER_URL)".to_string(),
+        (configured, Some(used)) if configured.trim_end_matches('/') != used => {
+            format!("{configured} (the last run used {used})")
+        }
+        (configured, _) => configured.to_string(),
+    };
+    println!("server:          {server}");
+    if dir.exists() {
+        println!("state directory: {}", dir.display());
+    } else {
+        println!(
+            "state directory: {} (does not exist yet; `run` or `enroll` creates it)",
+            dir.display()
+        );
+    }
+    println!(
+        "machine key:     {}",
+        identity
+            .as_ref()
+            .map_or("(none yet)", |i| i.machine_key.as_str())
+    );
+    println!(
+        "credential:      {}",
+        match identity.as_ref().map(|i| (&i.machine_id, &i.agent_token)) {
+            Some((Some(id), Some(_))) => format!("enrolled as machine {id}"),
+            _ => "not enrolled".into(),
+        }
+    );
+    {
+        {
             println!("last seq:        {}", status.last_seq);
             println!(
                 "last delivery:   {}",
@@ -144,11 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         status.last_delivered_seq
                     ))
             );
-            println!(
-                "spool:           {} heartbeats, {} bytes",
-                spool.depth(),
-                spool.pending_bytes()
-            );
+            println!("spool:           {depth} heartbeats, {bytes} bytes");
             println!(
                 "idle source:     {}",
                 if status.idle_source.is_empty() {
@@ -160,11 +196,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(e) = status.last_error {
                 println!("last error:      {e}");
             }
-            Ok(())
         }
-        // The sources block on their sockets: off the async workers.
-        Command::Idle => tokio::task::spawn_blocking(print_idle_sources).await?,
     }
+    Ok(())
 }
 
 /// `greenops-agent idle`: what each source sees now, and what would be reported (blocking).
@@ -195,4 +229,27 @@ fn print_idle_sources() -> anyhow::Result<()> {
         chosen.source
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option and subcommand says what it is for in `--help`.
+    #[test]
+    fn every_option_has_help() {
+        let command = <Cli as clap::CommandFactory>::command();
+        let mut missing = Vec::new();
+        for arg in command.get_arguments() {
+            if !matches!(arg.get_id().as_str(), "help" | "version") && arg.get_help().is_none() {
+                missing.push(arg.get_id().to_string());
+            }
+        }
+        for sub in command.get_subcommands() {
+            if sub.get_about().is_none() && !sub.is_hide_set() {
+                missing.push(sub.get_name().to_string());
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }

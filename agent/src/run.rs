@@ -14,7 +14,7 @@ use crate::settings::AgentSettings;
 use crate::spool::{Bounds, Spool, write_atomically};
 use crate::state::State;
 use crate::system::{SystemSampler, describe};
-use crate::transport::{SendError, Transport};
+use crate::transport::{EnrollError, SendError, Transport};
 
 /// What `greenops-agent status` shows; rewritten after every delivery attempt.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -28,6 +28,9 @@ pub struct Status {
     pub spool_bytes: u64,
     pub idle_source: String,
     pub last_error: Option<String>,
+    /// The collector the last `run` or `enroll` talked to.
+    #[serde(default)]
+    pub server_url: Option<String>,
 }
 
 impl Status {
@@ -57,10 +60,13 @@ pub struct Agent {
     status: Status,
     refusals: u32,
     last_auth_complaint: Option<Instant>,
+    /// Set while no idle source works (said once, and again when one works).
+    idle_unknown: bool,
 }
 
 impl Agent {
     pub fn new(settings: AgentSettings) -> anyhow::Result<Self> {
+        let transport = Transport::new(&settings)?;
         let state = State::open(&settings.state_dir)?;
         let spool = Spool::open(
             &settings.state_dir,
@@ -69,9 +75,16 @@ impl Agent {
                 max_age_ms: i64::try_from(settings.spool_max_age_seconds.saturating_mul(1000))
                     .unwrap_or(i64::MAX),
             },
-        )?;
-        let transport = Transport::new(&settings)?;
+        )
+        .map_err(|e| {
+            crate::state::state_error(
+                "open the spool in",
+                &settings.state_dir.join("spool.bin"),
+                &e,
+            )
+        })?;
         let mut status = Status::load(&settings.state_dir).unwrap_or_default();
+        status.server_url = Some(transport.base().to_string());
         status.machine_id = state.identity.machine_id.clone();
         status.enrolled = state.identity.agent_token.is_some();
         status.spool_depth = spool.depth();
@@ -87,6 +100,7 @@ impl Agent {
             status,
             refusals: 0,
             last_auth_complaint: None,
+            idle_unknown: false,
         })
     }
 
@@ -94,7 +108,8 @@ impl Agent {
     pub async fn enroll(&mut self) -> anyhow::Result<String> {
         let token = self.settings.enrollment_token.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
-                "no enrollment token configured (--enrollment-token or GREENOPS_ENROLLMENT_TOKEN)"
+                "no enrollment token configured: give one with --enrollment-token-file FILE, \
+                 GREENOPS_ENROLLMENT_TOKEN or --enrollment-token"
             )
         })?;
         let (hostname, os, os_version) = describe();
@@ -109,7 +124,8 @@ impl Agent {
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 mac_addresses: None,
             })
-            .await?;
+            .await
+            .map_err(anyhow::Error::new)?;
         self.state
             .save_credential(&answer.machine_id, &answer.agent_token)?;
         self.status.machine_id = Some(answer.machine_id.clone());
@@ -136,8 +152,37 @@ impl Agent {
         self.spool.append(hb)?;
         self.status.last_seq = seq;
         self.status.idle_source = reading.source.to_string();
+        self.note_idle_source(&reading).await;
         tracing::debug!(seq, idle = ?reading.idle_seconds, source = reading.source, "heartbeat spooled");
         Ok(())
+    }
+
+    /// Says once when no idle source works (and which fails how), and again when one does.
+    async fn note_idle_source(&mut self, reading: &Reading) {
+        let unknown = reading.source == Reading::unknown().source;
+        if unknown && !self.idle_unknown {
+            let why = tokio::task::spawn_blocking(idle::why_none_works)
+                .await
+                .unwrap_or_default();
+            tracing::warn!(
+                "no idle source works here ({why}): heartbeats report idle time as unknown, so \
+                 this machine shows as `unknown` and no waste is counted; run the agent inside \
+                 the desktop session (packaging/systemd/greenops-agent-user.service) or see \
+                 `greenops-agent idle`"
+            );
+        } else if !unknown && self.idle_unknown {
+            tracing::info!(source = reading.source, "idle time is measured again");
+        }
+        self.idle_unknown = unknown;
+    }
+
+    /// An enrolment that failed: a refusal (bad token, retired machine) is said in its one
+    /// sentence at most once an hour, as asking again cannot help; anything else is retried.
+    fn enrolment_failed(&mut self, e: &anyhow::Error) {
+        match e.downcast_ref::<EnrollError>() {
+            Some(EnrollError::Refused(reason)) => self.complain_about_credentials(reason),
+            _ => self.fail(format!("enrolment failed: {e:#}"), None),
+        }
     }
 
     /// Sends everything in the spool, oldest first, in batches; stops at the first failure
@@ -150,12 +195,15 @@ impl Agent {
             let Some(token) = self.state.identity.agent_token.clone() else {
                 if self.settings.enrollment_token.is_some() {
                     if let Err(e) = self.enroll().await {
-                        self.fail(format!("enrolment failed: {e:#}"), None);
+                        self.enrolment_failed(&e);
                         return;
                     }
                     continue;
                 }
-                self.complain_about_credentials("not enrolled and no enrollment token configured");
+                self.complain_about_credentials(
+                    "not enrolled and no enrollment token configured: give one with \
+                     --enrollment-token-file FILE, GREENOPS_ENROLLMENT_TOKEN or --enrollment-token",
+                );
                 return;
             };
             let batch: Vec<Heartbeat> = self
@@ -202,12 +250,14 @@ impl Agent {
                     if self.settings.enrollment_token.is_some() {
                         tracing::warn!("the collector rejected the credential; enrolling again");
                         if let Err(e) = self.enroll().await {
-                            self.fail(format!("re-enrolment failed: {e:#}"), None);
+                            self.enrolment_failed(&e);
                             return;
                         }
                     } else {
                         self.complain_about_credentials(
-                            "the collector rejected the agent credential (401)",
+                            "the collector rejected this agent's credential (revoked, or the \
+                             machine was retired): give an enrollment token with \
+                             --enrollment-token-file FILE to enrol again",
                         );
                         return;
                     }
@@ -266,9 +316,7 @@ impl Agent {
             .last_auth_complaint
             .is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
         {
-            tracing::error!(
-                "{reason}; heartbeats are kept in the spool (configure an enrollment token)"
-            );
+            tracing::error!("{reason} (heartbeats are kept in the spool meanwhile)");
             self.last_auth_complaint = Some(Instant::now());
         }
         let delay = self.backoff.next_delay(None);
@@ -292,7 +340,9 @@ impl Agent {
             && self.settings.enrollment_token.is_some()
             && let Err(e) = self.enroll().await
         {
-            tracing::warn!(error = format!("{e:#}"), "enrolment failed; will retry");
+            self.enrolment_failed(&e);
+            // The first delivery comes with the first heartbeat, not at the retry time.
+            self.retry_at = None;
         }
         let interval = Duration::from_secs(self.settings.heartbeat_interval_seconds);
         let sample = Duration::from_secs(self.settings.sample_interval_seconds);

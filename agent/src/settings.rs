@@ -18,6 +18,8 @@ pub struct AgentSettings {
     /// Used to enrol (and to re-enrol when the credential is rejected).
     #[serde(serialize_with = "serialize_exposed")]
     pub enrollment_token: Option<SecretString>,
+    /// A file holding the enrollment token (`-`: standard input), so it never shows in `ps`.
+    pub enrollment_token_file: Option<PathBuf>,
     /// Where the identity, credential, `seq` and spool live.
     pub state_dir: PathBuf,
     pub heartbeat_interval_seconds: u64,
@@ -59,6 +61,7 @@ impl Default for AgentSettings {
         Self {
             server_url: String::new(),
             enrollment_token: None,
+            enrollment_token_file: None,
             state_dir: default_state_dir(),
             heartbeat_interval_seconds: 60,
             sample_interval_seconds: 5,
@@ -81,6 +84,8 @@ pub struct Flags {
         serialize_with = "serialize_exposed"
     )]
     pub enrollment_token: Option<SecretString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrollment_token_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,6 +120,7 @@ impl AgentSettings {
                 match key.as_str() {
                     "server_url"
                     | "enrollment_token"
+                    | "enrollment_token_file"
                     | "state_dir"
                     | "heartbeat_interval_seconds"
                     | "sample_interval_seconds"
@@ -129,6 +135,48 @@ impl AgentSettings {
             .map_err(|e| anyhow::anyhow!("invalid agent configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Reads the enrollment token from `enrollment_token_file` when one is named (first
+    /// non-empty line; `-` reads standard input). Only `run` and `enroll` call this: `status`
+    /// never waits on standard input.
+    pub fn read_token_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = self.enrollment_token_file.clone() else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            self.enrollment_token.is_none(),
+            "give the enrollment token once: either --enrollment-token (GREENOPS_ENROLLMENT_TOKEN) \
+             or --enrollment-token-file (GREENOPS_ENROLLMENT_TOKEN_FILE)"
+        );
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).map_err(|e| {
+                anyhow::anyhow!("cannot read the enrollment token from standard input: {e}")
+            })?
+        } else {
+            std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the enrollment token file {}: {e}",
+                    path.display()
+                )
+            })?
+        };
+        let token = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the enrollment token file {} is empty",
+                    if path.as_os_str() == "-" {
+                        "(standard input)".to_string()
+                    } else {
+                        path.display().to_string()
+                    }
+                )
+            })?;
+        self.enrollment_token = Some(token.to_string().into());
+        Ok(())
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -186,6 +234,44 @@ mod tests {
             );
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_token_can_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("agent-tok-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "\n  gok_enroll_from_file  \n").unwrap();
+        let mut s = AgentSettings {
+            enrollment_token_file: Some(file.clone()),
+            ..AgentSettings::default()
+        };
+        s.read_token_file().unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            s.enrollment_token.as_ref().map(|t| t.expose_secret()),
+            Some("gok_enroll_from_file")
+        );
+        // Both at once is ambiguous.
+        let err = s.read_token_file().unwrap_err().to_string();
+        assert!(err.contains("give the enrollment token once"), "{err}");
+        std::fs::write(&file, "\n").unwrap();
+        let mut s = AgentSettings {
+            enrollment_token_file: Some(file.clone()),
+            ..AgentSettings::default()
+        };
+        let err = s.read_token_file().unwrap_err().to_string();
+        assert!(err.contains("is empty") && err.contains("token"), "{err}");
+        let mut s = AgentSettings {
+            enrollment_token_file: Some(dir.join("absent")),
+            ..AgentSettings::default()
+        };
+        let err = s.read_token_file().unwrap_err().to_string();
+        assert!(
+            err.contains(&dir.join("absent").display().to_string()),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -142,6 +142,23 @@ impl Spool {
         Ok(spool)
     }
 
+    /// Heartbeats waiting in the spool of `dir` and their bytes, read without changing
+    /// anything (for `status`, which may run beside the agent and must create nothing).
+    pub fn peek(dir: &Path) -> std::io::Result<(usize, u64)> {
+        let bytes = match std::fs::read(dir.join("spool.bin")) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
+        let acked: u64 = std::fs::read_to_string(dir.join("spool.acked"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let (records, _) = parse(&bytes);
+        let pending = records.iter().filter(|(h, _)| h.seq > acked);
+        Ok(pending.fold((0, 0), |(n, size), (_, s)| (n + 1, size + s)))
+    }
+
     /// Appends a heartbeat durably (fsync) and enforces the bounds.
     pub fn append(&mut self, hb: Heartbeat) -> std::io::Result<()> {
         let record = encode(&hb);

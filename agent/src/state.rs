@@ -66,25 +66,41 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     restrict(path)
 }
 
+/// An I/O failure on `path` in the state directory, as one sentence that names the path and
+/// says what to do.
+pub fn state_error(what: &str, path: &Path, e: &std::io::Error) -> anyhow::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "; run the agent as a user who may write there (the packaged services run as root), \
+             or choose another directory with --state-dir (GREENOPS_STATE_DIR)"
+        }
+        _ => {
+            "; choose another directory with --state-dir (GREENOPS_STATE_DIR) if this one cannot be used"
+        }
+    };
+    anyhow::anyhow!("cannot {what} {}: {e}{hint}", path.display())
+}
+
 impl State {
     /// Loads the state in `dir`, creating the directory and a new `machine_key` on first use.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        restrict_dir(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| state_error("create the state directory", dir, &e))?;
+        restrict_dir(dir)
+            .map_err(|e| state_error("restrict to its owner the state directory", dir, &e))?;
         let identity_path = dir.join("identity.json");
-        let identity = match std::fs::read(&identity_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", identity_path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let identity = match Self::read_identity(dir)? {
+            Some(identity) => identity,
+            None => {
                 let identity = Identity {
                     machine_key: format!("mk-{}", uuid::Uuid::new_v4().simple()),
                     machine_id: None,
                     agent_token: None,
                 };
-                write_secret(&identity_path, &serde_json::to_vec_pretty(&identity)?)?;
+                write_secret(&identity_path, &serde_json::to_vec_pretty(&identity)?)
+                    .map_err(|e| state_error("write", &identity_path, &e))?;
                 identity
             }
-            Err(e) => return Err(e.into()),
         };
         let reserved: u64 = std::fs::read_to_string(dir.join("seq.reserved"))
             .ok()
@@ -98,14 +114,25 @@ impl State {
         })
     }
 
+    /// The identity kept in `dir`, if there is one; creates nothing (for `status`).
+    pub fn read_identity(dir: &Path) -> anyhow::Result<Option<Identity>> {
+        let path = dir.join("identity.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(state_error("read", &path, &e)),
+        }
+    }
+
     /// Stores a new credential (from enrolment).
     pub fn save_credential(&mut self, machine_id: &str, agent_token: &str) -> anyhow::Result<()> {
         self.identity.machine_id = Some(machine_id.to_string());
         self.identity.agent_token = Some(agent_token.into());
-        write_secret(
-            &self.dir.join("identity.json"),
-            &serde_json::to_vec_pretty(&self.identity)?,
-        )?;
+        let path = self.dir.join("identity.json");
+        write_secret(&path, &serde_json::to_vec_pretty(&self.identity)?)
+            .map_err(|e| state_error("write", &path, &e))?;
         Ok(())
     }
 
@@ -113,10 +140,9 @@ impl State {
     pub fn next_seq(&mut self) -> anyhow::Result<u64> {
         if self.next_seq > self.reserved {
             let reserved = self.next_seq + SEQ_BLOCK - 1;
-            write_atomically(
-                &self.dir.join("seq.reserved"),
-                reserved.to_string().as_bytes(),
-            )?;
+            let path = self.dir.join("seq.reserved");
+            write_atomically(&path, reserved.to_string().as_bytes())
+                .map_err(|e| state_error("write", &path, &e))?;
             self.reserved = reserved;
         }
         let seq = self.next_seq;
@@ -153,6 +179,25 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_state_directory_that_cannot_be_created_is_named() {
+        let d = dir();
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        let err = State::open(&file.join("state")).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "cannot create the state directory {}",
+                file.join("state").display()
+            )) && err.contains("--state-dir"),
+            "{err}"
+        );
+        // Reading creates nothing.
+        assert!(State::read_identity(&d.join("absent")).unwrap().is_none());
+        assert!(!d.join("absent").exists());
     }
 
     #[test]

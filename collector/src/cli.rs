@@ -12,7 +12,7 @@ use crate::operations::tokens::EnrollmentTokenSpec;
 use crate::operations::{Ctx, OpError};
 use crate::settings::{Overrides, Settings, default_config_toml};
 use crate::store::{NewEnrollmentToken, Role};
-use crate::{App, clock, open_store, secrets, telemetry};
+use crate::{App, clock, secrets, telemetry};
 
 /// GreenOps collector: shows how much energy, money and CO₂ idle computers waste.
 #[derive(Debug, Parser)]
@@ -30,13 +30,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector: agent API, /metrics, health endpoints.
     Serve {
-        /// Address to listen on (default 0.0.0.0:9850).
+        /// Address to listen on (default 0.0.0.0:9850; with --demo 127.0.0.1:9850)
+        /// [env: GREENOPS_LISTEN].
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
         #[command(flatten)]
         db: DatabaseArg,
-        /// Also run a simulated fleet of 25 machines in-process (its own database
-        /// `<data_dir>/demo.db` unless a database URL is given).
+        /// Also run a simulated office of 25 machines in-process, in its own database
+        /// `<data_dir>/demo.db` unless a database URL is given; prints the admin password
+        /// and an enrollment token at every start.
         #[arg(long)]
         demo: bool,
     },
@@ -91,7 +93,7 @@ pub enum Command {
     /// Exit 0 when the local collector answers /readyz (for container health checks).
     Healthcheck {
         /// Readiness URL (default: http://127.0.0.1:<port of the configured listen address>/readyz).
-        #[arg(long)]
+        #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
 }
@@ -130,7 +132,9 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
-    /// postgres://… or sqlite://… (default: the configured one).
+    /// postgres://… or sqlite://… (default: the configured one, else the one of the collector
+    /// running on the data directory, else sqlite://<data_dir>/greenops.db)
+    /// [env: GREENOPS_DATABASE_URL].
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 }
@@ -157,11 +161,13 @@ impl From<RoleArg> for Role {
 pub enum UserCommand {
     /// Create an operator. Without --password-stdin a password is generated and printed once.
     Add {
+        /// The new operator's sign-in name (letters, digits, `.`, `_`, `-`).
         username: String,
         /// What the operator may do: `admin` changes things, `viewer` only looks.
         #[arg(long, value_enum, default_value = "viewer")]
         role: RoleArg,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (otherwise one is
+        /// generated and printed once).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -169,7 +175,10 @@ pub enum UserCommand {
     },
     /// Set a new password (ends the user's existing sessions).
     Passwd {
+        /// The operator whose password changes.
         username: String,
+        /// Read the new password from the first line of standard input (otherwise one is
+        /// generated and printed once).
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -182,6 +191,7 @@ pub enum UserCommand {
     },
     /// Disable an operator (ends their sessions; history is kept).
     Disable {
+        /// The operator to disable.
         username: String,
         #[command(flatten)]
         db: DatabaseArg,
@@ -190,7 +200,8 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EnrollmentTokenCommand {
-    /// Create a token; the plaintext is printed once, as the last line of stdout.
+    /// Create a token; the plaintext is printed once, alone on stdout (what it is for goes
+    /// to stderr), so `… > token.txt` keeps just the token.
     Create {
         /// Site the enrolled machines belong to.
         #[arg(long, default_value = "default")]
@@ -204,6 +215,20 @@ pub enum EnrollmentTokenCommand {
         /// How many machines may enrol with it (default: unlimited).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
         max_uses: Option<i64>,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// List the tokens: site, department, uses, expiry and whether each still works (never
+    /// the plaintext, which is not stored).
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// Revoke a token by its id (from `list`): no machine can enrol with it any more;
+    /// machines already enrolled with it keep working.
+    Revoke {
+        /// The token's id, as `list` shows it.
+        id: i64,
         #[command(flatten)]
         db: DatabaseArg,
     },
@@ -224,10 +249,10 @@ pub struct WhatIfArgs {
     #[arg(long)]
     pub department: Option<String>,
     /// Start of the window (RFC 3339; default: --days before --to).
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     pub from: Option<String>,
     /// End of the window (RFC 3339; default: now).
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     pub to: Option<String>,
     /// Length of the window in days when --from is not given.
     #[arg(long, default_value_t = 7)]
@@ -302,6 +327,9 @@ async fn serve_command(
         &Overrides {
             listen,
             database_url: db.database_url,
+            // The demo has a sign-in page and an open /metrics: this machine only, unless
+            // --listen, GREENOPS_LISTEN or the configuration say otherwise.
+            default_listen: demo.then(|| SocketAddr::from(([127, 0, 0, 1], 9850))),
         },
     )?;
     if demo && !explicit_db && settings.database.url.is_empty() {
@@ -371,9 +399,8 @@ impl Moved {
 }
 
 async fn retention(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<()> {
-    let settings = load_for_db(config, db)?;
-    let store = open_store(&settings).await?;
-    store.migrate().await.context("applying migrations")?;
+    let settings = settings_for_store(config, db)?;
+    let store = crate::open_migrated_store(&settings).await?;
     let report =
         crate::retention::run_once(store.as_ref(), &settings.retention, clock::now_ms()).await?;
     store.close().await;
@@ -523,13 +550,19 @@ async fn enrollment_token(
     config: Option<&Path>,
     command: EnrollmentTokenCommand,
 ) -> anyhow::Result<()> {
-    let EnrollmentTokenCommand::Create {
-        site,
-        department,
-        expires_in,
-        max_uses,
-        db,
-    } = command;
+    let (site, department, expires_in, max_uses, db) = match command {
+        EnrollmentTokenCommand::Create {
+            site,
+            department,
+            expires_in,
+            max_uses,
+            db,
+        } => (site, department, expires_in, max_uses, db),
+        EnrollmentTokenCommand::List { db } => return enrollment_token_list(config, db).await,
+        EnrollmentTokenCommand::Revoke { id, db } => {
+            return enrollment_token_revoke(config, id, db).await;
+        }
+    };
     let store = open_migrated(config, db).await?;
     let expires_in_seconds = expires_in.map(|d| d.as_secs());
     let passwords = crate::auth::PasswordPool::new(1, 0);
@@ -545,7 +578,7 @@ async fn enrollment_token(
     .await;
     store.close().await;
     let (token, record) = result.map_err(cli_error)?;
-    println!(
+    eprintln!(
         "Enrollment token {} created for site '{}'{}{}{}.",
         record.id,
         record.site,
@@ -555,15 +588,97 @@ async fn enrollment_token(
             format!(", department '{}'", record.department)
         },
         expires_in
-            .map(|d| format!(", expires in {}", humantime::format_duration(d)))
+            .map(|d| format!(", expires in {}", format_duration(d.as_secs())))
             .unwrap_or_default(),
         max_uses
             .map(|n| format!(", at most {n} machines"))
             .unwrap_or_default(),
     );
-    println!("It is shown only this once; agents use it with --enrollment-token:");
+    eprintln!(
+        "It is shown only this once (stdout); agents take it with --enrollment-token-file FILE, \
+         GREENOPS_ENROLLMENT_TOKEN or --enrollment-token:"
+    );
     println!("{token}");
     Ok(())
+}
+
+async fn enrollment_token_list(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<()> {
+    let store = open_migrated(config, db).await?;
+    let tokens = store.list_enrollment_tokens().await;
+    store.close().await;
+    let now = clock::now_ms();
+    println!(
+        "{:>5}  {:<20} {:<20} {:>9}  {:<20}  status",
+        "id", "site", "department", "uses", "expires"
+    );
+    for t in tokens? {
+        let status = if t.revoked_at_ms.is_some() {
+            "revoked"
+        } else if t.expires_at_ms.is_some_and(|at| at <= now) {
+            "expired"
+        } else if t.max_uses.is_some_and(|max| t.uses >= max) {
+            "used up"
+        } else {
+            "usable"
+        };
+        println!(
+            "{:>5}  {:<20} {:<20} {:>9}  {:<20}  {status}",
+            t.id,
+            t.site,
+            if t.department.is_empty() {
+                "—"
+            } else {
+                &t.department
+            },
+            match t.max_uses {
+                Some(max) => format!("{}/{max}", t.uses),
+                None => t.uses.to_string(),
+            },
+            t.expires_at_ms.map_or("never".to_string(), view_time),
+        );
+    }
+    Ok(())
+}
+
+async fn enrollment_token_revoke(
+    config: Option<&Path>,
+    id: i64,
+    db: DatabaseArg,
+) -> anyhow::Result<()> {
+    let settings = settings_for_store(config, db)?;
+    let store = crate::open_migrated_store(&settings).await?;
+    let passwords = crate::auth::PasswordPool::new(1, 0);
+    let result = crate::operations::tokens::revoke_enrollment_token(
+        Ctx::cli(store.as_ref(), &passwords),
+        id,
+    )
+    .await;
+    store.close().await;
+    result.map_err(|e| match e {
+        OpError::NotFound(_) => anyhow::anyhow!(
+            "no enrollment token {id} in {} (`greenops enrollment-token list` shows them)",
+            crate::settings::redact_url(&settings.database_url())
+        ),
+        other => cli_error(other),
+    })?;
+    println!("enrollment token {id} revoked; machines enrolled with it keep their credentials");
+    Ok(())
+}
+
+/// A duration as `--expires-in` takes it: `7d`, `1d 12h`, `90s` → `1m 30s`.
+pub fn format_duration(seconds: u64) -> String {
+    if seconds == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    let mut rest = seconds;
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    parts.join(" ")
 }
 
 fn check_config(config: Option<&Path>, file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -624,10 +739,33 @@ async fn open_migrated(
     config: Option<&Path>,
     db: DatabaseArg,
 ) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
-    let settings = load_for_db(config, db)?;
-    let store = open_store(&settings).await?;
-    store.migrate().await.context("applying migrations")?;
-    Ok(store)
+    let settings = settings_for_store(config, db)?;
+    crate::open_migrated_store(&settings).await
+}
+
+/// The settings of a command that uses the store. With no database configured anywhere
+/// (flag, environment, file), the database of the collector running on the data directory
+/// is used — `make run`'s demo keeps its own — else the embedded default. Says on stderr which
+/// one it is, so a token or password never lands in another database unnoticed.
+fn settings_for_store(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<Settings> {
+    let mut settings = load_for_db(config, db)?;
+    let mut whose = String::new();
+    if settings.database.url.is_empty()
+        && let Some(running) = crate::instance::find(&settings.data_dir)
+    {
+        settings.database.url = running.database;
+        whose = format!(
+            " (the one of the {}collector running at {}, pid {})",
+            if running.demo { "demo " } else { "" },
+            running.url,
+            running.pid
+        );
+    }
+    eprintln!(
+        "database: {}{whose}",
+        crate::settings::redact_url(&settings.database_url())
+    );
+    Ok(settings)
 }
 
 async fn user(config: Option<&Path>, command: UserCommand) -> anyhow::Result<()> {
@@ -637,7 +775,9 @@ async fn user(config: Option<&Path>, command: UserCommand) -> anyhow::Result<()>
         | UserCommand::List { db }
         | UserCommand::Disable { db, .. } => db.database_url.clone(),
     };
-    let store = open_migrated(config, DatabaseArg { database_url: db }).await?;
+    let settings = settings_for_store(config, DatabaseArg { database_url: db })?;
+    let store = crate::open_migrated_store(&settings).await?;
+    let shown = crate::settings::redact_url(&settings.database_url());
     let passwords = crate::auth::PasswordPool::new(1, 0);
     let ctx = Ctx::cli(store.as_ref(), &passwords);
     let result = match command {
@@ -651,13 +791,18 @@ async fn user(config: Option<&Path>, command: UserCommand) -> anyhow::Result<()>
             username,
             password_stdin,
             ..
-        } => user_passwd(ctx, &username, password_stdin).await,
+        } => user_passwd(ctx, &username, password_stdin, &shown).await,
         UserCommand::List { .. } => user_list(ctx).await,
         UserCommand::Disable { username, .. } => {
             let result = crate::operations::users::disable(ctx, &username).await;
-            result.map_err(cli_error).map(|()| {
-                println!("'{username}' disabled; their sessions were ended");
-            })
+            result
+                .map_err(|e| match e {
+                    OpError::NotFound(_) => anyhow::anyhow!("no user '{username}' in {shown}"),
+                    other => cli_error(other),
+                })
+                .map(|()| {
+                    println!("'{username}' disabled; their sessions were ended");
+                })
         }
     };
     store.close().await;
@@ -683,12 +828,17 @@ async fn user_add(
     Ok(())
 }
 
-async fn user_passwd(ctx: Ctx<'_>, username: &str, password_stdin: bool) -> anyhow::Result<()> {
+async fn user_passwd(
+    ctx: Ctx<'_>,
+    username: &str,
+    password_stdin: bool,
+    database: &str,
+) -> anyhow::Result<()> {
     let (password, generated) = crate::operators::password_from(password_stdin)?;
     crate::operations::users::set_password(ctx, username, password.clone())
         .await
         .map_err(|e| match e {
-            OpError::NotFound(_) => anyhow::anyhow!("no user '{username}'"),
+            OpError::NotFound(_) => anyhow::anyhow!("no user '{username}' in {database}"),
             other => cli_error(other),
         })?;
     println!("password of '{username}' changed; their sessions were ended");
@@ -716,35 +866,62 @@ fn load_for_db(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<Setting
     Ok(Settings::load(
         config,
         &Overrides {
-            listen: None,
             database_url: db.database_url,
+            ..Overrides::default()
         },
     )?)
 }
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = App::build(settings.clone()).await?;
-    crate::operators::bootstrap(
-        app.store().as_ref(),
-        app.passwords(),
-        std::env::var("GREENOPS_ADMIN_PASSWORD").ok(),
-    )
-    .await?;
+    let admin_env = std::env::var("GREENOPS_ADMIN_PASSWORD").ok();
+    let demo_password = if demo {
+        Some(crate::operators::demo_admin(app.store().as_ref(), app.passwords(), admin_env).await?)
+    } else {
+        crate::operators::bootstrap(app.store().as_ref(), app.passwords(), admin_env).await?;
+        None
+    };
     let port = app.port();
     let host = match settings.listen.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),
         ip => ip.to_string(),
     };
     let base = format!("http://{host}:{port}");
+    // Commands started on the same data directory find this collector's database.
+    let database = crate::instance::absolute_sqlite_url(&settings.database_url());
+    let _announcement = database.as_ref().and_then(|database| {
+        crate::instance::announce(
+            &settings.data_dir,
+            &crate::instance::Running {
+                pid: std::process::id(),
+                url: base.clone(),
+                database: database.clone(),
+                demo,
+            },
+        )
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         crate::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let simulator = if demo {
-        Some(start_demo(&app, &base, stop_rx).await?)
-    } else {
-        None
+    let simulator = match demo_password {
+        Some(password) => {
+            let (simulator, token) = start_demo(&app, &base, stop_rx).await?;
+            eprint!(
+                "{}",
+                demo_banner(
+                    &base,
+                    &password,
+                    &token,
+                    &crate::settings::redact_url(
+                        database.as_deref().unwrap_or(&settings.database_url())
+                    ),
+                )
+            );
+            Some(simulator)
+        }
+        None => None,
     };
     tracing::info!(
         "GreenOps collector on {base} — metrics at {base}/metrics; \
@@ -757,13 +934,40 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     result
 }
 
+/// What `serve --demo` prints at every start (on stderr, never into the log): where it is,
+/// how to sign in, a token for agents of one's own, its database and the binaries.
+fn demo_banner(base: &str, password: &str, token: &str, database: &str) -> String {
+    let here = std::env::current_dir().ok();
+    let shown = |path: &Path| match here.as_deref().and_then(|h| path.strip_prefix(h).ok()) {
+        Some(relative) => format!("./{}", relative.display()),
+        None => path.display().to_string(),
+    };
+    let mut binaries = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        binaries.push(shown(&exe));
+        let agent = exe.with_file_name(format!("greenops-agent{}", std::env::consts::EXE_SUFFIX));
+        if agent.exists() {
+            binaries.push(shown(&agent));
+        }
+    }
+    format!(
+        "\n  GreenOps demo on {base}/ — 25 simulated office machines (Ctrl-C stops it)\n\n    \
+         sign in as:        admin\n    \
+         password:          {password}   (a new one at every start of the demo)\n    \
+         enrollment token:  {token}   (for agents of your own; department demo)\n    \
+         database:          {database}   (greenops commands started here use it)\n    \
+         binaries:          {}\n\n",
+        binaries.join(", ")
+    )
+}
+
 /// Starts 25 simulated machines against this collector, replaying the last 8 hours at 60×
-/// and then carrying on in real time.
+/// and then carrying on in real time; also answers the enrollment token they use.
 async fn start_demo(
     app: &App,
     base: &str,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, String)> {
     let store = app.store();
     let token = secrets::generate_token(secrets::ENROLLMENT_TOKEN_PREFIX);
     store
@@ -795,7 +999,7 @@ async fn start_demo(
     };
     let options = crate::simulate::Options {
         url: base.to_string(),
-        enrollment_token: token,
+        enrollment_token: token.clone(),
         machines: 25,
         speed: 60.0,
         fleet_seed: crate::simulate::DEMO_FLEET_SEED,
@@ -815,14 +1019,15 @@ async fn start_demo(
         }
     );
     let stats = Arc::new(crate::simulate::Stats::default());
-    Ok(tokio::spawn(async move {
+    let simulator = tokio::spawn(async move {
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
         if let Err(e) = crate::simulate::run(options, stats, stopped).await {
             tracing::error!(error = format!("{e:#}"), "demo simulator stopped");
         }
-    }))
+    });
+    Ok((simulator, token))
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -856,4 +1061,51 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     reporter.abort();
     eprintln!("{}", stats.line(machines, started));
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.is_hide_set() || sub.get_name() == "help" {
+                    continue;
+                }
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "greenops",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn durations_read_as_the_flags_take_them() {
+        assert_eq!(format_duration(7 * 86_400), "7d");
+        assert_eq!(format_duration(36 * 3600), "1d 12h");
+        assert_eq!(format_duration(90), "1m 30s");
+        assert_eq!(format_duration(3600), "1h");
+        assert_eq!(format_duration(0), "0s");
+        for text in ["7d", "1d 12h", "1m 30s"] {
+            let parsed = humantime::parse_duration(text).unwrap().as_secs();
+            assert_eq!(format_duration(parsed), text);
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod exposition;
 pub mod fleet;
 pub mod http;
 pub mod ingest;
+pub mod instance;
 pub mod listing;
 pub mod live;
 pub mod operations;
@@ -68,21 +69,62 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         .with_context(|| format!("opening the database {}", redact_url(&url)))
 }
 
+/// Opens the store named by the settings and applies pending migrations. A database that
+/// cannot be reached is said once, with its URL (password redacted) and what to check.
+pub async fn open_migrated_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = settings.database_url();
+    let shown = redact_url(&url);
+    let patience = Duration::from_millis(settings.database.acquire_timeout_ms.max(3000));
+    if let Err(reason) = store::check_reachable(&url, patience).await {
+        anyhow::bail!(
+            "cannot connect to the database {shown}: {reason}. Check that PostgreSQL is running \
+             and accepts connections at that address, that the user and password are right, and \
+             that this is the intended database (--database-url, GREENOPS_DATABASE_URL, \
+             DATABASE_URL or database.url in the configuration)"
+        );
+    }
+    let store = open_store(settings).await?;
+    if let Err(e) = store.migrate().await {
+        store.close().await;
+        anyhow::bail!("applying migrations to {shown}: {e}");
+    }
+    Ok(store)
+}
+
+/// Binds the collector's port, saying what to do when that is impossible.
+async fn bind(listen: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "the address is already in use (is another collector, or `make run`, running?)"
+                    .to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges)".to_string()
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "no interface of this machine has that address".to_string()
+            }
+            _ => e.to_string(),
+        };
+        anyhow::anyhow!(
+            "cannot listen on {listen}: {why}; choose another address with --listen ADDR \
+             (or GREENOPS_LISTEN, or listen in the configuration)"
+        )
+    })
+}
+
 impl App {
-    /// Connects to the store, applies migrations, starts the writer and binds the port
-    /// (port 0 picks a free one: see [`App::port`]).
+    /// Binds the port (port 0 picks a free one: see [`App::port`]), connects to the store,
+    /// applies migrations and starts the writer. The port comes first: a collector that cannot
+    /// serve never touches the database.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = bind(settings.listen).await?;
         let passwords = crate::auth::PasswordPool::new(
             settings.auth.password_workers,
             settings.auth.password_queue,
         );
-        let store = open_store(&settings).await?;
-        store.migrate().await.with_context(|| {
-            format!(
-                "applying migrations to {} (is the database running and reachable?)",
-                redact_url(&settings.database_url())
-            )
-        })?;
+        let store = open_migrated_store(&settings).await?;
         let sessions = crate::auth::SessionKeys::load(store.as_ref())
             .await
             .context("loading the session signing key")?;
@@ -117,9 +159,6 @@ impl App {
             (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
             _ => None,
         };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
         let credentials = Arc::new(CredentialCache::new(Duration::from_secs(
             settings.ingest.credential_cache_seconds,
         )));

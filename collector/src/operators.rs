@@ -48,6 +48,39 @@ pub async fn bootstrap(
     }
 }
 
+/// `serve --demo`: the demo database's `admin` gets a password at every start — the one in
+/// `GREENOPS_ADMIN_PASSWORD`, or a generated one — so the printed password always works, also
+/// after a restart (the previous sessions end). Returns the password, for the demo to print.
+pub async fn demo_admin(
+    store: &dyn Store,
+    passwords: &auth::PasswordPool,
+    env_password: Option<String>,
+) -> anyhow::Result<String> {
+    let password = match env_password.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            auth::check_password(&p).map_err(|e| anyhow::anyhow!("GREENOPS_ADMIN_PASSWORD {e}"))?;
+            p
+        }
+        None => auth::generate_password(),
+    };
+    let ctx = crate::operations::Ctx::cli(store, passwords);
+    let patch = crate::operations::users::UserPatch {
+        disabled: Some(false),
+        password: Some(password.clone()),
+        ..Default::default()
+    };
+    match crate::operations::users::update(ctx, "admin", patch).await {
+        Ok(_) => {}
+        Err(crate::operations::OpError::NotFound(_)) => {
+            crate::operations::users::create(ctx, "admin", password.clone(), Role::Admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the demo's admin: {e}"))?;
+        }
+        Err(e) => return Err(anyhow::anyhow!("setting the demo's admin password: {e}")),
+    }
+    Ok(password)
+}
+
 /// A password from stdin (first line), or a generated one that is printed once.
 pub fn password_from(stdin: bool) -> anyhow::Result<(String, bool)> {
     if stdin {

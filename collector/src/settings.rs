@@ -455,6 +455,9 @@ pub fn secs_to_ms(s: u64) -> i64 {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub database_url: Option<String>,
+    /// Replaces the built-in default of `listen` (the file, the environment and `listen`
+    /// still win): `serve --demo` stays on 127.0.0.1 unless told otherwise.
+    pub default_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -463,6 +466,9 @@ impl Settings {
     /// read when it exists.
     pub fn load(config: Option<&Path>, overrides: &Overrides) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(listen) = overrides.default_listen {
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
         match config {
             Some(path) => {
                 if !path.exists() {
@@ -630,10 +636,94 @@ fn environment() -> Figment {
 pub enum SettingsError {
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration: {}", explain(.0))]
     Invalid(Box<figment::Error>),
     #[error("invalid configuration: {0}")]
     Value(String),
+}
+
+/// Figment's errors, one line each; an unknown key is named with its section and where it
+/// came from, with the nearest known key suggested (`idle_treshold_seconds` → did you mean
+/// `idle_threshold_seconds`?).
+fn explain(error: &figment::Error) -> String {
+    let lines: Vec<String> = error
+        .clone()
+        .into_iter()
+        .map(|e| match &e.kind {
+            figment::error::Kind::UnknownField(field, expected) => {
+                let mut key = e.path.clone();
+                if key.last() != Some(field) {
+                    key.push(field.clone());
+                }
+                let origin = e
+                    .metadata
+                    .as_ref()
+                    .map(|md| match &md.source {
+                        Some(figment::Source::File(path)) => format!(" in {}", path.display()),
+                        // A string in the code (tests, `check-config`, which names the file).
+                        Some(_) => String::new(),
+                        None if md.name.contains("environment") => format!(
+                            " (environment variable GREENOPS_{})",
+                            key.join("__").to_ascii_uppercase()
+                        ),
+                        None => String::new(),
+                    })
+                    .unwrap_or_default();
+                let hint = match nearest(field, expected) {
+                    Some(known) => format!("; did you mean `{known}`?"),
+                    None if expected.is_empty() => String::new(),
+                    None => format!(
+                        "; the known keys here are {}",
+                        expected
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                format!("unknown setting `{}`{origin}{hint}", key.join("."))
+            }
+            _ => e.to_string(),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// The known key closest to `typed`, when it is close enough to be a typo: at most a third of
+/// its letters differ (insertions, deletions, substitutions, swaps of neighbours).
+fn nearest<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
+    let typed = typed.to_ascii_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&typed, k), *k))
+        .filter(|(d, k)| *d <= (k.len().max(typed.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Optimal string alignment distance between two ASCII keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The commented example printed by `greenops default-config`; parses back to the defaults.
@@ -928,9 +1018,63 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused_with_their_name() {
+    fn unknown_keys_are_refused_with_their_name_and_the_nearest_key() {
         let err = Settings::from_toml("[accounting]\nidle_treshold_seconds = 5\n").unwrap_err();
-        assert!(err.to_string().contains("idle_treshold_seconds"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: unknown setting `accounting.idle_treshold_seconds`; \
+             did you mean `idle_threshold_seconds`?"
+        );
+        // Nothing close: the keys of the section are listed instead.
+        let err = Settings::from_toml("[tls]\nfingerprint = \"x\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "unknown setting `tls.fingerprint`; the known keys here are `cert`, `key`"
+            ),
+            "{err}"
+        );
+        assert_eq!(edit_distance("max_gap_seconds", "max_gap_secnods"), 1);
+        assert_eq!(
+            nearest("writer", &["writers", "queue_capacity"]),
+            Some("writers")
+        );
+        assert_eq!(nearest("colour", &["writers", "queue_capacity"]), None);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn a_misspelled_environment_key_is_named_too() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GREENOPS_ACCOUNTING__IDLE_TRESHOLD_SECONDS", "60");
+            let err = Settings::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(
+                    "unknown setting `accounting.idle_treshold_seconds` (environment variable \
+                     GREENOPS_ACCOUNTING__IDLE_TRESHOLD_SECONDS)"
+                ) && err.contains("did you mean `idle_threshold_seconds`?"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn the_default_listen_address_can_be_replaced_but_still_yields() {
+        figment::Jail::expect_with(|jail| {
+            let demo = Overrides {
+                default_listen: Some("127.0.0.1:9850".parse().unwrap()),
+                ..Overrides::default()
+            };
+            let s = Settings::load(None, &demo).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.to_string(), "127.0.0.1:9850");
+            jail.set_env("GREENOPS_LISTEN", "127.0.0.1:2000");
+            let s = Settings::load(None, &demo).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen.to_string(), "127.0.0.1:2000");
+            Ok(())
+        });
     }
 
     #[test]
@@ -971,7 +1115,7 @@ mod tests {
             jail.set_env("GREENOPS_DATABASE_URL", "postgres://primary/db");
             let flags = Overrides {
                 listen: Some("127.0.0.1:3000".parse().unwrap()),
-                database_url: None,
+                ..Overrides::default()
             };
             let s = Settings::load(None, &flags).map_err(|e| e.to_string())?;
             assert_eq!(s.listen.port(), 3000);

@@ -41,8 +41,12 @@ pub fn init(settings: &TelemetrySettings) -> anyhow::Result<Telemetry> {
     let fmt = match settings.log_format {
         LogFormat::Human => tracing_subscriber::fmt::layer()
             .with_target(false)
-            // Colours only for a person at a terminal, never into files or journald.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            // Colours only for a person at a terminal, never into files, pipes or journald
+            // (and never with NO_COLOR set).
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

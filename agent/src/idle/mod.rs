@@ -104,6 +104,23 @@ pub fn read_first(sources: &mut [Box<dyn IdleSource>]) -> Reading {
     Reading::unknown()
 }
 
+/// Why no source answers: each source's name and reason, or that the platform has none
+/// (blocking: reads every source once).
+pub fn why_none_works() -> String {
+    let mut sources = sources();
+    if sources.is_empty() {
+        return "this platform has no idle source".into();
+    }
+    sources
+        .iter_mut()
+        .map(|source| match source.read() {
+            Ok(_) => format!("{}: answers now", source.name()),
+            Err(e) => format!("{}: {e}", source.name()),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The idle sources, read off the async workers: each [`Sampler::read`] runs [`read_first`] on
 /// tokio's blocking pool. The sources sit behind a mutex rather than being moved into the
 /// blocking task, so a read whose future is dropped half-way loses nothing (the blocking call

@@ -41,21 +41,38 @@ pub enum Backend {
 /// Failures of the store, as the HTTP layer needs to tell them apart.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // The sqlx errors are shown in the message and deliberately not chained as sources:
+    // `{:#}` would print each of them again ("…timed out: …timed out").
     /// The database cannot be reached right now (503, retry later).
     #[error("store unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(sqlx::Error),
     /// A named object does not exist (404 or a CLI error).
     #[error("{0} not found")]
     NotFound(String),
     /// The schema is older or newer than this binary.
-    #[error("migrations: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("migrations: {}", migrate_message(.0))]
+    Migration(sqlx::migrate::MigrateError),
     /// The object already exists (409).
     #[error("{0} already exists")]
     Conflict(String),
     /// Anything else: a bug or a broken database (500).
     #[error("store error: {0}")]
-    Internal(#[source] sqlx::Error),
+    Internal(sqlx::Error),
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migration(e)
+    }
+}
+
+/// A migration error once: sqlx's own text repeats its cause ("while executing migrations:
+/// X"), so a failed execution is shown as just its cause.
+fn migrate_message(e: &sqlx::migrate::MigrateError) -> String {
+    match e {
+        sqlx::migrate::MigrateError::Execute(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -456,6 +473,16 @@ pub async fn open(url: &str, options: &PoolOptions) -> anyhow::Result<Arc<dyn St
         ))
     } else {
         anyhow::bail!("unsupported database URL scheme (expected postgres:// or sqlite://)")
+    }
+}
+
+/// Whether the database of `url` can be reached: one PostgreSQL connection attempt within
+/// `timeout`, whose failure is the reason in words. An SQLite file is checked by [`open`].
+pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::check_reachable(url, timeout).await
+    } else {
+        Ok(())
     }
 }
 

@@ -345,3 +345,183 @@ async fn outages_and_kill_9_lose_nothing_and_totals_stay_exact() {
     }
     std::fs::remove_dir_all(&state).ok();
 }
+
+/// The real agent against a real collector says what is wrong in one sentence that says what
+/// to do: a refused token (no JSON, and once in a running agent, not on every retry), https
+/// against the plain HTTP port, nothing listening; and the token from a file or stdin works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_messages_say_what_to_do() {
+    if !agent_binary().exists() {
+        missing(&format!(
+            "the greenops-agent binary at {}",
+            agent_binary().display()
+        ));
+        return;
+    }
+    let Some(app) = crate::helpers::spawn_app_on(crate::helpers::Db::Sqlite).await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("greenops-agent-msg-{}", uuid::Uuid::new_v4()));
+    let agent = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(agent_binary())
+            .args(args)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .env("GREENOPS_AGENT_CONFIG", "/dev/null")
+            .env_remove("GREENOPS_ENROLLMENT_TOKEN")
+            .env_remove("GREENOPS_SERVER_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let base = app.base.clone();
+    let one_sentence = |err: &str| {
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!err.contains("{\"error\""), "raw JSON: {err}");
+    };
+
+    let (ok, _, err) = agent(
+        &[
+            "enroll",
+            "--server",
+            &base,
+            "--enrollment-token",
+            "gok_enroll_nonsense",
+        ],
+        None,
+    );
+    assert!(!ok);
+    one_sentence(&err);
+    assert!(
+        err.contains(&format!(
+            "the collector at {base} refused the enrollment token"
+        )) && err.contains("greenops enrollment-token create"),
+        "{err}"
+    );
+
+    let https = base.replacen("http://", "https://", 1);
+    let (ok, _, err) = agent(
+        &[
+            "enroll",
+            "--server",
+            &https,
+            "--enrollment-token",
+            "gok_enroll_x",
+        ],
+        None,
+    );
+    assert!(!ok);
+    one_sentence(&err);
+    assert!(
+        err.contains(&format!("{https} does not answer HTTPS")) && err.contains(&base),
+        "{err}"
+    );
+
+    let nobody = format!("http://127.0.0.1:{}", crate::helpers::free_port());
+    let (ok, _, err) = agent(
+        &[
+            "enroll",
+            "--server",
+            &nobody,
+            "--enrollment-token",
+            "gok_enroll_x",
+        ],
+        None,
+    );
+    assert!(!ok);
+    one_sentence(&err);
+    assert!(
+        err.contains(&format!("is the collector running at {nobody}?")),
+        "{err}"
+    );
+
+    // The token from standard input, then from a file.
+    let token = app.enrollment_token("default", "agents").await;
+    let (ok, out, err) = agent(
+        &["enroll", "--server", &base, "--enrollment-token-file", "-"],
+        Some(&format!("{token}\n")),
+    );
+    assert!(ok && out.starts_with("enrolled as machine "), "{err}");
+    std::fs::write(dir.join("token"), format!("{token}\n")).unwrap();
+    let file = dir.join("token").display().to_string();
+    let (ok, out, err) = agent(
+        &[
+            "enroll",
+            "--server",
+            &base,
+            "--enrollment-token-file",
+            &file,
+        ],
+        None,
+    );
+    assert!(ok && out.starts_with("enrolled as machine "), "{err}");
+
+    // A running agent with a refused token says so once, keeps spooling, and `status` shows
+    // the sentence and the server it used.
+    std::fs::remove_dir_all(dir.join("state")).ok();
+    let child = Command::new(agent_binary())
+        .args([
+            "run",
+            "--server",
+            &base,
+            "--enrollment-token",
+            "gok_enroll_nonsense",
+        ])
+        .args(["--heartbeat-interval-seconds", "1"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("GREENOPS_AGENT_CONFIG", "/dev/null")
+        .env_remove("DISPLAY")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = dir.join("state");
+    wait_for(
+        "a few spooled heartbeats",
+        Duration::from_secs(20),
+        async || status(&state)["spool_depth"].as_u64().unwrap_or(0) >= 4,
+    )
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("refused the enrollment token").count(),
+        1,
+        "said more than once:\n{log}"
+    );
+    assert!(!log.contains("{\"error\""), "raw JSON in the log:\n{log}");
+    assert!(
+        log.contains("no idle source works here") && log.contains("x11-screensaver:"),
+        "{log}"
+    );
+    let (_, shown, _) = agent(&["status"], None);
+    assert!(
+        shown.contains(&format!("server:          {base} (used by the last run"))
+            && shown.contains("last error:      the collector at")
+            && shown.contains("credential:      not enrolled"),
+        "{shown}"
+    );
+    app.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+}

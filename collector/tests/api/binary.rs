@@ -11,6 +11,8 @@ use axum::routing::post;
 
 use crate::helpers::{enroll_body, free_port, fresh_database, hb, past, wait_until};
 
+// `greenops` as a new user meets it: the tour of the README is in tour.rs.
+
 fn greenops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_greenops"));
     // Keep the developer's environment out of the tests.
@@ -41,7 +43,159 @@ fn default_config_passes_check_config() {
     let check = greenops().arg("check-config").arg(&file).output().unwrap();
     assert!(!check.status.success());
     let err = String::from_utf8_lossy(&check.stderr);
-    assert!(err.contains("idle_treshold_seconds"), "{err}");
+    assert!(
+        err.contains("unknown setting `accounting.idle_treshold_seconds`")
+            && err.contains("did you mean `idle_threshold_seconds`?"),
+        "{err}"
+    );
+    // The same for a misspelled key in the environment, before anything starts.
+    let out = greenops()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GREENOPS_ACCOUNTING__MAX_GAP_SECOND", "120")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("GREENOPS_ACCOUNTING__MAX_GAP_SECOND")
+            && err.contains("did you mean `max_gap_seconds`?"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A port that is taken is said with what to do, before any database is touched: the
+/// database given here does not exist, and is never asked.
+#[test]
+fn a_port_in_use_suggests_listen_and_fails_before_the_database() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let started = Instant::now();
+    let out = greenops()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--database-url",
+            "postgres://greenops:hunter2@192.0.2.1:5432/none",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "cannot listen on 127.0.0.1:{port}: the address is already in use"
+        )) && err.contains("--listen"),
+        "{err}"
+    );
+    assert!(!err.contains("database"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A database nobody answers is said once: its URL without the password, the driver's reason,
+/// and what to check — for `serve` and for the commands.
+#[test]
+fn an_unreachable_database_is_said_once_with_its_url() {
+    let closed = free_port();
+    let url = format!("postgres://greenops:hunter2@127.0.0.1:{closed}/greenops");
+    for args in [
+        vec!["user", "list"],
+        vec!["serve", "--listen", "127.0.0.1:0"],
+    ] {
+        let out = greenops()
+            .args(&args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            err.contains(&format!(
+                "cannot connect to the database postgres://greenops:***@127.0.0.1:{closed}/greenops"
+            )) && err.contains("Check that PostgreSQL is running"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(
+            err.matches("onnection refused").count(),
+            1,
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("hunter2") && !err.contains("pool timed out"),
+            "{err}"
+        );
+    }
+}
+
+/// `enrollment-token list` and `revoke`, and errors that name the database they looked in.
+#[test]
+fn enrollment_tokens_are_listed_and_revoked() {
+    let dir = std::env::temp_dir().join(format!("greenops-tokens-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/greenops.db", dir.display());
+    let run = |args: &[&str]| {
+        let out = greenops()
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&[
+        "enrollment-token",
+        "create",
+        "--department",
+        "lab",
+        "--max-uses",
+        "3",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the token on stdout: {stdout}"
+    );
+    assert!(stdout.starts_with("gok_enroll_"), "{stdout}");
+    assert!(stderr.contains(&format!("database: {url}")), "{stderr}");
+    let (ok, _, stderr) = run(&["enrollment-token", "create", "--expires-in", "36h"]);
+    assert!(ok && stderr.contains("expires in 1d 12h"), "{stderr}");
+    let (ok, list, _) = run(&["enrollment-token", "list"]);
+    assert!(ok);
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    let lab = *rows.iter().find(|r| r.contains(" lab ")).unwrap();
+    let other = *rows.iter().find(|r| !r.contains(" lab ")).unwrap();
+    assert!(
+        lab.contains("0/3") && lab.contains("never") && lab.ends_with("usable"),
+        "{list}"
+    );
+    assert!(other.contains('Z') && other.ends_with("usable"), "{list}");
+    let id = lab.split_whitespace().next().unwrap();
+    let (ok, stdout, _) = run(&["enrollment-token", "revoke", id]);
+    assert!(
+        ok && stdout.contains(&format!("enrollment token {id} revoked")),
+        "{stdout}"
+    );
+    let (_, list, _) = run(&["enrollment-token", "list"]);
+    let lab = list.lines().find(|r| r.contains(" lab ")).unwrap();
+    assert!(lab.ends_with("revoked"), "{list}");
+    let (ok, _, stderr) = run(&["enrollment-token", "revoke", "999"]);
+    assert!(
+        !ok && stderr.contains(&format!("no enrollment token 999 in {url}")),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&["user", "passwd", "nobody"]);
+    assert!(
+        !ok && stderr.contains(&format!("no user 'nobody' in {url}")),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -221,6 +375,8 @@ async fn serve_exports_traces_and_stops_gracefully_on_sigterm() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let token = stdout.lines().last().unwrap().trim().to_string();
     assert!(token.starts_with("gok_enroll_"), "{stdout}");
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(told.contains("expires in 1h, at most 5 machines"), "{told}");
     // The CLI obeys the API's bounds: no token that expires within a minute.
     let short = greenops()
         .args(["enrollment-token", "create", "--expires-in", "30s"])

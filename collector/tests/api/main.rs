@@ -61,6 +61,7 @@ mod simulation;
 mod sites;
 mod tls;
 mod tokens;
+mod tour;
 mod upgrade;
 mod users;
 mod webdriver;

@@ -64,6 +64,23 @@ impl PostgresStore {
     }
 }
 
+/// Whether a PostgreSQL server accepts one connection for `url` within `timeout`; `Err` says
+/// why not, in the driver's words (refused, unknown host, authentication failed…).
+pub async fn check_reachable(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    use sqlx::Connection;
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+    match tokio::time::timeout(timeout, sqlx::PgConnection::connect_with(&options)).await {
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+    }
+}
+
 impl SqlStore for PostgresStore {
     type Db = Postgres;
 
