@@ -414,7 +414,7 @@
     const axis = durationAxis(hist.step_seconds, 4);
     const x = (plot, t) => plot.left + ((t - from) / (to - from)) * plot.width;
     const { svg, plot, y } = frame(width, 240, axis.ticks, axis.top,
-      (p) => timeTicks(from, to, Math.max(3, Math.floor(p.width / 84))).map((l) => ({ ...l, x: x(p, l.t) })));
+      (p) => timeTicks(from, to, Math.max(3, Math.floor(p.width / 96))).map((l) => ({ ...l, x: x(p, l.t) })));
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", `Active, idle, unknown and unobserved time per ${duration(hist.step_seconds)}`);
     const gap = (plot.width / Math.max(1, hist.points.length)) > 6 ? 1 : 0;
@@ -674,14 +674,15 @@
     const col = (key, label, cell, extra) => ({ key, label, cell, ...extra });
     const columns = [
       // A usual hostname stays on one line (the table scrolls on a phone); a long one wraps at its dots.
-      col("hostname", "Hostname", (m) => h("a", { class: m.hostname.length <= 32 ? "host nowrap" : "host",
-        href: `#/machine/${encodeURIComponent(m.id)}` }, hostText(m.hostname))),
+      col("hostname", "Hostname", (m) => (m.hostname.length <= 32
+        ? h("a", { class: "host nowrap", href: `#/machine/${encodeURIComponent(m.id)}` }, m.hostname)
+        : h("a", { class: "host", href: `#/machine/${encodeURIComponent(m.id)}` }, hostText(m.hostname)))),
       col("status", "Status", (m) => badge(m.status)),
-      col("site", "Site", (m) => m.site, { cls: "hide-narrow" }),
+      col("site", "Site", (m) => m.site, { cls: "hide-medium" }),
       col("department", "Department", (m) => m.department || "—"),
       col("last_seen", "Last seen", (m) => ago(m.last_seen), { cls: "nowrap" }),
-      col("input_idle", "Input idle", (m) => duration(m.input_idle_seconds), { num: true, cls: "hide-narrow" }),
-      col("idle_time", "Idle time", (m) => duration(m.idle_seconds), { num: true, cls: "hide-narrow" }),
+      col("input_idle", "Input idle", (m) => duration(m.input_idle_seconds), { num: true, cls: "hide-medium" }),
+      col("idle_time", "Idle time", (m) => duration(m.idle_seconds), { num: true, cls: "hide-medium" }),
       col("idle_energy", "Idle energy", (m) => energyJ(m.idle_energy_j), { num: true }),
       col("idle_cost", "Idle cost", (m) => moneyOf(m.costs, "idle_cost"), { num: true, unsortable: true }),
     ];
@@ -699,7 +700,7 @@
     const body = h("tbody", {});
     if (!items.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, "No machines match.")));
     for (const m of items) {
-      body.append(h("tr", { "data-machine": m.id }, columns.map((c) => h("td", { class: cls(c), "data-col": c.key }, c.cell(m)))));
+      body.append(h("tr", { "data-machine": m.id }, columns.map((c) => h("td", { class: cls(c), "data-col": c.key, "data-label": c.label }, c.cell(m)))));
     }
     return h("div", { class: "table-wrap" }, h("table", { id: sorting ? "machines-table" : null, class: "machines" }, h("thead", {}, head), body));
   }
@@ -740,11 +741,11 @@
     const attribution = h("select", { id: "export-attribution", title: "Attribution of the CSV export" },
       [["incurred", "where incurred"], ["current", "where machines are now"]].map(([v, l]) => h("option", { value: v }, l)));
     const links = ["machine", "site", "department"].map((g) =>
-      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `CSV by ${g}`));
+      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `by ${g}`));
     attribution.addEventListener("change", () => {
       for (const a of links) a.href = `/api/v1/reports/energy.csv?group_by=${a.dataset.export}&attribution=${attribution.value}`;
     });
-    const exportLinks = h("div", { class: "actions export" }, h("label", { for: "export-attribution", class: "muted" }, "Export CSV of energy"), attribution, links);
+    const exportLinks = h("div", { class: "actions export" }, h("label", { for: "export-attribution", class: "muted" }, "Energy CSV"), attribution, links);
     root.replaceChildren(h("div", { class: "row" }, h("h1", {}, "Machines"), h("div", { class: "spacer" }), exportLinks),
       h("div", { class: "panel" }, filters), h("div", { class: "panel" }, list, pager), stamp);
     const load = async () => {

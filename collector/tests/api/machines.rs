@@ -180,7 +180,11 @@ async fn detail_shows_the_last_report(app: TestApp) {
     };
     let before = detail().await;
     assert_eq!(
-        (&before["idle_source"], &before["cpu_usage_ratio"], &before["uptime_seconds"]),
+        (
+            &before["idle_source"],
+            &before["cpu_usage_ratio"],
+            &before["uptime_seconds"]
+        ),
         (&Value::Null, &Value::Null, &Value::Null)
     );
     let t = past(5);

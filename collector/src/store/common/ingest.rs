@@ -422,7 +422,10 @@ where
                 cpu_usage_ratio: row.last_cpu_ratio,
                 memory_usage_ratio: row.last_memory_ratio,
                 uptime_seconds: row.last_uptime_seconds.and_then(|u| u64::try_from(u).ok()),
-                idle_source: row.last_idle_source.as_deref().map(IdleSourceKind::from_name),
+                idle_source: row
+                    .last_idle_source
+                    .as_deref()
+                    .map(IdleSourceKind::from_name),
                 totals: sum,
                 costs,
             });
