@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use greenops_protocol::{EnrollRequest, Heartbeat, MAX_BATCH_HEARTBEATS};
+use greenops_protocol::{EnrollRequest, Heartbeat, IdleSourceKind, MAX_BATCH_HEARTBEATS};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -148,6 +148,7 @@ impl Agent {
             cpu_usage_ratio: system.cpu_usage_ratio,
             memory_usage_ratio: system.memory_usage_ratio,
             uptime_seconds: system.uptime_seconds,
+            idle_source: Some(IdleSourceKind::from_name(reading.source)),
         };
         self.spool.append(hb)?;
         self.status.last_seq = seq;

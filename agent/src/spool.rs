@@ -262,6 +262,7 @@ mod tests {
             cpu_usage_ratio: Some(0.5),
             memory_usage_ratio: None,
             uptime_seconds: Some(10),
+            idle_source: None,
         }
     }
 

@@ -148,6 +148,7 @@ fn row_of(m: &MachineSnapshot, query: &MachineQuery) -> MachineRow {
         idle_seconds: m.totals.idle_ms as f64 / 1000.0,
         energy_j: m.totals.energy_j,
         idle_energy_j: m.totals.idle_energy_j,
+        costs: m.costs.clone(),
     }
 }
 
@@ -214,6 +215,7 @@ mod tests {
             cpu_usage_ratio: None,
             memory_usage_ratio: None,
             uptime_seconds: None,
+            idle_source: None,
             retired: false,
             totals: Increment {
                 idle_ms: (i as i64 * 13) % 7,

@@ -45,6 +45,62 @@ impl Session {
     }
 }
 
+/// How the agent measured `idle_seconds`. The collector shows it beside the machine, so an
+/// operator can tell a desktop session from a coarse or missing source. A name this version
+/// does not know (a newer agent's) reads as `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum IdleSourceKind {
+    /// The X server's screen-saver extension (exact, per input event).
+    X11Screensaver,
+    /// GNOME's Mutter idle monitor over D-Bus (exact; Wayland sessions).
+    GnomeMutter,
+    /// systemd-logind's idle hint (coarse; knows when nobody is logged in).
+    Logind,
+    /// The Windows console session (WTS).
+    WindowsWts,
+    /// macOS `HIDIdleTime` from the IOKit registry.
+    MacosIokit,
+    /// No source worked: `idle_seconds` is `null`.
+    None,
+    #[serde(other)]
+    Other,
+}
+
+impl IdleSourceKind {
+    pub const ALL: [IdleSourceKind; 7] = [
+        IdleSourceKind::X11Screensaver,
+        IdleSourceKind::GnomeMutter,
+        IdleSourceKind::Logind,
+        IdleSourceKind::WindowsWts,
+        IdleSourceKind::MacosIokit,
+        IdleSourceKind::None,
+        IdleSourceKind::Other,
+    ];
+
+    /// The wire and stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdleSourceKind::X11Screensaver => "x11-screensaver",
+            IdleSourceKind::GnomeMutter => "gnome-mutter",
+            IdleSourceKind::Logind => "logind",
+            IdleSourceKind::WindowsWts => "windows-wts",
+            IdleSourceKind::MacosIokit => "macos-iokit",
+            IdleSourceKind::None => "none",
+            IdleSourceKind::Other => "other",
+        }
+    }
+
+    /// Parses a name written by [`IdleSourceKind::as_str`]; anything else is `other`.
+    pub fn from_name(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(IdleSourceKind::Other)
+    }
+}
+
 /// One heartbeat as sent by an agent. Unknown fields are ignored (forward compatibility).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -80,6 +136,9 @@ pub struct Heartbeat {
         schema(minimum = 0, maximum = 9_223_372_036_854_775_807_u64)
     )]
     pub uptime_seconds: Option<u64>,
+    /// Which source measured `idle_seconds`; older agents leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_source: Option<IdleSourceKind>,
 }
 
 /// `{"heartbeats": [...]}`: several heartbeats in `seq` order (spool replay).
@@ -100,6 +159,7 @@ pub struct ValidHeartbeat {
     pub cpu_usage_ratio: Option<f64>,
     pub memory_usage_ratio: Option<f64>,
     pub uptime_seconds: Option<u64>,
+    pub idle_source: Option<IdleSourceKind>,
 }
 
 /// Earliest `sent_at` accepted: 2000-01-01T00:00:00Z.
@@ -144,6 +204,7 @@ impl Heartbeat {
             cpu_usage_ratio: self.cpu_usage_ratio,
             memory_usage_ratio: self.memory_usage_ratio,
             uptime_seconds: self.uptime_seconds,
+            idle_source: self.idle_source,
         })
     }
 }
@@ -360,6 +421,28 @@ mod tests {
         assert_eq!(hb.idle_ms, Some(412_500));
         assert_eq!(hb.session, Session::Locked);
         assert_eq!(hb.uptime_seconds, Some(86_400));
+        assert_eq!(hb.idle_source, None);
+    }
+
+    #[test]
+    fn idle_sources_parse_by_name_and_unknown_names_read_as_other() {
+        for kind in IdleSourceKind::ALL {
+            assert_eq!(IdleSourceKind::from_name(kind.as_str()), kind);
+            let json = format!(
+                r#"{{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1, "idle_source": "{}"}}"#,
+                kind.as_str()
+            );
+            assert_eq!(valid(&json)[0].idle_source, Some(kind));
+        }
+        let newer = r#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1,
+                        "idle_source": "a-source-from-2030"}"#;
+        assert_eq!(valid(newer)[0].idle_source, Some(IdleSourceKind::Other));
+        assert_eq!(
+            field_of(
+                r#"{"seq": 1, "sent_at": "2026-11-27T09:15:00Z", "idle_seconds": 1, "idle_source": 7}"#
+            ),
+            "idle_source"
+        );
     }
 
     #[test]
@@ -457,8 +540,10 @@ mod tests {
             cpu_usage_ratio: Some(0.5),
             memory_usage_ratio: None,
             uptime_seconds: Some(10),
+            idle_source: Some(IdleSourceKind::GnomeMutter),
         };
         let json = serde_json::to_vec(&hb).unwrap();
+        assert!(String::from_utf8_lossy(&json).contains("\"idle_source\":\"gnome-mutter\""));
         assert!(String::from_utf8_lossy(&json).contains("\"idle_seconds\":null"));
         let parsed = valid(std::str::from_utf8(&json).unwrap());
         assert_eq!(parsed[0].seq, 9);

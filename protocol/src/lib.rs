@@ -14,7 +14,8 @@ pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment, normalize_mac};
 pub use error::{ErrorBody, ErrorDetail, ValidationError, check_text};
 pub use heartbeat::{
     BodyError, Heartbeat, HeartbeatBatch, HeartbeatError, HeartbeatResponse, HeartbeatResult,
-    HeartbeatStatus, ParsedHeartbeat, Session, ValidHeartbeat, parse_heartbeat_body,
+    HeartbeatStatus, IdleSourceKind, ParsedHeartbeat, Session, ValidHeartbeat,
+    parse_heartbeat_body,
 };
 
 /// Version of the agent ↔ collector protocol described in this crate.

@@ -12,6 +12,7 @@ const KEYS: &[&str] = &[
     "cpu_usage_ratio",
     "memory_usage_ratio",
     "uptime_seconds",
+    "idle_source",
     "heartbeats",
     "enrollment_token",
     "machine_key",

@@ -333,4 +333,18 @@ mod tests {
         assert_eq!(read_first(&mut sources), Reading::unknown());
         assert_eq!(read_first(&mut []), Reading::unknown());
     }
+
+    /// The collector shows the source's name; one it does not know would read as "other".
+    #[test]
+    fn every_source_has_a_name_the_protocol_knows() {
+        use greenops_protocol::IdleSourceKind;
+        for source in sources() {
+            let kind = IdleSourceKind::from_name(source.name());
+            assert_ne!(kind, IdleSourceKind::Other, "{}", source.name());
+        }
+        assert_eq!(
+            IdleSourceKind::from_name(Reading::unknown().source),
+            IdleSourceKind::None
+        );
+    }
 }

@@ -87,6 +87,7 @@ fn hb(seq: u64, at_s: i64, idle_s: Option<i64>, session: Session) -> ValidHeartb
         cpu_usage_ratio: None,
         memory_usage_ratio: None,
         uptime_seconds: None,
+        idle_source: None,
     }
 }
 
@@ -475,6 +476,7 @@ fn the_documented_worked_example() {
         cpu_usage_ratio: None,
         memory_usage_ratio: None,
         uptime_seconds: None,
+        idle_source: None,
     };
     let r = run_with(
         &[
@@ -604,6 +606,7 @@ fn stream() -> impl Strategy<Value = Vec<Sent>> {
                         cpu_usage_ratio: None,
                         memory_usage_ratio: None,
                         uptime_seconds: None,
+                        idle_source: None,
                     },
                 }
             })

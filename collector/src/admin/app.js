@@ -64,25 +64,108 @@
     return data;
   }
 
-  // ---- Formatting --------------------------------------------------------------------
-  const nf = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
-  const num = (x, digits) => new Intl.NumberFormat(undefined, { maximumFractionDigits: digits ?? 2 }).format(Number(x));
+  // ---- Formatting: the browser's locale, scaled units, fixed decimals --------------------
+  // Every figure goes through these, so the whole page reads alike: a quantity is scaled to
+  // the unit that keeps it between 1 and 1000 and shown with three significant digits at most
+  // (0 decimals from 100, 1 from 10, else 2); money is shown to its currency's minor unit and
+  // an amount too small for it reads "< 0.01"; dates and times are in the browser's locale
+  // and time zone.
+  const NBSP = "\u00a0";
+  const formats = new Map();
+  const numberFormat = (options) => {
+    const key = JSON.stringify(options);
+    if (!formats.has(key)) formats.set(key, new Intl.NumberFormat(undefined, options));
+    return formats.get(key);
+  };
+  const fixed = (x, digits) => numberFormat({ minimumFractionDigits: digits, maximumFractionDigits: digits }).format(x);
+  const count = (n) => numberFormat({ maximumFractionDigits: 0 }).format(Number(n));
+  const percent = (ratio) => (ratio === null || ratio === undefined ? "—"
+    : numberFormat({ style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(Number(ratio)));
+  const digitsFor = (abs) => (abs >= 99.95 ? 0 : abs >= 9.995 ? 1 : 2);
+
+  // `units`: [factor, name] from the smallest, in the unit `value` is given in.
+  function scaled(value, units) {
+    const x = Number(value);
+    if (value === null || value === undefined || !Number.isFinite(x)) return "—";
+    if (x === 0) return `0${NBSP}${units[0][1]}`;
+    const abs = Math.abs(x);
+    let i = 0;
+    while (i + 1 < units.length && abs >= units[i + 1][0]) i++;
+    // 999.7 Wh would round to "1000 Wh": that is 1.00 kWh.
+    if (i + 1 < units.length && abs / units[i][0] >= 999.5) i++;
+    const v = abs / units[i][0];
+    if (v < 0.005) return `<${NBSP}${fixed(0.01, 2)}${NBSP}${units[i][1]}`;
+    return `${x < 0 ? "−" : ""}${fixed(v, digitsFor(v))}${NBSP}${units[i][1]}`;
+  }
+  const ENERGY = [[0.001, "Wh"], [1, "kWh"], [1e3, "MWh"], [1e6, "GWh"]];
+  const MASS = [[1, "g"], [1e3, "kg"], [1e6, "t"], [1e9, "kt"]];
+  const energy = (kwhValue) => scaled(kwhValue, ENERGY);
+  const energyJ = (joules) => (joules === null || joules === undefined ? "—" : energy(Number(joules) / 3.6e6));
+  const co2 = (grams) => scaled(grams, MASS);
+
+  function currencyFormat(currency) {
+    const key = `currency:${currency}`;
+    if (!formats.has(key)) {
+      let f;
+      try { f = new Intl.NumberFormat(undefined, { style: "currency", currency }); } catch (_) { f = null; }
+      formats.set(key, f);
+    }
+    return formats.get(key);
+  }
+  // One amount in one currency, to its minor unit (cents for EUR, none for JPY).
+  function amount(value, currency) {
+    const x = Number(value);
+    if (!Number.isFinite(x)) return "—";
+    const f = currencyFormat(currency);
+    const digits = f ? f.resolvedOptions().maximumFractionDigits : 2;
+    const show = (v) => (f ? f.format(v) : `${fixed(v, digits)}${NBSP}${currency}`);
+    const minor = 10 ** -digits;
+    if (x !== 0 && Math.abs(x) < minor / 2) return x > 0 ? `<${NBSP}${show(minor)}` : `>${NBSP}${show(-minor)}`;
+    return show(x);
+  }
+  // Amounts in several currencies: [[currency, value], …] (a machine that moved may have two).
+  const amounts = (pairs) => (pairs.length ? pairs.map(([c, v]) => amount(v, c)).join(" + ") : "—");
+  const money = (costs) => amounts(Object.entries(costs || {}));
+  const moneyOf = (list, field) => amounts((list || []).map((c) => [c.currency, c[field]]));
+  const timesMoney = (costs, f) => Object.fromEntries(Object.entries(costs || {}).map(([c, v]) => [c, Number(v) * f]));
+
   function duration(seconds) {
     if (seconds === null || seconds === undefined) return "—";
-    const s0 = Math.round(Number(seconds));
-    if (s0 < 60) return `${s0} s`;
-    if (s0 < 3600) return `${Math.floor(s0 / 60)} min`;
-    if (s0 < 86400) return `${(s0 / 3600).toFixed(1)} h`;
-    return `${(s0 / 86400).toFixed(1)} d`;
+    const s0 = Math.max(0, Math.round(Number(seconds)));
+    if (s0 < 60) return `${s0}${NBSP}s`;
+    if (s0 < 3570) return `${Math.round(s0 / 60)}${NBSP}min`;
+    if (s0 < 86370) {
+      const m = Math.round(s0 / 60);
+      const hh = Math.floor(m / 60), mm = m % 60;
+      return mm ? `${hh}${NBSP}h ${mm}${NBSP}min` : `${hh}${NBSP}h`;
+    }
+    const hours = Math.round(s0 / 3600);
+    const d = Math.floor(hours / 24), hh = hours % 24;
+    return hh ? `${count(d)}${NBSP}d ${hh}${NBSP}h` : `${count(d)}${NBSP}d`;
   }
   function ago(iso) {
     if (!iso) return "never";
     const secs = (Date.now() - Date.parse(iso)) / 1000;
     return secs < 5 ? "just now" : `${duration(Math.max(0, secs))} ago`;
   }
-  const kwh = (joules) => `${num(Number(joules) / 3.6e6, 3)} kWh`;
-  const when = (ms) => (ms ? new Date(ms).toLocaleString() : "—");
+  const dateFormat = (options) => {
+    const key = `date:${JSON.stringify(options)}`;
+    if (!formats.has(key)) formats.set(key, new Intl.DateTimeFormat(undefined, options));
+    return formats.get(key);
+  };
+  const toDate = (t) => (t instanceof Date ? t : new Date(typeof t === "number" ? t : Date.parse(t)));
+  // A moment (ms, RFC 3339 or Date) in the browser's locale and time zone.
+  const dateTime = (t) => (t === null || t === undefined ? "—" : dateFormat({ dateStyle: "medium", timeStyle: "short" }).format(toDate(t)));
+  const clock = (t) => dateFormat({ timeStyle: "short" }).format(toDate(t));
+  const clockSeconds = (t) => dateFormat({ timeStyle: "medium" }).format(toDate(t));
+  const shortDate = (t) => dateFormat({ month: "short", day: "numeric" }).format(toDate(t));
+  // A calendar day "2026-11-03" (a UTC day of the API), without shifting it to local time.
+  const calendarDay = (day, options) => dateFormat({ timeZone: "UTC", ...(options || { dateStyle: "medium" })})
+    .format(new Date(`${day}T00:00:00Z`));
+  const when = (ms) => (ms ? dateTime(ms) : "—");
   const badge = (status) => h("span", { class: `badge ${status}` }, status);
+  // A hostname that may wrap after a dot, hyphen or underscore, never inside a word.
+  const hostText = (name) => String(name).split(/(?<=[._-])/).flatMap((part, i) => (i ? [h("wbr"), part] : [part]));
 
   // ---- Rates in local time: days, spans, bands, moments ---------------------------------
   const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -131,7 +214,7 @@
   }
   const fromField = { name: "effective_from", label: "Effective from", type: "datetime-local", parse: parseMoment,
     hint: "Empty: now. Never in the past." };
-  const since = (iso) => (iso ? new Date(iso).toLocaleString() : "the beginning");
+  const since = (iso) => (iso ? dateTime(iso) : "the beginning");
 
   // ---- Forms with field-level errors -------------------------------------------------
   // fields: [{name, label, type, value, options, required, step, min}]
@@ -139,7 +222,7 @@
     const errors = {};
     const inputs = {};
     const formError = h("p", { class: "form-error", role: "alert" });
-    const form = h("form", { class: "inline", novalidate: true, id: extra && extra.id, "data-write": extra && extra.write ? "" : null });
+    const form = h("form", { class: "inline fields", novalidate: true, id: extra && extra.id, "data-write": extra && extra.write ? "" : null });
     for (const f of fields) {
       const id = `f-${Math.random().toString(36).slice(2)}`;
       let input;
@@ -148,7 +231,7 @@
           f.options.map((o) => h("option", { value: o.value ?? o, selected: (o.value ?? o) === f.value }, o.label ?? o)));
       } else if (f.type === "textarea") {
         input = h("textarea", { id, name: f.name, rows: f.rows || 3, placeholder: f.placeholder, spellcheck: "false" });
-        input.value = f.value ?? "";
+        input.defaultValue = f.value ?? ""; // what a reset after a create goes back to
       } else {
         input = h("input", { id, name: f.name, type: f.type || "text", value: f.value ?? "", step: f.step, min: f.min,
           autocomplete: f.autocomplete || "off", required: f.required, placeholder: f.placeholder });
@@ -160,7 +243,8 @@
       form.append(h("div", { class: f.wide ? "field wide" : "field" }, h("label", { for: id }, f.label), input,
         f.hint ? h("p", { class: "hint" }, f.hint) : null, err));
     }
-    form.append(h("div", { class: "field" }, h("button", { type: "submit" }, submitLabel)));
+    // An empty label above the button keeps it level with the inputs when hints hang below them.
+    form.append(h("div", { class: "field" }, h("span", { class: "label-like", "aria-hidden": "true" }, NBSP), h("button", { type: "submit" }, submitLabel)));
     const wrap = h("div", {}, form, formError);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -197,11 +281,16 @@
     return wrap;
   }
 
-  function table(columns, rows, empty) {
-    const head = h("tr", {}, columns.map((c) => h("th", { class: c.num ? "num" : (c.cls || null), scope: "col" }, c.label)));
+  // columns: [{label, cell(row), num?, cls?, key?}]; `key` names the cell (data-col) for tests
+  // and styles; `rowAttrs(row)` adds attributes to each row.
+  function table(columns, rows, empty, rowAttrs) {
+    const cls = (c) => [c.num ? "num" : null, c.cls || null].filter(Boolean).join(" ") || null;
+    const head = h("tr", {}, columns.map((c) => h("th", { class: cls(c), scope: "col" }, c.label)));
     const body = h("tbody", {});
     if (!rows.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, empty || "Nothing here yet.")));
-    for (const r of rows) body.append(h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : (c.cls || null) }, c.cell(r)))));
+    for (const r of rows) {
+      body.append(h("tr", rowAttrs ? rowAttrs(r) : {}, columns.map((c) => h("td", { class: cls(c), "data-col": c.key || null }, c.cell(r)))));
+    }
     return h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), body));
   }
 
@@ -217,6 +306,186 @@
     } }, "Copy");
     return h("div", { class: "secret", role: "status" }, h("strong", {}, title),
       h("p", { class: "muted" }, "Copy it now: it is shown only this once."), code, copy);
+  }
+
+  // ---- Charts: SVG drawn at the box's own pixel width, axes on round values -------------
+  const HOUR_MS = 3600e3, DAY_MS = 864e5;
+  const text = (attrs, content) => Object.assign(s("text", attrs), { textContent: content });
+  const titled = (el, title) => { const t = s("title", {}); t.textContent = title; el.append(t); return el; };
+
+  // A box that draws its chart again whenever its width changes (phone turned, window resized).
+  function chartBox(attrs) {
+    const box = h("div", attrs);
+    let draw = null, width = 0;
+    const paint = (force) => {
+      const w = Math.floor(box.clientWidth);
+      if (!draw || !w || (!force && w === width)) return;
+      width = w;
+      box.replaceChildren(...[draw(w)].flat());
+    };
+    new ResizeObserver(() => paint(false)).observe(box);
+    box.draw = (fn) => { draw = fn; paint(true); };
+    return box;
+  }
+
+  // Round steps for a value axis: 1, 2, 2.5 or 5 times a power of ten.
+  function niceAxis(max, wanted) {
+    const m = max > 0 ? max : 1;
+    const raw = m / wanted, mag = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 2.5, 5, 10].map((k) => k * mag).find((x) => x >= raw * (1 - 1e-9));
+    let digits = 0;
+    while (digits < 6 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6) digits++;
+    const top = Math.ceil(m / step - 1e-9) * step;
+    const ticks = [];
+    for (let i = 0; i * step <= top * (1 + 1e-9); i++) ticks.push(i * step);
+    return { top, ticks, digits };
+  }
+  // An energy axis (values in kWh) in the unit its top needs.
+  function energyAxis(maxKwh, wanted) {
+    const m = maxKwh > 0 ? maxKwh : 0.001;
+    let i = 0;
+    while (i + 1 < ENERGY.length && m >= ENERGY[i + 1][0]) i++;
+    const [factor, unit] = ENERGY[i];
+    const a = niceAxis(m / factor, wanted);
+    return { top: a.top * factor, ticks: a.ticks.map((v) => ({ v: v * factor, label: `${fixed(v, a.digits)}${NBSP}${unit}` })) };
+  }
+  // A time axis (values in seconds) on round durations.
+  function durationAxis(maxSeconds, wanted) {
+    const steps = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+    const raw = (maxSeconds > 0 ? maxSeconds : 3600) / wanted;
+    const step = steps.find((x) => x >= raw) || steps[steps.length - 1];
+    const ticks = [];
+    for (let v = 0; v <= maxSeconds + 1e-6; v += step) ticks.push({ v, label: v ? duration(v) : "0" });
+    return { top: maxSeconds, ticks };
+  }
+  // Round local moments between `from` and `to` (ms): whole hours divisible by n, local
+  // midnights, Mondays or first days of months; at most `most` of them.
+  function timeTicks(from, to, most) {
+    const span = to - from;
+    const hourly = [1, 2, 3, 6, 12].find((n) => span / (n * HOUR_MS) <= most);
+    const daily = [1, 2, 7, 14].find((n) => span / (n * DAY_MS) <= most);
+    const monthly = [1, 2, 3, 6, 12].find((n) => span / (n * 30.4 * DAY_MS) <= most) || 12;
+    const start = new Date(from);
+    start.setMinutes(0, 0, 0);
+    const out = [];
+    const dayNumber = (d) => Math.round(Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) / DAY_MS);
+    for (let t = start.getTime(); t <= to; t += HOUR_MS) {
+      if (t < from) continue;
+      const d = new Date(t);
+      if (d.getMinutes() !== 0) continue;
+      const midnight = d.getHours() === 0;
+      let take;
+      if (hourly) take = d.getHours() % hourly === 0;
+      else if (daily === 7 || daily === 14) take = midnight && d.getDay() === 1 && (daily === 7 || Math.floor(dayNumber(d) / 7) % 2 === 0);
+      else if (daily) take = midnight && dayNumber(d) % daily === 0;
+      else take = midnight && d.getDate() === 1 && d.getMonth() % monthly === 0;
+      if (take) out.push({ t, midnight });
+    }
+    const long = span > 200 * DAY_MS;
+    return out.map(({ t, midnight }) => ({
+      t, label: midnight ? (long ? dateFormat({ month: "short", year: "numeric" }).format(new Date(t)) : shortDate(t)) : clock(t),
+    }));
+  }
+
+  // The frame every chart shares: horizontal grid with value labels, bottom axis, x labels.
+  function frame(width, height, yTicks, yTop, xLabels) {
+    const top = 10, bottom = 24, right = 10;
+    const left = 10 + 7 * Math.max(1, ...yTicks.map((t) => t.label.length));
+    const plot = { left, top, width: Math.max(10, width - left - right), height: height - top - bottom };
+    const y = (v) => plot.top + plot.height - (v / (yTop || 1)) * plot.height;
+    const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "chart" });
+    for (const t of yTicks) {
+      svg.append(s("line", { x1: left, x2: width - right, y1: y(t.v), y2: y(t.v), class: t.v ? "grid" : "axis" }));
+      svg.append(text({ x: left - 6, y: y(t.v) + 4, "text-anchor": "end" }, t.label));
+    }
+    const labels = s("g", { class: "x-labels" });
+    for (const l of xLabels(plot)) {
+      const anchor = l.x < left + 24 ? "start" : l.x > width - right - 24 ? "end" : "middle";
+      labels.append(s("line", { x1: l.x, x2: l.x, y1: plot.top + plot.height, y2: plot.top + plot.height + 4, class: "axis" }));
+      labels.append(text({ x: l.x, y: height - 6, "text-anchor": anchor, "data-tick": l.t ?? "" }, l.label));
+    }
+    svg.append(labels);
+    return { svg, plot, y };
+  }
+
+  // A machine's history: one stacked bar per step (active, idle, unknown, not observed).
+  function historyChart(hist, width) {
+    const from = Date.parse(hist.from), to = Date.parse(hist.to), stepMs = hist.step_seconds * 1000;
+    const axis = durationAxis(hist.step_seconds, 4);
+    const x = (plot, t) => plot.left + ((t - from) / (to - from)) * plot.width;
+    const { svg, plot, y } = frame(width, 240, axis.ticks, axis.top,
+      (p) => timeTicks(from, to, Math.max(3, Math.floor(p.width / 96))).map((l) => ({ ...l, x: x(p, l.t) })));
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `Active, idle, unknown and unobserved time per ${duration(hist.step_seconds)}`);
+    const gap = (plot.width / Math.max(1, hist.points.length)) > 6 ? 1 : 0;
+    const parts = [["active_seconds", "bar-active", "active"], ["idle_seconds", "bar-idle", "idle"],
+      ["unknown_seconds", "bar-unknown", "unknown"], ["unobserved_seconds", "bar-unobserved", "not observed"]];
+    for (const p of hist.points) {
+      const start = Date.parse(p.start), end = Math.min(start + stepMs, to);
+      const x0 = x(plot, start) + gap, w = Math.max(1, x(plot, end) - x(plot, start) - 2 * gap);
+      const g = titled(s("g", { "data-start": p.start }), `${dateTime(start)} – ${end - start >= DAY_MS ? dateTime(end) : clock(end)}: ${
+        parts.map(([k, , label]) => `${label} ${duration(p[k])}`).join(", ")}`);
+      let base = 0;
+      for (const [key, cls] of parts) {
+        const v = p[key];
+        if (!(v > 0)) continue;
+        g.append(s("rect", { x: x0, y: y(base + v), width: w, height: y(base) - y(base + v), class: cls }));
+        base += v;
+      }
+      svg.append(g);
+    }
+    return svg;
+  }
+
+  // Daily waste (bars), the avoidable part inside them, the after-hours waste (line).
+  function trendChart(days, width) {
+    const max = days.reduce((m, d) => Math.max(m, Number(d.idle_energy_kwh), Number(d.after_hours_idle_energy_kwh)), 0);
+    const axis = energyAxis(max, 4);
+    const band = (plot) => plot.width / Math.max(1, days.length);
+    const every = (plot) => [1, 2, 3, 5, 7, 10, 14].find((k) => (days.length / k) * 64 <= plot.width) || 14;
+    const dayNumber = (d) => Math.round(Date.parse(`${d}T00:00:00Z`) / DAY_MS);
+    const { svg, plot, y } = frame(width, 220, axis.ticks, axis.top, (p) => {
+      const k = every(p);
+      return days.map((d, i) => ({ d, i })).filter(({ d }) => (k === 7 ? new Date(`${d.day}T00:00:00Z`).getUTCDay() === 1 : dayNumber(d.day) % k === 0))
+        .map(({ d, i }) => ({ x: p.left + (i + 0.5) * band(p), label: calendarDay(d.day, { month: "short", day: "numeric" }), t: d.day }));
+    });
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "Daily waste and avoidable energy");
+    const b = band(plot), pad = b > 8 ? Math.min(4, b * 0.15) : 0;
+    const points = [];
+    days.forEach((d, i) => {
+      const x0 = plot.left + i * b + pad, w = Math.max(1, b - 2 * pad);
+      for (const [key, cls] of [["idle_energy_kwh", "bar-idle"], ["avoidable_energy_kwh", "bar-active"]]) {
+        const v = Number(d[key]);
+        if (!(v > 0)) continue;
+        svg.append(titled(s("rect", { x: x0, y: y(v), width: w, height: y(0) - y(v), class: cls, "data-day": d.day }),
+          `${calendarDay(d.day)}: ${energy(d.idle_energy_kwh)} wasted, ${energy(d.avoidable_energy_kwh)} avoidable, ${energy(d.after_hours_idle_energy_kwh)} after hours`));
+      }
+      points.push(`${plot.left + (i + 0.5) * b},${y(Number(d.after_hours_idle_energy_kwh))}`);
+    });
+    svg.append(s("polyline", { points: points.join(" "), class: "line-after" }));
+    return svg;
+  }
+
+  // Energy a policy would save per site and department: one bar each, the figure beside it.
+  function groupBars(groups, width) {
+    const row = 30, labelWidth = Math.min(260, Math.round(width * 0.38)), valueWidth = 84;
+    const height = Math.max(1, groups.length) * row + 4;
+    const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "bars", role: "img",
+      "aria-label": "Energy saved per site and department" });
+    const max = groups.reduce((m, g) => Math.max(m, Number(g.energy_kwh)), 0) || 1;
+    const room = Math.max(10, width - labelWidth - valueWidth - 8);
+    const fit = (t, px) => (t.length * 7.4 > px ? `${t.slice(0, Math.max(1, Math.floor(px / 7.4) - 1))}…` : t);
+    groups.forEach((g, i) => {
+      const top = 2 + i * row;
+      const name = `${g.site} · ${g.department || "no department"}`;
+      const w = Math.max(1, (room * Number(g.energy_kwh)) / max);
+      svg.append(titled(text({ x: 0, y: top + 19 }, fit(name, labelWidth - 10)), name),
+        titled(s("rect", { x: labelWidth, y: top + 5, width: w, height: row - 12, rx: 3, class: "bar-saved" }),
+          `${name}: ${energy(g.energy_kwh)}, ${money(g.costs)}`),
+        text({ x: labelWidth + w + 6, y: top + 19 }, energy(g.energy_kwh)));
+    });
+    return svg;
   }
 
   // ---- Shell -------------------------------------------------------------------------
@@ -243,7 +512,8 @@
     app.replaceChildren(
       h("header", { class: "topbar" },
         h("div", { class: "brand" }, h("img", { src: "/assets/icon.svg", alt: "" }), "GreenOps"), nav,
-        h("div", { class: "who" }, h("span", {}, me.username), h("span", { class: "role" }, me.role), logout)),
+        h("div", { class: "who", title: `Signed in as ${me.username} (${me.role === "admin" ? "administrator" : "viewer: read-only"})` },
+          h("span", { class: "user" }, me.username), isAdmin() ? null : h("span", { class: "role" }, "read-only"), logout)),
       h("main", { id: "main" }, content));
   }
 
@@ -301,95 +571,41 @@
     const periods = h("div", {});
     const top = h("div", {});
     const stamp = h("p", { class: "refreshed" });
-    const trend = h("div", { id: "trend" });
+    const trend = chartBox({ id: "trend" });
+    const legend = h("div", { class: "legend" }, h("span", { class: "l-idle" }, "wasted while idle"),
+      h("span", { class: "l-active" }, "of which sleep would have saved"), h("span", { class: "l-after" }, "after hours"));
     root.replaceChildren(h("h1", {}, "Fleet overview"), cards, h("div", { class: "panel" }, h("h2", {}, "Idle waste"), periods),
-      h("div", { class: "panel" }, h("h2", {}, "Waste per day, last 30 days"), trend),
+      h("div", { class: "panel" }, h("h2", {}, "Waste per day, last 30 days (UTC days)"), trend, legend),
       h("div", { class: "panel" }, h("h2", {}, "Top wasters (all time)"), top), stamp);
     const load = async () => {
       const st = await api("GET", "/api/v1/stats");
       const m = st.machines;
       cards.replaceChildren(...[["total", "Machines", m.total], ["active", "Active", m.active], ["idle", "Idle", m.idle],
         ["offline", "Offline", m.offline], ["unknown", "Unknown", m.unknown]]
-        .map(([cls, label, v]) => h("div", { class: `card ${cls}`, "data-card": cls }, h("div", { class: "label" }, label), h("div", { class: "value" }, nf.format(v)))));
+        .map(([cls, label, v]) => h("div", { class: `card ${cls}`, "data-card": cls }, h("div", { class: "label" }, label), h("div", { class: "value" }, count(v)))));
       const names = { today: "Today (UTC)", "7d": "Last 7 days", "30d": "Last 30 days", all: "All time" };
       periods.replaceChildren(table([
-        { label: "Period", cell: (p) => names[p.period] || p.period },
-        { label: "Idle ratio", num: true, cell: (p) => `${num(p.idle_ratio * 100, 1)} %` },
+        { label: "Period", cell: (p) => names[p.period] || p.period, cls: "nowrap" },
+        { label: "Idle ratio", num: true, cell: (p) => percent(p.idle_ratio) },
         { label: "Idle time", num: true, cell: (p) => duration(p.idle_seconds) },
-        { label: "Waste energy", num: true, cell: (p) => `${num(p.waste_kwh, 3)} kWh` },
-        { label: "Waste cost", num: true, cell: (p) => p.costs.length ? p.costs.map((c) => `${num(c.waste_cost, 2)} ${c.currency}`).join(" + ") : "—" },
-        { label: "Waste CO₂", num: true, cell: (p) => `${num(Number(p.waste_co2_grams) / 1000, 2)} kg` },
-        { label: "Avoidable", num: true, cell: (p) => `${num(p.avoidable_kwh, 3)} kWh` },
+        { label: "Waste energy", num: true, cell: (p) => energy(p.waste_kwh), key: "waste-energy" },
+        { label: "Waste cost", num: true, cell: (p) => moneyOf(p.costs, "waste_cost"), key: "waste-cost" },
+        { label: "Waste CO₂", num: true, cell: (p) => co2(p.waste_co2_grams), key: "waste-co2" },
+        { label: "Avoidable", num: true, cell: (p) => energy(p.avoidable_kwh) },
         { label: "After hours", num: true, cell: (p) => duration(p.after_hours_idle_seconds) },
-        { label: "Idle data", num: true, cell: (p) => `${num(p.idle_data_ratio * 100, 1)} %` },
-        { label: "Total energy", num: true, cell: (p) => `${num(p.energy_kwh, 3)} kWh` },
-      ], st.periods));
+        { label: "Idle data", num: true, cell: (p) => percent(p.idle_data_ratio) },
+        { label: "Total energy", num: true, cell: (p) => energy(p.energy_kwh) },
+      ], st.periods, null, (p) => ({ "data-period": p.period })));
       top.replaceChildren(machineTable(st.top_wasters, null));
       const daily = await api("GET", "/api/v1/stats/daily?days=30");
-      trend.replaceChildren(trendChart(daily.days), h("div", { class: "legend" },
-        h("span", { class: "l-idle" }, "wasted idle (kWh)"), h("span", { class: "l-active" }, "of which sleep would have saved"),
-        h("span", { class: "l-after" }, "after hours")));
-      stamp.textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every 30 s`;
+      trend.draw((w) => trendChart(daily.days, w));
+      stamp.textContent = `Updated ${clockSeconds(new Date())} · refreshes every 30 s`;
     };
     await load();
     startRefresh(load);
   }
 
-  // Daily waste (bars), the avoidable part inside them, and the after-hours waste (line).
-  function trendChart(days) {
-    const W = 900, H = 200, left = 46, bottom = 22, top = 10;
-    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart trend", role: "img", "aria-label": "Daily waste and avoidable energy" });
-    const max = days.reduce((m, d) => Math.max(m, Number(d.idle_energy_kwh)), 0) || 1;
-    const y = (v) => (H - bottom) - (v / max) * (H - bottom - top);
-    const step = (W - left) / Math.max(1, days.length);
-    svg.append(s("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, class: "axis" }));
-    svg.append(Object.assign(s("text", { x: 0, y: top + 10 }), { textContent: `${num(max, 2)} kWh` }));
-    const points = [];
-    days.forEach((d, i) => {
-      const x = left + i * step;
-      for (const [key, cls] of [["idle_energy_kwh", "bar-idle"], ["avoidable_energy_kwh", "bar-active"]]) {
-        const v = Number(d[key]);
-        if (v <= 0) continue;
-        const r = s("rect", { x: x + 1, y: y(v), width: Math.max(1, step - 2), height: (H - bottom) - y(v), class: cls, "data-day": d.day });
-        const title = s("title", {});
-        title.textContent = `${d.day}: ${num(d.idle_energy_kwh, 3)} kWh wasted, ${num(d.avoidable_energy_kwh, 3)} kWh avoidable, ${num(d.after_hours_idle_energy_kwh, 3)} kWh after hours`;
-        r.append(title);
-        svg.append(r);
-      }
-      points.push(`${x + step / 2},${y(Number(d.after_hours_idle_energy_kwh))}`);
-      if (i % 5 === 0) svg.append(Object.assign(s("text", { x: x + 2, y: H - 6 }), { textContent: d.day.slice(5) }));
-    });
-    svg.append(s("polyline", { points: points.join(" "), class: "line-after" }));
-    return svg;
-  }
-
   // ---- Savings: what a sleep policy would have saved -----------------------------------
-  const money = (costs, digits) => {
-    const entries = Object.entries(costs || {});
-    return entries.length ? entries.map(([c, v]) => `${num(v, digits ?? 2)} ${c}`).join(" + ") : "—";
-  };
-  const scaled = (costs, f) => Object.fromEntries(Object.entries(costs || {}).map(([c, v]) => [c, Number(v) * f]));
-
-  function barChart(groups) {
-    const W = 900, row = 26, left = 260, H = Math.max(1, groups.length) * row + 8;
-    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "bars", role: "img", "aria-label": "Energy saved per site and department" });
-    const max = groups.reduce((m, g) => Math.max(m, Number(g.energy_kwh)), 0) || 1;
-    groups.forEach((g, i) => {
-      const y = 4 + i * row;
-      const label = s("text", { x: 0, y: y + 17 });
-      label.textContent = `${g.site} · ${g.department || "no department"}`;
-      const width = ((W - left - 120) * Number(g.energy_kwh)) / max;
-      const bar = s("rect", { x: left, y: y + 3, width: Math.max(1, width), height: row - 8, class: "bar-saved" });
-      const title = s("title", {});
-      title.textContent = `${num(g.energy_kwh, 3)} kWh, ${money(g.costs)}`;
-      bar.append(title);
-      const value = s("text", { x: left + width + 6, y: y + 17 });
-      value.textContent = `${num(g.energy_kwh, 2)} kWh`;
-      svg.append(label, bar, value);
-    });
-    return svg;
-  }
-
   async function savings(root, _arg, params) {
     const sitesRes = await api("GET", "/api/v1/sites");
     const minutes = h("input", { id: "savings-minutes", type: "number", min: 1, max: 10080, step: 1, value: params.get("sleep_after_minutes") || 30 });
@@ -429,20 +645,22 @@
       }
       const month = 30 / Number(days.value);
       cards.replaceChildren(...[
-        ["energy", "Energy saved", `${num(r.energy_kwh, 2)} kWh`, `${num(Number(r.energy_kwh) * month, 1)} kWh per month`],
-        ["cost", "Money saved", money(r.costs), `${money(scaled(r.costs, month))} per month`],
-        ["co2", "CO₂ avoided", `${num(Number(r.co2_grams) / 1000, 2)} kg`, `${num(Number(r.co2_grams) * month / 1000, 1)} kg per month`],
-        ["machines", "Machines that would sleep", `${nf.format(r.machines_affected)}`, `of ${nf.format(r.machines_considered)} idle past the limit`],
-        ["sleeps", "Times they would sleep", nf.format(r.sleeps), `${num(r.sleeps / Math.max(1, r.machines_affected), 1)} per machine`],
+        ["energy", "Energy saved", energy(r.energy_kwh), `${energy(Number(r.energy_kwh) * month)} per month`],
+        ["cost", "Money saved", money(r.costs), `${money(timesMoney(r.costs, month))} per month`],
+        ["co2", "CO₂ avoided", co2(r.co2_grams), `${co2(Number(r.co2_grams) * month)} per month`],
+        ["machines", "Machines that would sleep", count(r.machines_affected), `of ${count(r.machines_considered)} idle past the limit`],
+        ["sleeps", "Times they would sleep", count(r.sleeps), `${fixed(r.sleeps / Math.max(1, r.machines_affected), 1)} per machine`],
       ].map(([key, label, value, sub]) => h("div", { class: "card total", "data-saving": key }, h("div", { class: "label" }, label),
         h("div", { class: "value" }, value), h("div", { class: "label" }, sub))));
-      summary.textContent = `Sleep after ${r.sleep_after_minutes} min without input${r.when === "after_hours" ? ", outside business hours only" : ""}: ${duration(Number(r.slept_seconds))} asleep from ${new Date(r.from).toLocaleString()} to ${new Date(r.to).toLocaleString()}.`;
-      breakdown.replaceChildren(r.groups.length ? barChart(r.groups) : "", table([
+      summary.textContent = `Sleep after ${duration(r.sleep_after_minutes * 60)} without input${r.when === "after_hours" ? ", outside business hours only" : ""}: ${duration(Number(r.slept_seconds))} asleep from ${dateTime(r.from)} to ${dateTime(r.to)}.`;
+      const bars = chartBox({});
+      breakdown.replaceChildren(bars, table([
         { label: "Site", cell: (g) => g.site }, { label: "Department", cell: (g) => g.department || "—" },
-        { label: "kWh", num: true, cell: (g) => num(g.energy_kwh, 3) }, { label: "Per month", num: true, cell: (g) => `${num(Number(g.energy_kwh) * month, 1)} kWh` },
-        { label: "Cost", num: true, cell: (g) => money(g.costs) }, { label: "CO₂", num: true, cell: (g) => `${num(Number(g.co2_grams) / 1000, 3)} kg` },
-        { label: "Machines", num: true, cell: (g) => nf.format(g.machines_affected) }, { label: "Sleeps", num: true, cell: (g) => nf.format(g.sleeps) },
+        { label: "Energy", num: true, cell: (g) => energy(g.energy_kwh) }, { label: "Per month", num: true, cell: (g) => energy(Number(g.energy_kwh) * month) },
+        { label: "Money", num: true, cell: (g) => money(g.costs) }, { label: "CO₂", num: true, cell: (g) => co2(g.co2_grams) },
+        { label: "Machines", num: true, cell: (g) => count(g.machines_affected) }, { label: "Sleeps", num: true, cell: (g) => count(g.sleeps) },
       ], r.groups, "Nothing would have slept: no machine was idle past the limit in this window."));
+      if (r.groups.length) bars.draw((w) => groupBars(r.groups, w));
     };
     form.addEventListener("submit", (ev) => { ev.preventDefault(); run(); });
     await run();
@@ -453,20 +671,25 @@
     input_idle: "Input idle", idle_time: "Idle time", idle_energy: "Idle energy" };
 
   function machineTable(items, sorting) {
-    const col = (key, label, cell, numeric) => ({ key, label, cell, num: numeric });
+    const col = (key, label, cell, extra) => ({ key, label, cell, ...extra });
     const columns = [
-      col("hostname", "Hostname", (m) => h("a", { class: "host", href: `#/machine/${encodeURIComponent(m.id)}` }, m.hostname)),
+      // A usual hostname stays on one line (the table scrolls on a phone); a long one wraps at its dots.
+      col("hostname", "Hostname", (m) => (m.hostname.length <= 32
+        ? h("a", { class: "host nowrap", href: `#/machine/${encodeURIComponent(m.id)}` }, m.hostname)
+        : h("a", { class: "host", href: `#/machine/${encodeURIComponent(m.id)}` }, hostText(m.hostname)))),
       col("status", "Status", (m) => badge(m.status)),
-      col("site", "Site", (m) => m.site),
+      col("site", "Site", (m) => m.site, { cls: "hide-medium" }),
       col("department", "Department", (m) => m.department || "—"),
-      col("last_seen", "Last seen", (m) => ago(m.last_seen)),
-      col("input_idle", "Input idle", (m) => duration(m.input_idle_seconds), true),
-      col("idle_time", "Idle time", (m) => duration(m.idle_seconds), true),
-      col("idle_energy", "Idle energy", (m) => kwh(m.idle_energy_j), true),
+      col("last_seen", "Last seen", (m) => ago(m.last_seen), { cls: "nowrap" }),
+      col("input_idle", "Input idle", (m) => duration(m.input_idle_seconds), { num: true, cls: "hide-medium" }),
+      col("idle_time", "Idle time", (m) => duration(m.idle_seconds), { num: true, cls: "hide-medium" }),
+      col("idle_energy", "Idle energy", (m) => energyJ(m.idle_energy_j), { num: true }),
+      col("idle_cost", "Idle cost", (m) => moneyOf(m.costs, "idle_cost"), { num: true, unsortable: true }),
     ];
+    const cls = (c) => [c.num ? "num" : null, c.cls || null].filter(Boolean).join(" ") || null;
     const head = h("tr", {}, columns.map((c) => {
-      const th = h("th", { class: c.num ? "num" : null, scope: "col" });
-      if (sorting) {
+      const th = h("th", { class: cls(c), scope: "col" });
+      if (sorting && !c.unsortable) {
         const active = sorting.sort === c.key;
         if (active) th.setAttribute("aria-sort", sorting.order === "desc" ? "descending" : "ascending");
         th.append(h("button", { type: "button", class: "sort", "data-sort": c.key,
@@ -476,8 +699,10 @@
     }));
     const body = h("tbody", {});
     if (!items.length) body.append(h("tr", {}, h("td", { class: "empty", colspan: columns.length }, "No machines match.")));
-    for (const m of items) body.append(h("tr", { "data-machine": m.id }, columns.map((c) => h("td", { class: c.num ? "num" : null }, c.cell(m)))));
-    return h("div", { class: "table-wrap" }, h("table", { id: sorting ? "machines-table" : null }, h("thead", {}, head), body));
+    for (const m of items) {
+      body.append(h("tr", { "data-machine": m.id }, columns.map((c) => h("td", { class: cls(c), "data-col": c.key, "data-label": c.label }, c.cell(m)))));
+    }
+    return h("div", { class: "table-wrap" }, h("table", { id: sorting ? "machines-table" : null, class: "machines" }, h("thead", {}, head), body));
   }
 
   async function machines(root, _arg, params) {
@@ -516,11 +741,11 @@
     const attribution = h("select", { id: "export-attribution", title: "Attribution of the CSV export" },
       [["incurred", "where incurred"], ["current", "where machines are now"]].map(([v, l]) => h("option", { value: v }, l)));
     const links = ["machine", "site", "department"].map((g) =>
-      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `CSV by ${g}`));
+      h("a", { class: "button secondary", href: `/api/v1/reports/energy.csv?group_by=${g}`, download: "", "data-export": g }, `by ${g}`));
     attribution.addEventListener("change", () => {
       for (const a of links) a.href = `/api/v1/reports/energy.csv?group_by=${a.dataset.export}&attribution=${attribution.value}`;
     });
-    const exportLinks = h("div", { class: "actions" }, h("label", { for: "export-attribution", class: "muted" }, "CSV"), attribution, links);
+    const exportLinks = h("div", { class: "actions export" }, h("label", { for: "export-attribution", class: "muted" }, "Energy CSV"), attribution, links);
     root.replaceChildren(h("div", { class: "row" }, h("h1", {}, "Machines"), h("div", { class: "spacer" }), exportLinks),
       h("div", { class: "panel" }, filters), h("div", { class: "panel" }, list, pager), stamp);
     const load = async () => {
@@ -532,81 +757,134 @@
       const pages = Math.max(1, Math.ceil(res.total / res.per_page));
       pager.replaceChildren(
         h("button", { type: "button", class: "secondary", disabled: state.page <= 1, onclick: () => { state.page -= 1; navigate(); } }, "‹ Previous"),
-        h("span", { id: "page-info" }, `Page ${state.page} of ${pages} · ${nf.format(res.total)} machines`),
+        h("span", { id: "page-info" }, `Page ${count(state.page)} of ${count(pages)} · ${count(res.total)} machine${res.total === 1 ? "" : "s"}`),
         h("button", { type: "button", class: "secondary", disabled: state.page >= pages, onclick: () => { state.page += 1; navigate(); } }, "Next ›"));
-      stamp.textContent = `Updated ${new Date().toLocaleTimeString()} · refreshes every 30 s`;
+      stamp.textContent = `Updated ${clockSeconds(new Date())} · refreshes every 30 s`;
     };
     await load();
     startRefresh(load);
   }
 
   // ---- One machine -------------------------------------------------------------------
-  function chart(points) {
-    const W = 900, H = 240, left = 40, bottom = 22, top = 8;
-    const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": "Idle, active, unknown and unobserved time per step" });
-    const step = points.length ? (W - left) / points.length : 0;
-    const max = points.reduce((m, p) => Math.max(m, p.observed_seconds + p.unobserved_seconds), 1);
-    const y = (v) => (H - bottom) - (v / max) * (H - bottom - top);
-    svg.append(s("line", { x1: left, y1: H - bottom, x2: W, y2: H - bottom, class: "axis" }));
-    svg.append(Object.assign(s("text", { x: 0, y: top + 10 }), { textContent: duration(max) }));
-    points.forEach((p, i) => {
-      let base = 0;
-      for (const [key, cls] of [["active_seconds", "bar-active"], ["idle_seconds", "bar-idle"], ["unknown_seconds", "bar-unknown"], ["unobserved_seconds", "bar-unobserved"]]) {
-        const v = p[key];
-        if (v <= 0) continue;
-        const r = s("rect", { x: left + i * step + 1, y: y(base + v), width: Math.max(1, step - 2), height: y(base) - y(base + v), class: cls });
-        const title = s("title", {});
-        title.textContent = `${new Date(p.start).toLocaleString()}: ${key.replace("_seconds", "")} ${duration(v)}`;
-        r.append(title);
-        svg.append(r);
-        base += v;
-      }
-      if (points.length <= 12 || i % Math.ceil(points.length / 8) === 0) {
-        const t = s("text", { x: left + i * step + 2, y: H - 6 });
-        t.textContent = new Date(p.start).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-        svg.append(t);
-      }
-    });
-    return svg;
+  const IDLE_SOURCES = {
+    "x11-screensaver": "X11 screen saver extension",
+    "gnome-mutter": "GNOME Mutter idle monitor",
+    logind: "systemd-logind idle hint (coarse)",
+    "windows-wts": "Windows console session (WTS)",
+    "macos-iokit": "macOS IOKit HID idle time",
+    none: "none works: idle time unknown",
+    other: "one this collector does not know (a newer agent)",
+  };
+  const idleSource = (name) => (name ? h("span", { class: name === "none" ? "warn" : null, title: name }, IDLE_SOURCES[name] || name)
+    : h("span", { class: "muted" }, "not reported by this agent"));
+
+  // The history's range: a preset, or whole local days picked in the browser's calendar.
+  const RANGES = [["24h", "Last 24 hours", 1], ["7d", "Last 7 days", 7], ["30d", "Last 30 days", 30], ["90d", "Last 90 days", 90],
+    ["custom", "Chosen dates"]];
+  const pad2 = (n) => String(n).padStart(2, "0");
+  const isoDay = (d) => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+  const localMidnight = (day) => { const [y, m, d] = day.split("-").map(Number); return new Date(y, m - 1, d).getTime(); };
+  const addDays = (ms, n) => { const d = new Date(ms); d.setDate(d.getDate() + n); return d.getTime(); };
+  // Whole hours per bar, so that a range has at most 100 bars.
+  const stepFor = (from, to) => ([1, 3, 6, 12, 24, 168, 720].find((n) => (to - from) / (n * HOUR_MS) <= 100) || 720) * 3600;
+
+  function historyRange(params, onChange) {
+    const preset = RANGES.some(([v]) => v === params.get("range")) ? params.get("range") : (params.get("from") ? "custom" : "24h");
+    const range = h("select", { id: "history-range" }, RANGES.map(([v, l]) => h("option", { value: v, selected: v === preset }, l)));
+    const today = isoDay(new Date());
+    const from = h("input", { id: "history-from", type: "date", max: today, required: true, value: params.get("from") || "" });
+    const to = h("input", { id: "history-to", type: "date", max: today, required: true, value: params.get("to") || "" });
+    const error = h("p", { class: "form-error", role: "alert", id: "history-error" });
+    const field = (id, label, input) => h("div", { class: "field" }, h("label", { for: id }, label), input);
+    const form = h("form", { class: "inline range-picker", id: "history-form", novalidate: true },
+      field("history-range", "Range", range), field("history-from", "From", from), field("history-to", "To (inclusive)", to),
+      h("div", { class: "field" }, h("button", { type: "submit", class: "secondary" }, "Show")));
+    // The days a preset covers, shown in the date fields so they can be adjusted from there.
+    const fillDays = () => {
+      const r = RANGES.find(([v]) => v === range.value);
+      if (!r || r[0] === "custom") return;
+      const now = Date.now();
+      from.value = isoDay(new Date(r[0] === "24h" ? now - DAY_MS : addDays(localMidnight(isoDay(new Date(now))), 1 - r[2])));
+      to.value = isoDay(new Date(now));
+    };
+    fillDays();
+    const windowOf = () => {
+      const now = Date.now();
+      const r = RANGES.find(([v]) => v === range.value);
+      if (r[0] === "24h") return { from: now - DAY_MS, to: now };
+      if (r[0] !== "custom") return { from: addDays(localMidnight(isoDay(new Date(now))), 1 - r[2]), to: now };
+      if (!from.value || !to.value) throw new Error("Pick the first and the last day.");
+      const start = localMidnight(from.value), end = Math.min(addDays(localMidnight(to.value), 1), now);
+      if (start >= now) throw new Error("The first day has not begun yet.");
+      if (start >= end) throw new Error("The first day must not be after the last.");
+      return { from: start, to: end };
+    };
+    const apply = () => {
+      error.textContent = "";
+      let w;
+      try { w = windowOf(); } catch (e) { error.textContent = e.message; return; }
+      onChange(w, range.value === "custom" ? { from: from.value, to: to.value } : { range: range.value });
+    };
+    range.addEventListener("change", () => { fillDays(); if (range.value !== "custom") apply(); else from.focus(); });
+    for (const input of [from, to]) input.addEventListener("input", () => { range.value = "custom"; });
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); apply(); });
+    return { form, error, windowOf, apply };
   }
 
-  async function machine(root, id) {
-    const m = await api("GET", `/api/v1/machines/${encodeURIComponent(id)}`);
-    const facts = h("dl", { class: "facts" });
-    const costs = h("div", {});
-    const chartBox = h("div", { id: "history" });
-    const range = h("select", { id: "history-range" }, [["24h", "Last 24 hours"], ["7d", "Last 7 days"], ["30d", "Last 30 days"]]
-      .map(([v, l]) => h("option", { value: v }, l)));
+  async function machine(root, id, params) {
+    const path = `/api/v1/machines/${encodeURIComponent(id)}`;
+    const m = await api("GET", path);
+    const title = h("h1", { class: "host" });
+    const subtitle = h("p", { class: "muted subtitle" });
+    const lastReport = h("dl", { class: "facts", id: "facts-now" });
+    const about = h("dl", { class: "facts", id: "facts-machine" });
+    const totals = h("dl", { class: "facts", id: "facts-totals" });
+    const placements = h("div", { id: "placements" });
+    const facts = (dl, rows) => dl.replaceChildren(...rows.flatMap(([key, label, value, stack]) =>
+      [h("dt", { class: stack ? "stack" : null }, label), h("dd", { "data-fact": key, class: stack ? "stack" : null }, value)]));
     const fill = (mm) => {
-      facts.replaceChildren(...[["Hostname", mm.hostname], ["Status", badge(mm.status)], ["Machine id", mm.id], ["Site", mm.site],
-        ["Department", mm.department || "—"], ["Power profile", mm.power_profile], ["Operating system", `${mm.os} ${mm.os_version}`],
-        ["Agent", mm.agent_version], ["Last seen", ago(mm.last_seen)], ["Input idle", duration(mm.input_idle_seconds)],
-        ["Observed time", duration(mm.observed_seconds)], ["Idle time", duration(mm.idle_seconds)],
-        ["Energy", kwh(mm.energy_j)], ["Idle energy", kwh(mm.idle_energy_j)]]
-        .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-      costs.replaceChildren(table([{ label: "Currency", cell: (c) => c.currency }, { label: "Cost", num: true, cell: (c) => num(c.cost, 4) },
-        { label: "Idle cost", num: true, cell: (c) => num(c.idle_cost, 4) },
-        { label: "Avoidable cost", num: true, cell: (c) => num(c.avoidable_cost, 4) }], mm.costs, "No cost accounted yet."));
+      title.replaceChildren(...hostText(mm.hostname), " ", badge(mm.status));
+      subtitle.textContent = `${mm.site}${mm.department ? ` · ${mm.department}` : ""} · last seen ${ago(mm.last_seen)}`;
+      facts(lastReport, [["status", "Status", badge(mm.status)], ["last-seen", "Last seen", mm.last_seen ? h("span", { title: dateTime(mm.last_seen) }, ago(mm.last_seen)) : "never"],
+        ["input-idle", "Input idle", duration(mm.input_idle_seconds)], ["cpu", "CPU", percent(mm.cpu_usage_ratio)],
+        ["memory", "Memory", percent(mm.memory_usage_ratio)], ["uptime", "Uptime", duration(mm.uptime_seconds)],
+        ["idle-source", "Idle source", idleSource(mm.idle_source)]]);
+      facts(about, [["os", "Operating system", `${mm.os} ${mm.os_version}`.trim()],
+        ["agent", "Agent", mm.agent_version], ["site", "Site", mm.site], ["department", "Department", mm.department || "—"],
+        ["power-profile", "Power profile", mm.power_profile], ["id", "Machine id", h("code", { class: "id" }, mm.id), true]]);
+      facts(totals, [["observed", "Observed", duration(mm.observed_seconds)], ["idle-time", "Idle", duration(mm.idle_seconds)],
+        ["energy", "Energy", energyJ(mm.energy_j)], ["idle-energy", "Idle energy", energyJ(mm.idle_energy_j)],
+        ["cost", "Cost", moneyOf(mm.costs, "cost")], ["idle-cost", "Idle cost", moneyOf(mm.costs, "idle_cost")],
+        ["avoidable-cost", "Avoidable cost", moneyOf(mm.costs, "avoidable_cost")]]);
       placements.replaceChildren(table([{ label: "From", cell: (x) => since(x.effective_from) }, { label: "Site", cell: (x) => x.site },
         { label: "Department", cell: (x) => x.department || "—" }, { label: "Power profile", cell: (x) => x.power_profile },
         { label: "", cell: (x) => (x.effective_from && Date.parse(x.effective_from) > Date.now() ? "scheduled" : "") }],
       mm.placements.slice().reverse()));
     };
-    const placements = h("div", { id: "placements" });
     fill(m);
-    const loadChart = async () => {
-      const span = { "24h": 864e5, "7d": 7 * 864e5, "30d": 30 * 864e5 }[range.value];
-      const to = new Date(), from = new Date(to.getTime() - span);
-      const hist = await api("GET", `/api/v1/machines/${encodeURIComponent(id)}/history?from=${from.toISOString()}&to=${to.toISOString()}`);
-      chartBox.replaceChildren(chart(hist.points), h("div", { class: "legend" }, h("span", { class: "l-active" }, "active"),
-        h("span", { class: "l-idle" }, "idle (waste)"), h("span", { class: "l-unknown" }, "unknown"), h("span", { class: "l-unobserved" }, "not observed")),
-        h("p", { class: "muted" }, `One bar per ${duration(hist.step_seconds)}.`));
+
+    const chart = chartBox({ id: "history" });
+    const note = h("p", { class: "muted", id: "history-note" });
+    const legend = h("div", { class: "legend" }, h("span", { class: "l-active" }, "active"), h("span", { class: "l-idle" }, "idle (waste)"),
+      h("span", { class: "l-unknown" }, "unknown"), h("span", { class: "l-unobserved" }, "not observed"));
+    let shown = null;
+    const loadChart = async (w) => {
+      const step = stepFor(w.from, w.to);
+      const q = new URLSearchParams({ from: new Date(w.from).toISOString(), to: new Date(w.to).toISOString(), step });
+      const hist = await api("GET", `${path}/history?${q}`);
+      chart.draw((width) => historyChart(hist, width));
+      note.textContent = `One bar per ${duration(hist.step_seconds)}, ${dateTime(hist.from)} to ${dateTime(hist.to)}.`;
     };
-    range.addEventListener("change", () => loadChart().catch(() => {}));
-    const parts = [h("p", {}, h("a", { href: "#/machines" }, "‹ All machines")), h("h1", { class: "host" }, m.hostname),
-      h("div", { class: "panel" }, h("div", { class: "row" }, h("h2", {}, "History"), h("div", { class: "spacer" }),
-        h("div", { class: "field" }, h("label", { for: "history-range" }, "Range"), range)), chartBox),
-      h("div", { class: "panel" }, h("h2", {}, "Facts"), facts), h("div", { class: "panel" }, h("h2", {}, "Totals by currency"), costs),
+    const picker = historyRange(params, (w, state) => {
+      shown = state;
+      history.replaceState(null, "", `#/machine/${encodeURIComponent(id)}?${new URLSearchParams(state)}`);
+      loadChart(w).catch((e) => { picker.error.textContent = e.message; });
+    });
+
+    const parts = [h("p", {}, h("a", { href: "#/machines" }, "‹ All machines")), title, subtitle,
+      h("div", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "History"), picker.form), picker.error, chart, legend, note),
+      h("div", { class: "panels" }, h("div", { class: "panel" }, h("h2", {}, "Last report"), lastReport),
+        h("div", { class: "panel" }, h("h2", {}, "Machine"), about), h("div", { class: "panel" }, h("h2", {}, "Totals"), totals)),
       h("div", { class: "panel" }, h("h2", {}, "Placements"),
         h("p", { class: "muted" }, "Newest first. Time is accounted where the machine was when it was incurred."), placements)];
     if (isAdmin()) {
@@ -618,18 +896,25 @@
           { name: "department", label: "Department", value: m.department, keepEmpty: true },
           { name: "power_profile", label: "Power profile", options: profiles.items.map((x) => x.name), value: m.power_profile },
           fromField,
-        ], "Save placement", async (v) => { fill(await api("PATCH", `/api/v1/machines/${encodeURIComponent(id)}`, v)); }, { write: true }),
+        ], "Save placement", async (v) => { fill(await api("PATCH", path, v)); }, { write: true }),
         h("h2", {}, "Retire"),
         h("p", { class: "muted" }, "Revokes the agent's credential and hides the machine; its history and totals are kept."),
         h("button", { type: "button", class: "danger", "data-write": "", onclick: async () => {
           if (!confirm(`Retire ${m.hostname}?`)) return;
-          await api("DELETE", `/api/v1/machines/${encodeURIComponent(id)}`);
+          await api("DELETE", path);
           location.hash = "#/machines";
         } }, "Retire machine")));
     }
     root.replaceChildren(...parts);
-    await loadChart();
-    startRefresh(async () => { fill(await api("GET", `/api/v1/machines/${encodeURIComponent(id)}`)); await loadChart(); });
+    let first;
+    try { first = picker.windowOf(); } catch (e) { picker.error.textContent = e.message; first = { from: Date.now() - DAY_MS, to: Date.now() }; }
+    shown = params.get("from") ? { from: params.get("from"), to: params.get("to") } : { range: params.get("range") || "24h" };
+    await loadChart(first);
+    startRefresh(async () => {
+      fill(await api("GET", path));
+      // A preset moves with the clock; chosen dates stay as they are.
+      if (shown && shown.range) await loadChart(picker.windowOf());
+    });
   }
 
   // ---- Sites and power profiles ------------------------------------------------------
@@ -655,7 +940,7 @@
         { label: "g CO₂e / kWh", num: true, cell: (x) => x.carbon_intensity_g_per_kwh },
         { label: "Business hours", cell: (x) => formatSpans(x.business_hours, false).replace(/\n/g, "; ") || "none" },
         { label: "Idle threshold", num: true, cell: (x) => (x.idle_threshold_seconds ? `${x.idle_threshold_seconds} s` : "global") },
-        { label: "Machines", num: true, cell: (x) => nf.format(x.machines) },
+        { label: "Machines", num: true, cell: (x) => count(x.machines) },
         { label: "Scheduled", cell: scheduledOf },
       ];
       if (isAdmin()) cols.push({ label: "", cell: (x) => deleteButton(`site ${x.name}`, `/api/v1/sites/${x.id}`, load) });
@@ -706,7 +991,7 @@
         ["Grid g CO₂e/kWh", `${v.carbon_intensity_g_per_kwh} (where no hourly value is imported)`],
         ["Business hours", formatSpans(v.business_hours, false) || "none"], ["Holidays", v.holidays.join(", ") || "none"],
         ["Idle threshold", v.idle_threshold_seconds ? `${v.idle_threshold_seconds} s (site override)` : "the global setting"],
-        ["Machines now", nf.format(current.machines)]].flatMap(([k, val]) => [h("dt", {}, k), h("dd", { class: "pre" }, val)]));
+        ["Machines now", count(current.machines)]].flatMap(([k, val]) => [h("dt", {}, k), h("dd", { class: "pre" }, val)]));
       scheduled.replaceChildren(table([{ label: "From", cell: (x) => since(x.effective_from) }, { label: "Currency", cell: (x) => x.currency },
         { label: "Price / kWh", num: true, cell: (x) => priceOf(x) }, { label: "g CO₂e / kWh", num: true, cell: (x) => x.carbon_intensity_g_per_kwh },
         { label: "Time zone", cell: (x) => x.timezone }], current.scheduled, "No scheduled changes."));
@@ -718,8 +1003,9 @@
     const loadHours = async () => {
       const from = new Date(Date.now() - 864e5), to = new Date(Date.now() + 7 * 864e5);
       const res = await api("GET", `/api/v1/sites/${encodeURIComponent(id)}/carbon-intensity?from=${from.toISOString()}&to=${to.toISOString()}`);
-      hours.replaceChildren(h("p", { class: "muted" }, `Imported hours from ${from.toLocaleString()} to ${to.toLocaleString()}: ${res.hours.length}.`),
-        table([{ label: "Hour (UTC start)", cell: (x) => x.hour_start }, { label: "Local", cell: (x) => new Date(x.hour_start).toLocaleString() },
+      hours.replaceChildren(h("p", { class: "muted" }, `Imported hours from ${dateTime(from)} to ${dateTime(to)}: ${count(res.hours.length)}.`),
+        table([{ label: "Hour (your time)", cell: (x) => dateTime(x.hour_start) },
+          { label: "UTC", cell: (x) => dateFormat({ dateStyle: "medium", timeStyle: "short", timeZone: "UTC" }).format(new Date(x.hour_start)) },
           { label: "g CO₂e / kWh", num: true, cell: (x) => x.g_co2e_per_kwh }], res.hours.slice(0, 200), "None imported: the site's static intensity applies."));
     };
     const edit = () => {
@@ -742,6 +1028,8 @@
           const data = await res.json().catch(() => null);
           if (!res.ok) throw new ApiError(res.status, data);
           result.textContent = `Imported ${data.imported} hours.`;
+          csv.value = "";
+          file.value = "";
           await loadHours();
         } catch (e) {
           result.className = "form-error";
@@ -795,7 +1083,7 @@
       const cols = [{ label: "Name", cell: (x) => x.name }, { label: "Idle W", num: true, cell: (x) => x.idle_watts },
         { label: "Active W", num: true, cell: (x) => x.active_watts }, { label: "Sleep W", num: true, cell: (x) => x.sleep_watts },
         { label: "Since", cell: (x) => since(x.effective_from) }, { label: "Scheduled", cell: scheduledOf },
-        { label: "Machines", num: true, cell: (x) => nf.format(x.machines) }];
+        { label: "Machines", num: true, cell: (x) => count(x.machines) }];
       if (isAdmin()) {
         cols.push({ label: "", cell: (x) => h("div", { class: "actions" },
           h("button", { type: "button", class: "secondary", "data-write": "", onclick: () => edit(x) }, "Edit"),
@@ -853,39 +1141,57 @@
     await load();
   }
 
-  async function tokenPage(root, { title, intro, path, columns, fields, created }) {
+  // A token is usable until revoked, expired or used up; only a usable one can be revoked.
+  function tokenState(t) {
+    if (t.revoked_at_ms) return "revoked";
+    if (t.expires_at_ms && t.expires_at_ms <= Date.now()) return "expired";
+    if (t.max_uses && t.uses >= t.max_uses) return "used up";
+    return null;
+  }
+
+  async function tokenPage(root, { title, intro, path, columns, fields, created, id }) {
     const list = h("div", {});
     const shown = h("div", {});
     const load = async () => {
       const res = await api("GET", path);
-      list.replaceChildren(table([...columns, { label: "", cell: (t) => (t.revoked_at_ms ? "revoked" : h("button", { type: "button", class: "danger",
-        onclick: async () => { if (!confirm("Revoke this token?")) return; await api("DELETE", `${path}/${t.id}`); await load(); } }, "Revoke")) }], res.items));
+      list.replaceChildren(table([...columns, { label: "", cell: (t) => tokenState(t) || h("button", { type: "button", class: "danger",
+        onclick: async () => { if (!confirm("Revoke this token?")) return; await api("DELETE", `${path}/${t.id}`); await load(); } }, "Revoke") }],
+      res.items, "No tokens yet.", (t) => ({ "data-token": t.id, class: tokenState(t) ? "inactive" : null })));
     };
     root.replaceChildren(h("h1", {}, title), h("p", { class: "muted" }, intro), h("div", { class: "panel", "data-write": "" }, h("h2", {}, "Create"),
-      formFor(fields, "Create token", async (v) => {
+      formFor(fields, "Create token", async (v, form) => {
         const res = await api("POST", path, v);
+        form.reset();
         shown.replaceChildren(secretBox(created, res.token));
         await load();
-      }, { write: true }), shown), h("div", { class: "panel" }, list));
+      }, { write: true, id }), shown), h("div", { class: "panel" }, list));
     await load();
   }
 
+  // Lifetimes offered for enrollment tokens (seconds); the server takes 60 s to 10 years.
+  const LIFETIMES = [["3600", "1 hour"], ["86400", "1 day"], ["604800", "7 days"], ["2592000", "30 days"], ["7776000", "90 days"],
+    ["31536000", "1 year"], ["", "never"]];
+
   function enrollment(root) {
     return api("GET", "/api/v1/sites").then((sitesRes) => tokenPage(root, {
-      title: "Enrollment tokens", path: "/api/v1/enrollment-tokens", created: "New enrollment token",
-      intro: "Agents enrol with `greenops-agent enroll --enrollment-token …`; the machines join the token's site and department.",
+      title: "Enrollment tokens", path: "/api/v1/enrollment-tokens", created: "New enrollment token", id: "enrollment-form",
+      intro: ["Agents enrol with ", h("code", {}, "greenops-agent enroll --enrollment-token …"),
+        "; the machines join the token's site and department."],
       columns: [{ label: "Id", cell: (t) => t.id }, { label: "Site", cell: (t) => t.site }, { label: "Department", cell: (t) => t.department || "—" },
-        { label: "Uses", num: true, cell: (t) => `${t.uses}${t.max_uses ? ` / ${t.max_uses}` : ""}` },
-        { label: "Expires", cell: (t) => when(t.expires_at_ms) }, { label: "Created", cell: (t) => when(t.created_at_ms) }],
+        { label: "Uses", num: true, cell: (t) => `${count(t.uses)}${t.max_uses ? ` of ${count(t.max_uses)}` : ""}` },
+        { label: "Expires", cell: (t) => (t.expires_at_ms ? when(t.expires_at_ms) : "never"), key: "expires" },
+        { label: "Created", cell: (t) => when(t.created_at_ms) }],
       fields: [{ name: "site", label: "Site", options: sitesRes.items.map((x) => x.name), value: "default" },
-        { name: "department", label: "Department" }, { name: "max_uses", label: "Max uses", type: "number", min: 1 },
-        { name: "expires_in_seconds", label: "Expires in (s)", type: "number", min: 60, placeholder: "never" }],
+        { name: "department", label: "Department", placeholder: "none" },
+        { name: "max_uses", label: "Max uses", type: "number", min: 1, placeholder: "unlimited" },
+        { name: "expires_in_seconds", label: "Expires after", options: LIFETIMES.map(([value, label]) => ({ value, label })), value: "604800",
+          parse: Number }],
     }));
   }
 
   function apiTokens(root) {
-    return tokenPage(root, { title: "API tokens", path: "/api/v1/api-tokens", created: "New API token",
-      intro: "Personal tokens for scripts: send `Authorization: Bearer <token>`. A token carries its user's role.",
+    return tokenPage(root, { title: "API tokens", path: "/api/v1/api-tokens", created: "New API token", id: "api-token-form",
+      intro: ["Personal tokens for scripts: send ", h("code", {}, "Authorization: Bearer <token>"), ". A token carries its user's role."],
       columns: [{ label: "Id", cell: (t) => t.id }, { label: "Name", cell: (t) => t.name }, { label: "User", cell: (t) => t.username },
         { label: "Created", cell: (t) => when(t.created_at_ms) }],
       fields: [{ name: "name", label: "Name", placeholder: "inventory sync" }, { name: "username", label: "User", value: me.username }] });
@@ -911,11 +1217,13 @@
   async function audit(root) {
     const res = await api("GET", "/api/v1/audit?limit=200");
     root.replaceChildren(h("h1", {}, "Audit log"), h("div", { class: "panel" }, table([
-      { label: "When", cell: (e) => when(e.at_ms) }, { label: "Who", cell: (e) => e.actor }, { label: "Action", cell: (e) => e.action },
+      { label: "When", cell: (e) => dateFormat({ dateStyle: "medium", timeStyle: "medium" }).format(new Date(e.at_ms)), cls: "nowrap" }, { label: "Who", cell: (e) => e.actor }, { label: "Action", cell: (e) => e.action },
       { label: "Target", cell: (e) => e.target }, { label: "Details", cell: (e) => h("code", {}, e.details) }], res.items)));
   }
 
   // ---- Start -------------------------------------------------------------------------
+  // The formatters, for the browser test (and anyone curious in the console).
+  window.greenopsFormat = Object.freeze({ energy, energyJ, co2, amount, duration, percent, dateTime, calendarDay });
   window.addEventListener("hashchange", () => { route(); });
   api("GET", "/api/v1/auth/me").then((u) => { me = u; route(); }).catch(() => showLogin());
 })();

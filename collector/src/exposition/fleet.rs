@@ -386,6 +386,7 @@ mod tests {
             cpu_usage_ratio: Some(0.07),
             memory_usage_ratio: Some(0.41),
             uptime_seconds: None,
+            idle_source: None,
             retired: false,
             totals: Increment {
                 observed_ms: 120_000,
@@ -525,6 +526,7 @@ mod tests {
                         cpu_usage_ratio: cpu,
                         memory_usage_ratio: cpu.map(|c| 1.0 - c),
                         uptime_seconds: None,
+                        idle_source: None,
                         retired: false,
                         totals: Increment {
                             observed_ms: ms,

@@ -129,19 +129,6 @@ async fn list(
     }))
 }
 
-/// Money totals of a machine in one currency.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CostView {
-    currency: String,
-    #[schema(value_type = String)]
-    cost: Decimal,
-    #[schema(value_type = String)]
-    idle_cost: Decimal,
-    /// What sleeping during the waste would have saved.
-    #[schema(value_type = String)]
-    avoidable_cost: Decimal,
-}
-
 /// A placement of a machine, from when.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PlacementView {
@@ -157,10 +144,15 @@ pub struct PlacementView {
 pub struct MachineDetail {
     #[serde(flatten)]
     machine: MachineView,
-    costs: Vec<CostView>,
+    /// CPU use (0..1) in the last report.
     cpu_usage_ratio: Option<f64>,
+    /// Memory use (0..1) in the last report.
     memory_usage_ratio: Option<f64>,
+    /// Seconds since boot in the last report.
     uptime_seconds: Option<u64>,
+    /// How the agent measured idle time in its last report (`none`: no source worked, so
+    /// idle time is unknown); `null` when the agent did not say.
+    idle_source: Option<greenops_protocol::IdleSourceKind>,
     /// Every placement, oldest first; the increments of each stretch of time stay with the
     /// placement they were incurred in.
     placements: Vec<PlacementView>,
@@ -211,22 +203,12 @@ async fn machine_detail(state: &AppState, id: &str) -> Result<Json<MachineDetail
                 .flatten(),
         })
         .collect();
-    let costs = snapshot
-        .costs
-        .iter()
-        .map(|c| CostView {
-            currency: c.currency.clone(),
-            cost: c.cost,
-            idle_cost: c.idle_cost,
-            avoidable_cost: c.avoidable_cost,
-        })
-        .collect();
     Ok(Json(MachineDetail {
         machine: row.into(),
-        costs,
         cpu_usage_ratio: snapshot.cpu_usage_ratio,
         memory_usage_ratio: snapshot.memory_usage_ratio,
         uptime_seconds: snapshot.uptime_seconds,
+        idle_source: snapshot.idle_source,
         placements,
     }))
 }

@@ -10,7 +10,7 @@ use crate::accounting::rates::{BandSpec, SpanSpec};
 use crate::store::admin::{
     ApiTokenInfo, EnrollmentTokenInfo, PowerProfile, ProfileVersionInfo, Site, SiteVersionInfo,
 };
-use crate::store::{AuditEntry, MachineRow, Role};
+use crate::store::{AuditEntry, CostTotal, MachineRow, Role};
 
 /// An operator's role: admins change things, viewers only look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -63,6 +63,33 @@ pub struct MachineView {
     pub energy_j: Decimal,
     #[schema(value_type = String)]
     pub idle_energy_j: Decimal,
+    /// Money totals per currency (a machine moved between sites may have several).
+    pub costs: Vec<CostView>,
+}
+
+/// Money totals of a machine in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostView {
+    pub currency: String,
+    #[schema(value_type = String)]
+    pub cost: Decimal,
+    /// What the machine cost while idle (the waste).
+    #[schema(value_type = String)]
+    pub idle_cost: Decimal,
+    /// What sleeping during the waste would have saved.
+    #[schema(value_type = String)]
+    pub avoidable_cost: Decimal,
+}
+
+impl From<CostTotal> for CostView {
+    fn from(c: CostTotal) -> Self {
+        Self {
+            currency: c.currency,
+            cost: c.cost,
+            idle_cost: c.idle_cost,
+            avoidable_cost: c.avoidable_cost,
+        }
+    }
 }
 
 impl From<MachineRow> for MachineView {
@@ -84,6 +111,7 @@ impl From<MachineRow> for MachineView {
             idle_seconds: row.idle_seconds,
             energy_j: row.energy_j,
             idle_energy_j: row.idle_energy_j,
+            costs: row.costs.into_iter().map(CostView::from).collect(),
         }
     }
 }

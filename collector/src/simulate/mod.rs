@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use greenops_protocol::{EnrollRequest, EnrollResponse, Heartbeat, HeartbeatResponse};
+use greenops_protocol::{
+    EnrollRequest, EnrollResponse, Heartbeat, HeartbeatResponse, IdleSourceKind,
+};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -221,6 +223,13 @@ fn heartbeat(seq: u64, at_ms: i64, sample: &Sample) -> anyhow::Result<Heartbeat>
         cpu_usage_ratio: Some(sample.cpu_usage_ratio),
         memory_usage_ratio: Some(sample.memory_usage_ratio),
         uptime_seconds: None,
+        // Simulated desktops measure idle time as an X11 session would; the machines whose
+        // idle detection "does not work" say so, as a real agent does.
+        idle_source: Some(if sample.idle_seconds.is_some() {
+            IdleSourceKind::X11Screensaver
+        } else {
+            IdleSourceKind::None
+        }),
     })
 }
 

@@ -219,6 +219,7 @@ mod tests {
             cpu_usage_ratio: Some(1.0),
             memory_usage_ratio: Some(0.0),
             uptime_seconds: None,
+            idle_source: None,
         };
         let state = pack_state(&hb);
         assert_eq!(unpack_session(state), Session::Locked);

@@ -183,6 +183,8 @@ pub struct MachineSnapshot {
     pub cpu_usage_ratio: Option<f64>,
     pub memory_usage_ratio: Option<f64>,
     pub uptime_seconds: Option<u64>,
+    /// How the agent measured idle time in its last report (`None`: never said).
+    pub idle_source: Option<greenops_protocol::IdleSourceKind>,
     /// Time, energy and CO₂ totals over every attribution (money is in `costs`).
     pub totals: Increment,
     /// Money totals per currency.
@@ -392,6 +394,8 @@ pub struct MachineRow {
     pub idle_seconds: f64,
     pub energy_j: Decimal,
     pub idle_energy_j: Decimal,
+    /// Money totals per currency.
+    pub costs: Vec<CostTotal>,
 }
 
 /// One operator action: who, what, to what, when, with before/after details (JSON).

@@ -173,6 +173,7 @@ const TABLES: &[Table] = &[
             ("last_cpu_ratio", OptReal),
             ("last_memory_ratio", OptReal),
             ("last_uptime_seconds", OptInt),
+            ("last_idle_source", OptText),
             ("placed_from_ms", Int),
             ("num", Int32),
         ],

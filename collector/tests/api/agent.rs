@@ -178,6 +178,24 @@ async fn outages_and_kill_9_lose_nothing_and_totals_stay_exact() {
     );
     if display.is_some() {
         assert_eq!(status(&state)["idle_source"], "x11-screensaver");
+        let viewer = app
+            .operator("viewer", greenops_collector::store::Role::Viewer)
+            .await;
+        let detail: Value = app
+            .call(
+                &viewer,
+                reqwest::Method::GET,
+                &format!("/api/v1/machines/{machine_id}"),
+                None,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            detail["idle_source"], "x11-screensaver",
+            "the collector shows how the agent measures idle time"
+        );
     }
 
     // The collector goes away for several intervals; the agent spools.
@@ -290,6 +308,7 @@ async fn outages_and_kill_9_lose_nothing_and_totals_stay_exact() {
             cpu_usage_ratio: None,
             memory_usage_ratio: None,
             uptime_seconds: None,
+            idle_source: None,
         })
         .collect();
     let expected = model_totals(&db, &machine_id, &beats).await;

@@ -11,7 +11,7 @@ use greenops_collector::store::{
     EnrollAuth, EnrollCommand, EnrollRefusal, HeartbeatJob, JobOutcome, NewEnrollmentToken, Store,
     StoreError,
 };
-use greenops_protocol::{Session, ValidEnrollment, ValidHeartbeat};
+use greenops_protocol::{IdleSourceKind, Session, ValidEnrollment, ValidHeartbeat};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
@@ -71,6 +71,7 @@ fn beat(seq: u64, at_s: i64, idle_s: Option<i64>) -> ValidHeartbeat {
         cpu_usage_ratio: Some(0.25),
         memory_usage_ratio: Some(0.5),
         uptime_seconds: Some(100),
+        idle_source: Some(IdleSourceKind::Logind),
     }
 }
 
@@ -287,9 +288,10 @@ async fn commits_account_exactly(db: Db) {
         (T0 + 120_000, Some(30_000))
     );
     assert_eq!(
-        (m.cpu_usage_ratio, m.memory_usage_ratio),
-        (Some(0.25), Some(0.5))
+        (m.cpu_usage_ratio, m.memory_usage_ratio, m.uptime_seconds),
+        (Some(0.25), Some(0.5), Some(100))
     );
+    assert_eq!(m.idle_source, Some(IdleSourceKind::Logind));
     store.close().await;
 }
 

@@ -93,6 +93,13 @@ async fn list_filter_sort_page_and_retire(app: TestApp) {
     assert_eq!(first["department"], "finance");
     assert!(first["last_seen"].as_str().unwrap().ends_with('Z'));
     assert_eq!(first["idle_seconds"], 60.0);
+    // The list carries money per currency: one idle minute at 65 W and 0.12 USD per kWh.
+    assert_eq!(
+        first["costs"],
+        json!([{"currency": "USD", "cost": "0.00013", "idle_cost": "0.00013",
+                "avoidable_cost": "0.000126"}]),
+        "{first}"
+    );
 
     for (query, field) in [
         ("?per_page=501", "per_page"),
@@ -148,6 +155,66 @@ async fn list_filter_sort_page_and_retire(app: TestApp) {
 }
 
 on_both_backends!(app: list_filter_sort_page_and_retire);
+
+/// The detail shows what the agent last reported: CPU, memory, uptime and how it measured
+/// idle time; a report without a source leaves it unknown rather than stale.
+async fn detail_shows_the_last_report(app: TestApp) {
+    let viewer = app.operator("viewer", Role::Viewer).await;
+    let token = app.enrollment_token("default", "").await;
+    let enrolled: greenops_protocol::EnrollResponse = app
+        .post_enroll(&enroll_body(&token, "machine-key-detail-0001"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let detail = async || -> Value {
+        app.client
+            .get(app.url(&format!("/api/v1/machines/{}", enrolled.machine_id)))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let before = detail().await;
+    assert_eq!(
+        (
+            &before["idle_source"],
+            &before["cpu_usage_ratio"],
+            &before["uptime_seconds"]
+        ),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
+    let t = past(5);
+    let mut beat = hb(1, t, Some(3.0));
+    beat["idle_source"] = json!("gnome-mutter");
+    app.send(&enrolled.agent_token, &beat).await;
+    let after = detail().await;
+    assert_eq!(after["idle_source"], "gnome-mutter");
+    assert_eq!(after["cpu_usage_ratio"], 0.07);
+    assert_eq!(after["memory_usage_ratio"], 0.41);
+    assert_eq!(after["uptime_seconds"], 86400);
+    let mut beat = hb(2, t + time::Duration::seconds(60), None);
+    beat["idle_source"] = json!("none");
+    app.send(&enrolled.agent_token, &beat).await;
+    assert_eq!(detail().await["idle_source"], "none");
+    // A newer agent's source this collector does not know; then an agent that says nothing.
+    let mut beat = hb(3, t + time::Duration::seconds(120), Some(1.0));
+    beat["idle_source"] = json!("a-source-from-2030");
+    app.send(&enrolled.agent_token, &beat).await;
+    assert_eq!(detail().await["idle_source"], "other");
+    app.send(
+        &enrolled.agent_token,
+        &hb(4, t + time::Duration::seconds(180), Some(1.0)),
+    )
+    .await;
+    assert_eq!(detail().await["idle_source"], Value::Null);
+    app.stop().await;
+}
+
+on_both_backends!(app: detail_shows_the_last_report);
 
 /// The in-memory list of large fleets answers exactly what SQL answers, for every sort, order,
 /// filter and page; a retirement through that collector is visible at once.

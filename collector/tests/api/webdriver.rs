@@ -206,6 +206,13 @@ impl Browser {
             .await;
     }
 
+    /// Sends a Chrome DevTools Protocol command (e.g. `Emulation.setLocaleOverride`) through
+    /// chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.post("/goog/cdp/execute", json!({"cmd": cmd, "params": params}))
+            .await
+    }
+
     /// Saves a PNG of the viewport under `target/screenshots/` for reviewers.
     pub async fn screenshot(&self, name: &str) {
         let png = self

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
+use greenops_protocol::IdleSourceKind;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, Transaction, Type};
 
 use super::increments::{IncrementRow, column_list};
@@ -345,6 +346,7 @@ struct SnapshotRow {
     last_cpu_ratio: Option<f64>,
     last_memory_ratio: Option<f64>,
     last_uptime_seconds: Option<i64>,
+    last_idle_source: Option<String>,
 }
 
 /// How a backend finds changed machines (see `migrations/*/…_fleet_changes.sql`).
@@ -417,7 +419,7 @@ where
             "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
                     m.department, p.name AS power_profile, m.retired_at_ms,
                     m.last_received_at_ms, m.last_idle_ms, m.last_session, m.last_cpu_ratio,
-                    m.last_memory_ratio, m.last_uptime_seconds
+                    m.last_memory_ratio, m.last_uptime_seconds, m.last_idle_source
              FROM machines m
              JOIN sites s ON s.id = m.site_id
              JOIN power_profiles p ON p.id = m.power_profile_id
@@ -448,6 +450,10 @@ where
                     cpu_usage_ratio: row.last_cpu_ratio,
                     memory_usage_ratio: row.last_memory_ratio,
                     uptime_seconds: row.last_uptime_seconds.and_then(|u| u64::try_from(u).ok()),
+                    idle_source: row
+                        .last_idle_source
+                        .as_deref()
+                        .map(IdleSourceKind::from_name),
                     totals: sum,
                     costs,
                 },

@@ -196,6 +196,7 @@ where
                 cpu_usage_ratio: row.cpu_ratio,
                 memory_usage_ratio: row.memory_ratio,
                 uptime_seconds: None,
+                idle_source: None,
             };
             let values = Increment::from(row.values);
             raw.push((

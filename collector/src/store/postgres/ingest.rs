@@ -360,6 +360,10 @@ async fn update_machines(
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
         })
         .collect();
+    let source: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.last.and_then(|l| l.1.idle_source).map(|k| k.as_str()))
+        .collect();
     sqlx::query(
         "UPDATE machines AS m SET
              last_seq = u.last_seq, last_sent_at_ms = u.hw,
@@ -370,10 +374,12 @@ async fn update_machines(
              last_memory_ratio = CASE WHEN u.received IS NULL THEN m.last_memory_ratio
                                       ELSE u.memory END,
              last_uptime_seconds = CASE WHEN u.received IS NULL THEN m.last_uptime_seconds
-                                        ELSE u.uptime END
+                                        ELSE u.uptime END,
+             last_idle_source = CASE WHEN u.received IS NULL THEN m.last_idle_source
+                                     ELSE u.source END
          FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
-                     $7::float8[], $8::float8[], $9::int8[])
-              AS u(id, last_seq, hw, received, idle, session, cpu, memory, uptime)
+                     $7::float8[], $8::float8[], $9::int8[], $10::text[])
+              AS u(id, last_seq, hw, received, idle, session, cpu, memory, uptime, source)
          WHERE m.id = u.id",
     )
     .bind(&ids)
@@ -385,6 +391,7 @@ async fn update_machines(
     .bind(&cpu)
     .bind(&memory)
     .bind(&uptime)
+    .bind(&source)
     .execute(&mut **tx)
     .await?;
     Ok(())

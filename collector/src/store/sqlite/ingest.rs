@@ -399,7 +399,8 @@ async fn update_machines(
         "UPDATE machines SET last_seq = v.column2, last_sent_at_ms = v.column3,
              last_received_at_ms = v.column4, last_idle_ms = v.column5, last_session = v.column6,
              last_cpu_ratio = v.column7, last_memory_ratio = v.column8,
-             last_uptime_seconds = v.column9
+             last_uptime_seconds = v.column9,
+             last_idle_source = v.column10
          FROM (",
     );
     q.push_values(updates, |mut b, &(u, received, hb)| {
@@ -414,7 +415,8 @@ async fn update_machines(
             .push_bind(
                 hb.uptime_seconds
                     .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
-            );
+            )
+            .push_bind(hb.idle_source.map(|k| k.as_str()));
     });
     q.push(") AS v WHERE machines.id = v.column1");
     q.build().persistent(false).execute(&mut **tx).await?;
