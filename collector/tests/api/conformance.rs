@@ -568,13 +568,9 @@ async fn fleet_changes_return_what_was_written_since(db: Db) {
     let mut machines = Vec::new();
     for i in 0..4 {
         machines.push(
-            enroll(
-                s,
-                EnrollAuth::Token(t.clone()),
-                &format!("key-changes-{i:010}"),
-            )
-            .await
-            .unwrap(),
+            enroll(s, EnrollAuth::Token(t), &format!("key-changes-{i:010}"))
+                .await
+                .unwrap(),
         );
     }
     let first = s.fleet_changes(None).await.unwrap();
