@@ -190,6 +190,8 @@ impl Agent {
     /// and schedules the retry.
     pub async fn deliver(&mut self) {
         if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            // Still waiting to retry: the status file shows the spool growing meanwhile.
+            self.write_status();
             return;
         }
         while self.spool.depth() > 0 {

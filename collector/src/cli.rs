@@ -608,7 +608,7 @@ async fn enrollment_token_list(config: Option<&Path>, db: DatabaseArg) -> anyhow
     store.close().await;
     let now = clock::now_ms();
     println!(
-        "{:>5}  {:<20} {:<20} {:>9}  {:<20}  status",
+        "{:>5}  {:<20} {:<20} {:>9}  {:<24}  status",
         "id", "site", "department", "uses", "expires"
     );
     for t in tokens? {
@@ -622,7 +622,7 @@ async fn enrollment_token_list(config: Option<&Path>, db: DatabaseArg) -> anyhow
             "usable"
         };
         println!(
-            "{:>5}  {:<20} {:<20} {:>9}  {:<20}  {status}",
+            "{:>5}  {:<20} {:<20} {:>9}  {:<24}  {status}",
             t.id,
             t.site,
             if t.department.is_empty() {
