@@ -56,19 +56,21 @@ mixin: ## regenerate alerts/*.yml and dashboards/*.json from the jsonnet in mixi
 
 MACHINES ?= 100000
 DURATION ?= 20
-CONNECTIONS ?= 256
+# Empty: greenops-bench tries 32, 128 and 512 connections and keeps the fastest.
+CONNECTIONS ?=
+connections_flag = $(if $(CONNECTIONS),--connections $(CONNECTIONS))
 
 bench-postgres: release ## durable ingest on PostgreSQL (dev cluster), max rate, vs the ceiling
-	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --database-url "$$(scripts/dev-postgres.sh start)"
+	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) $(connections_flag) --database-url "$$(scripts/dev-postgres.sh start)"
 
 bench-postgres-latency: release ## the same at a fixed RATE (open loop): latency percentiles
-	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS) --rate $(RATE) --database-url "$$(scripts/dev-postgres.sh start)"
+	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) $(connections_flag) --rate $(RATE) --database-url "$$(scripts/dev-postgres.sh start)"
 
 bench-sqlite: release ## durable ingest on embedded SQLite, max rate, vs the ceiling
-	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) --connections $(CONNECTIONS)
+	./target/release/greenops-bench --machines $(MACHINES) --duration $(DURATION) $(connections_flag)
 
 bench-metrics: release ## /metrics render time and size with 10k machines (MACHINES=100000 for the big one)
-	./target/release/greenops-bench --machines $(or $(METRICS_MACHINES),10000) --duration 5 --connections 64 --no-ceiling
+	./target/release/greenops-bench --machines $(or $(METRICS_MACHINES),10000) --duration 5 --connections 64 --levels 0 --no-ceiling
 
 agent-footprint: ## agent memory, CPU per hour and binary size at default settings
 	scripts/agent-footprint.sh

@@ -3,6 +3,7 @@
 
 mod ceiling;
 mod load;
+mod phases;
 mod run;
 
 use std::net::SocketAddr;
@@ -62,7 +63,8 @@ struct BenchArgs {
     /// Simulated agents, each with its own credential.
     #[arg(long, default_value_t = 100_000)]
     machines: usize,
-    /// Seconds of load (per side: greenops, then the ceiling).
+    /// Seconds of each fixed-rate phase (a sweep step lasts half as long), per side:
+    /// greenops, then the ceiling.
     #[arg(long, default_value_t = 30)]
     duration: u64,
     /// Heartbeats per second (open loop); default: as fast as answers come (closed loop).
@@ -71,9 +73,14 @@ struct BenchArgs {
     /// Database to benchmark (default: SQLite in a temporary directory).
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
+    /// Concurrent keep-alive connections (default: try 32, 128 and 512 and keep the fastest).
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Fixed-rate (open-loop) phases after the closed-loop maximum, as percentages of it,
+    /// for latency where a deployment runs; `--levels 0` for none.
+    #[arg(long, value_delimiter = ',', default_value = "25,50,90",
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    levels: Vec<u32>,
     /// Skip the ceiling run.
     #[arg(long)]
     no_ceiling: bool,
@@ -145,6 +152,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         rate: args.rate,
         database_url: args.database_url,
         connections: args.connections,
+        levels: args.levels.into_iter().filter(|l| *l > 0).collect(),
         skip_ceiling: args.no_ceiling,
         scrapes: 5,
         list_rounds: args.list_rounds,

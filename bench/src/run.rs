@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use hyper::body::Bytes;
 use rust_decimal::Decimal;
 use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
@@ -24,6 +25,7 @@ use greenops_collector::store::{NewEnrollmentToken, Store};
 use greenops_collector::{clock, secrets};
 
 use crate::load::{self, LoadMachine};
+use crate::phases::{self, Phase, Plan};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -36,7 +38,10 @@ pub struct BenchOptions {
     pub rate: Option<f64>,
     /// `None`: SQLite in a temporary directory.
     pub database_url: Option<String>,
-    pub connections: usize,
+    /// `None`: sweep [`phases::SWEEP`] and keep the fastest.
+    pub connections: Option<usize>,
+    /// Open-loop phases after the sweep, as shares (percent) of the maximum rate.
+    pub levels: Vec<u32>,
     pub skip_ceiling: bool,
     /// `/metrics` scrapes to time after the run.
     pub scrapes: usize,
@@ -52,11 +57,12 @@ pub struct BenchReport {
     pub backend: String,
     pub cold_start: Duration,
     pub enrol_rate: f64,
-    pub greenops: load::LoadResult,
-    pub ceiling: Option<load::LoadResult>,
+    /// Every load phase in order (the sweep, then the fixed rates).
+    pub phases: Vec<Phase>,
+    /// The ceiling endpoint's phases: its own sweep, then GreenOps' fixed rates.
+    pub ceiling: Option<Vec<Phase>>,
     pub verified: Result<(), String>,
-    pub metrics_median: Duration,
-    pub metrics_bytes: usize,
+    pub metrics: MetricsTiming,
     pub rss_kib: Option<u64>,
     pub peak_rss_kib: Option<u64>,
     pub list: Option<ListTiming>,
@@ -172,40 +178,55 @@ pub async fn run(
     let enrol_rate = options.machines as f64 / machines.1.as_secs_f64();
     let machines = machines.0;
 
+    let plan = Plan {
+        rate: options.rate,
+        connections: options.connections,
+        levels: options.levels.clone(),
+        duration: options.duration,
+    };
     // sent_at: one simulated minute per heartbeat, ending before now (the skew rule).
-    let per_machine =
-        (options.duration.as_secs_f64() * 200_000.0 / options.machines as f64).ceil() as i64 + 3;
+    let per_machine = (plan.total_duration().as_secs_f64() * 200_000.0 / options.machines as f64)
+        .ceil() as i64
+        + 3;
     let base_ms = clock::now_ms() - per_machine * 60_000;
     say(&format!(
-        "sending for {} s over {} connections{}",
-        options.duration.as_secs(),
-        options.connections,
-        options
-            .rate
-            .map(|r| format!(" at {r:.0}/s"))
-            .unwrap_or_else(|| " (closed loop)".into())
+        "sending: {}",
+        match (options.rate, options.connections) {
+            (Some(r), c) => format!(
+                "{r:.0}/s for {} s over {} connections",
+                options.duration.as_secs(),
+                c.unwrap_or(phases::SWEEP[1])
+            ),
+            (None, c) => format!(
+                "closed loop over {} connections ({} s each), then {} of that maximum ({} s each)",
+                c.map_or_else(|| format!("{:?}", phases::SWEEP), |c| c.to_string()),
+                plan.sweep_duration().as_secs(),
+                options
+                    .levels
+                    .iter()
+                    .map(|l| format!("{l} %"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                options.duration.as_secs()
+            ),
+        }
     ));
+    let initial = machines.clone();
+    let mut fleet = phases::Fleet::new(machines);
     // The admin list is also timed while the load runs (after a quarter of it), as an
     // operator would use it on a busy collector.
     let under_load = async {
         if options.list_rounds == 0 || !options.list_under_load {
             return Ok(None);
         }
-        tokio::time::sleep(options.duration / 4).await;
+        tokio::time::sleep(plan.total_duration() / 4).await;
         time_machine_list(&store, addr, options.list_rounds / 3 + 1)
             .await
             .map(Some)
     };
+    say("greenops:");
     let (greenops, list_under_load) = tokio::join!(
-        load::run(
-            addr,
-            "/api/v1/heartbeats",
-            machines.clone(),
-            options.connections,
-            options.duration,
-            options.rate,
-            base_ms,
-        ),
+        phases::run(addr, &mut fleet, &plan, base_ms, None, say),
         under_load
     );
     let greenops = greenops?;
@@ -218,23 +239,15 @@ pub async fn run(
             t.list.len()
         ));
     }
-    say(&format!(
-        "greenops: {:.0} heartbeats/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, errors {}",
-        greenops.rate(),
-        greenops.percentile_ms(0.5),
-        greenops.percentile_ms(0.99),
-        greenops.percentile_ms(0.999),
-        greenops.errors()
-    ));
+    let acknowledged = phases::total_ok(&greenops);
 
     if let Some((Some(rss), _)) = collector.id().map(rss_kib) {
         say(&format!("collector RSS after ingest: {} MiB", rss / 1024));
     }
-    let verified = verify(store.as_ref(), &machines, &greenops, base_ms).await;
+    let verified = verify(store.as_ref(), &initial, &fleet.acked_seq, base_ms).await;
     match &verified {
         Ok(()) => say(&format!(
-            "verified: all {} acknowledged heartbeats stored, totals exact",
-            greenops.ok
+            "verified: all {acknowledged} acknowledged heartbeats stored, totals exact"
         )),
         Err(e) => say(&format!("VERIFICATION FAILED: {e}")),
     }
@@ -268,12 +281,17 @@ pub async fn run(
     };
     store.close().await;
 
-    let (metrics_median, metrics_bytes) = time_metrics(addr, options.scrapes).await?;
+    let metrics = time_metrics(addr, options.scrapes).await?;
     say(&format!(
-        "/metrics with {} machines: median {} ms, {} bytes",
+        "/metrics with {} machines: median {:.1} ms (first byte {:.1} ms), {} bytes; \
+         the same bytes from memory {:.1} ms; gzip {:.1} ms, {} bytes",
         options.machines,
-        metrics_median.as_millis(),
-        metrics_bytes
+        ms(metrics.median),
+        ms(metrics.first_byte),
+        metrics.bytes,
+        ms(metrics.ceiling),
+        ms(metrics.gzip_median),
+        metrics.gzip_bytes
     ));
     let (rss, peak) = collector.id().map(rss_kib).unwrap_or((None, None));
     if let (Some(rss), Some(peak)) = (rss, peak) {
@@ -297,23 +315,18 @@ pub async fn run(
             .spawn()
             .context("starting the ceiling endpoint")?;
         wait_for_port(addr).await?;
-        let result = load::run(
+        say("ceiling:");
+        let mut ceiling_fleet = phases::Fleet::new(initial.clone());
+        let result = phases::run(
             addr,
-            "/api/v1/heartbeats",
-            machines,
-            options.connections,
-            options.duration,
-            options.rate,
+            &mut ceiling_fleet,
+            &plan,
             base_ms,
+            Some(&greenops),
+            say,
         )
         .await?;
         stop(server).await;
-        say(&format!(
-            "ceiling: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
-            result.rate(),
-            result.percentile_ms(0.5),
-            result.percentile_ms(0.99)
-        ));
         Some(result)
     };
     std::fs::remove_dir_all(&scratch).ok();
@@ -321,11 +334,10 @@ pub async fn run(
         backend,
         cold_start,
         enrol_rate,
-        greenops,
+        phases: greenops,
         ceiling,
         verified: verified.map_err(|e| format!("{e:#}")),
-        metrics_median,
-        metrics_bytes,
+        metrics,
         rss_kib: rss,
         peak_rss_kib: peak,
         list,
@@ -698,7 +710,7 @@ async fn time_machine_list(
 async fn verify(
     store: &dyn Store,
     machines: &[LoadMachine],
-    result: &load::LoadResult,
+    acked_seq: &[u64],
     base_ms: i64,
 ) -> anyhow::Result<()> {
     let snapshot = store.fleet_snapshot().await?;
@@ -719,7 +731,7 @@ async fn verify(
         };
         let placements = ids.placements(store, &stored.id).await?;
         let mut beats = Vec::new();
-        for seq in m.next_seq..=result.acked_seq[i] {
+        for seq in m.next_seq..=acked_seq[i] {
             let body = load::heartbeat_body(i, seq, base_ms);
             let parsed = greenops_protocol::parse_heartbeat_body(body.as_bytes())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -765,34 +777,95 @@ async fn verify(
     Ok(())
 }
 
-async fn time_metrics(addr: SocketAddr, scrapes: usize) -> anyhow::Result<(Duration, usize)> {
+/// `/metrics` as a scraper sees it: medians over the scrapes, plain and gzip.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsTiming {
+    pub median: Duration,
+    /// Until the response headers arrive.
+    pub first_byte: Duration,
+    pub bytes: usize,
+    pub gzip_median: Duration,
+    pub gzip_bytes: usize,
+    /// The same plain bytes served from memory by a bare endpoint in this process: what
+    /// moving them through HTTP on this machine costs at all.
+    pub ceiling: Duration,
+}
+
+async fn time_metrics(addr: SocketAddr, scrapes: usize) -> anyhow::Result<MetricsTiming> {
     let client = reqwest::Client::new();
-    let mut times = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..scrapes.max(1) {
+    let url = format!("http://{addr}/metrics");
+    let scrape = async |url: &str, gzip: bool| -> anyhow::Result<(Duration, Duration, Bytes)> {
         let started = Instant::now();
-        let body = client
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await?
-            .bytes()
-            .await?;
-        times.push(started.elapsed());
-        bytes = body.len();
+        let mut request = client.get(url);
+        if gzip {
+            request = request.header("accept-encoding", "gzip");
+        }
+        let response = request.send().await?.error_for_status()?;
+        let first = started.elapsed();
+        let body = response.bytes().await?;
+        Ok((started.elapsed(), first, body))
+    };
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut total, mut first, mut gz) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut body, mut gz_bytes) = (Bytes::new(), 0);
+    for _ in 0..scrapes.max(1) {
+        let (t, f, b) = scrape(&url, false).await?;
+        total.push(t);
+        first.push(f);
+        body = b;
+        let (t, _, b) = scrape(&url, true).await?;
+        gz.push(t);
+        gz_bytes = b.len();
     }
-    times.sort();
-    Ok((times[times.len() / 2], bytes))
+    let bytes = body.len();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let floor = listener.local_addr()?;
+    let served = body.clone();
+    let server = tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = served.clone();
+                async move { body }
+            }),
+        );
+        axum::serve(listener, app).await
+    });
+    let floor_url = format!("http://{floor}/metrics");
+    let mut floor_times = Vec::new();
+    for _ in 0..scrapes.max(1) {
+        floor_times.push(scrape(&floor_url, false).await?.0);
+    }
+    server.abort();
+    Ok(MetricsTiming {
+        median: median(total),
+        first_byte: median(first),
+        bytes,
+        gzip_median: median(gz),
+        gzip_bytes: gz_bytes,
+        ceiling: median(floor_times),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 impl BenchReport {
     /// The figures as printed at the end of a run.
     pub fn summary(&self, options: &BenchOptions) -> String {
-        let g = &self.greenops;
+        let best = phases::fastest(&self.phases);
+        let g = best.map(|p| p.result.clone()).unwrap_or_default();
         let mut out = format!(
             "backend={} machines={} duration_s={} mode={} connections={}\n\
              greenops_rate={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} errors={:?}\n\
              verified={}\n\
-             cold_start_ms={} enrol_rate={:.0} metrics_ms={} metrics_bytes={} rss_mib={} peak_rss_mib={}\n",
+             cold_start_ms={} enrol_rate={:.0} metrics_ms={:.1} metrics_first_byte_ms={:.1} \
+             metrics_bytes={} metrics_ceiling_ms={:.1} metrics_ratio={:.2} metrics_gzip_ms={:.1} \
+             metrics_gzip_bytes={} rss_mib={} peak_rss_mib={}\n",
             self.backend,
             options.machines,
             options.duration.as_secs(),
@@ -800,24 +873,63 @@ impl BenchReport {
                 .rate
                 .map(|r| format!("open@{r:.0}/s"))
                 .unwrap_or_else(|| "closed".into()),
-            options.connections,
+            best.map_or(0, |p| p.drive.connections()),
             g.rate(),
             g.percentile_ms(0.5),
             g.percentile_ms(0.99),
             g.percentile_ms(0.999),
             g.errors_by_status,
             match &self.verified {
-                Ok(()) => format!("ok ({} acknowledged = stored, totals exact)", g.ok),
+                Ok(()) => format!(
+                    "ok ({} acknowledged = stored, totals exact)",
+                    phases::total_ok(&self.phases)
+                ),
                 Err(e) => format!("FAILED: {e}"),
             },
             self.cold_start.as_millis(),
             self.enrol_rate,
-            self.metrics_median.as_millis(),
-            self.metrics_bytes,
+            ms(self.metrics.median),
+            ms(self.metrics.first_byte),
+            self.metrics.bytes,
+            ms(self.metrics.ceiling),
+            self.metrics.ceiling.as_secs_f64() / self.metrics.median.as_secs_f64().max(1e-9),
+            ms(self.metrics.gzip_median),
+            self.metrics.gzip_bytes,
             self.rss_kib.map_or("?".into(), |k| (k / 1024).to_string()),
             self.peak_rss_kib
                 .map_or("?".into(), |k| (k / 1024).to_string()),
         );
+        // One line per phase; with the ceiling, the rate ratio (closed loop) or the p99
+        // ratio at the same rate (open loop).
+        for (i, p) in self.phases.iter().enumerate() {
+            let r = &p.result;
+            out.push_str(&format!(
+                "phase={} connections={} rate={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} errors={}",
+                p.drive.label(),
+                p.drive.connections(),
+                r.rate(),
+                r.percentile_ms(0.5),
+                r.percentile_ms(0.99),
+                r.percentile_ms(0.999),
+                r.errors()
+            ));
+            let twin = self.ceiling.as_ref().and_then(|c| c.get(i));
+            if let Some(c) = twin.map(|c| &c.result) {
+                match p.drive {
+                    phases::Drive::Closed { .. } => out.push_str(&format!(
+                        " ceiling_rate={:.0} ratio={:.2}",
+                        c.rate(),
+                        r.rate() / c.rate().max(1e-9)
+                    )),
+                    phases::Drive::Open { .. } => out.push_str(&format!(
+                        " ceiling_p99_ms={:.2} p99_ratio={:.1}",
+                        c.percentile_ms(0.99),
+                        r.percentile_ms(0.99) / c.percentile_ms(0.99).max(1e-9)
+                    )),
+                }
+            }
+            out.push('\n');
+        }
         if let Some(l) = &self.list {
             out.push_str(&format!(
                 "list_p50_ms={:.1} list_p95_ms={:.1} list_requests={} list_floor_p95_ms={:.1} list_slowest={} stats_median_ms={:.0}\n",
@@ -848,7 +960,8 @@ impl BenchReport {
                 s.bytes as f64 / s.rows.max(1) as f64
             ));
         }
-        if let Some(c) = &self.ceiling {
+        if let Some(c) = self.ceiling.as_deref().and_then(phases::fastest) {
+            let c = &c.result;
             out.push_str(&format!(
                 "ceiling_rate={:.0} ceiling_p50_ms={:.2} ceiling_p99_ms={:.2}\nratio={:.2}\n",
                 c.rate(),

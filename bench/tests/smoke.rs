@@ -38,6 +38,8 @@ fn a_small_run_verifies_and_reaches_the_ceiling() {
             "1",
             "--connections",
             "2",
+            "--levels",
+            "50",
             "--list-rounds",
             "1",
         ])
@@ -50,4 +52,10 @@ fn a_small_run_verifies_and_reaches_the_ceiling() {
     assert!(stdout.contains("verified=ok"), "{stdout}");
     assert!(stdout.contains("ceiling_rate="), "{stdout}");
     assert!(stdout.contains("\nratio="), "{stdout}");
+    // The closed-loop maximum, then half of it, each with its ceiling twin.
+    assert!(stdout.contains("phase=closed@2 connections=2"), "{stdout}");
+    assert!(stdout.contains("phase=open@50%"), "{stdout}");
+    assert!(stdout.contains("p99_ratio="), "{stdout}");
+    assert!(stdout.contains("metrics_ceiling_ms="), "{stdout}");
+    assert!(stdout.contains("metrics_gzip_bytes="), "{stdout}");
 }
