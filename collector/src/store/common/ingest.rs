@@ -356,9 +356,9 @@ pub(crate) struct ChangeSql {
     pub cursor: &'static str,
     /// A condition on the machine row `m`: written since the cursor's `changes` (`$1`).
     pub changed_since: &'static str,
-    /// A condition on the totals row `t`: of a machine written since `$1` (found through the
-    /// primary key, not by reading every totals row).
-    pub totals_changed_since: &'static str,
+    /// A subquery of the machine ids in the JSON array `$1` (the changed machines, whose
+    /// totals rows are then found through the primary key).
+    pub ids_in_json: &'static str,
 }
 
 /// Reads the machines changed since `since` (all when `None` or the catalog changed) with
@@ -375,33 +375,55 @@ where
     for<'q> i64: Type<DB> + Decode<'q, DB> + Encode<'q, DB>,
     for<'q> f64: Type<DB> + Decode<'q, DB>,
     for<'q> &'q str: ColumnIndex<DB::Row>,
-    for<'q> String: Type<DB> + Decode<'q, DB>,
+    for<'q> String: Type<DB> + Decode<'q, DB> + Encode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     let (changes, catalog): (i64, i64) = sqlx::query_as(sql.cursor).fetch_one(&mut *tx).await?;
     let cursor = FleetCursor { changes, catalog };
     let full = since.is_none_or(|s| s.catalog != catalog);
-    let (filter, totals_filter, from) = match since {
-        Some(s) if !full => (
-            format!("WHERE {}", sql.changed_since),
-            format!("WHERE {}", sql.totals_changed_since),
-            s.changes,
-        ),
-        _ => (String::new(), String::new(), 0),
+    let (filter, from) = match since {
+        Some(s) if !full => (format!("WHERE {}", sql.changed_since), s.changes),
+        _ => (String::new(), 0),
     };
+    // The changed machine rows first (the one pass over `machines`), then the totals rows of
+    // just those machines, found by primary key.
+    let rows: Vec<SnapshotRow> = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
+                m.department, p.name AS power_profile, m.retired_at_ms,
+                m.last_received_at_ms, m.last_idle_ms, m.last_session, m.last_cpu_ratio,
+                m.last_memory_ratio, m.last_uptime_seconds, m.last_idle_source
+         FROM machines m
+         JOIN sites s ON s.id = m.site_id
+         JOIN power_profiles p ON p.id = m.power_profile_id
+         {filter}
+         ORDER BY m.id"
+    )))
+    .bind(from)
+    .fetch_all(&mut *tx)
+    .await?;
     let mut totals: HashMap<String, Vec<IncurredTotal>> = HashMap::new();
-    {
-        let mut rows = sqlx::query_as::<_, TotalsRow<DB::Decimal>>(sqlx::AssertSqlSafe(format!(
-            "SELECT t.machine_id, COALESCE(s.name, '') AS site, t.department, t.currency, {}
-             FROM machine_totals t
-             LEFT JOIN sites s ON s.id = t.site_id
-             {totals_filter}
-             ORDER BY t.machine_id, t.currency, site, t.department",
-            column_list("t.")
-        )))
-        .bind(from)
-        .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
+    if full || !rows.is_empty() {
+        let (totals_filter, ids) = if full {
+            (String::new(), String::new())
+        } else {
+            let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+            (
+                format!("WHERE t.machine_id IN ({})", sql.ids_in_json),
+                serde_json::to_string(&ids).unwrap_or_default(),
+            )
+        };
+        let mut totals_rows =
+            sqlx::query_as::<_, TotalsRow<DB::Decimal>>(sqlx::AssertSqlSafe(format!(
+                "SELECT t.machine_id, COALESCE(s.name, '') AS site, t.department, t.currency, {}
+                 FROM machine_totals t
+                 LEFT JOIN sites s ON s.id = t.site_id
+                 {totals_filter}
+                 ORDER BY t.machine_id, t.currency, site, t.department",
+                column_list("t.")
+            )))
+            .bind(ids)
+            .fetch(&mut *tx);
+        while let Some(row) = totals_rows.try_next().await? {
             totals
                 .entry(row.machine_id)
                 .or_default()
@@ -413,53 +435,38 @@ where
                 });
         }
     }
-    let mut machines = Vec::new();
-    {
-        let mut rows = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
-                    m.department, p.name AS power_profile, m.retired_at_ms,
-                    m.last_received_at_ms, m.last_idle_ms, m.last_session, m.last_cpu_ratio,
-                    m.last_memory_ratio, m.last_uptime_seconds, m.last_idle_source
-             FROM machines m
-             JOIN sites s ON s.id = m.site_id
-             JOIN power_profiles p ON p.id = m.power_profile_id
-             {filter}
-             ORDER BY m.id"
-        )))
-        .bind(from)
-        .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            let incurred = totals.remove(&row.id).unwrap_or_default();
-            let (sum, costs) = sum_incurred(&incurred);
-            machines.push((
-                MachineSnapshot {
-                    last: row.last_received_at_ms.map(|received_at_ms| LastReport {
-                        received_at_ms,
-                        idle_ms: row.last_idle_ms,
-                        session: session_from_db(row.last_session.as_deref()),
-                    }),
-                    id: row.id,
-                    hostname: row.hostname,
-                    os: row.os,
-                    os_version: row.os_version,
-                    agent_version: row.agent_version,
-                    site: row.site,
-                    department: row.department,
-                    power_profile: row.power_profile,
-                    retired: row.retired_at_ms.is_some(),
-                    cpu_usage_ratio: row.last_cpu_ratio,
-                    memory_usage_ratio: row.last_memory_ratio,
-                    uptime_seconds: row.last_uptime_seconds.and_then(|u| u64::try_from(u).ok()),
-                    idle_source: row
-                        .last_idle_source
-                        .as_deref()
-                        .map(IdleSourceKind::from_name),
-                    totals: sum,
-                    costs,
-                },
-                incurred,
-            ));
-        }
+    let mut machines = Vec::with_capacity(rows.len());
+    for row in rows {
+        let incurred = totals.remove(&row.id).unwrap_or_default();
+        let (sum, costs) = sum_incurred(&incurred);
+        machines.push((
+            MachineSnapshot {
+                last: row.last_received_at_ms.map(|received_at_ms| LastReport {
+                    received_at_ms,
+                    idle_ms: row.last_idle_ms,
+                    session: session_from_db(row.last_session.as_deref()),
+                }),
+                id: row.id,
+                hostname: row.hostname,
+                os: row.os,
+                os_version: row.os_version,
+                agent_version: row.agent_version,
+                site: row.site,
+                department: row.department,
+                power_profile: row.power_profile,
+                retired: row.retired_at_ms.is_some(),
+                cpu_usage_ratio: row.last_cpu_ratio,
+                memory_usage_ratio: row.last_memory_ratio,
+                uptime_seconds: row.last_uptime_seconds.and_then(|u| u64::try_from(u).ok()),
+                idle_source: row
+                    .last_idle_source
+                    .as_deref()
+                    .map(IdleSourceKind::from_name),
+                totals: sum,
+                costs,
+            },
+            incurred,
+        ));
     }
     let sites: Vec<String> = sqlx::query_scalar("SELECT name FROM sites ORDER BY name")
         .fetch_all(&mut *tx)

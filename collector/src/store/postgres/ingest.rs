@@ -29,7 +29,7 @@ use crate::store::{
 const FLEET_CHANGES: shared::ChangeSql = shared::ChangeSql {
     cursor: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, catalog FROM fleet_clock WHERE id = 1",
     changed_since: "m.changed_xid >= $1::bigint::text::xid8",
-    totals_changed_since: "t.machine_id = ANY(ARRAY(SELECT m.id FROM machines m WHERE m.changed_xid >= $1::bigint::text::xid8))",
+    ids_in_json: "SELECT jsonb_array_elements_text($1::jsonb)",
 };
 
 /// Enrolment locks the token and the machine row, so concurrent enrolments (from several

@@ -32,7 +32,7 @@ use crate::store::{
 const FLEET_CHANGES: shared::ChangeSql = shared::ChangeSql {
     cursor: "SELECT seq, catalog FROM fleet_clock WHERE id = 1",
     changed_since: "m.change_seq > $1",
-    totals_changed_since: "t.machine_id IN (SELECT m.id FROM machines m WHERE m.change_seq > $1)",
+    ids_in_json: "SELECT value FROM json_each($1)",
 };
 
 /// Most bound parameters used in one `IN (…)` list.
