@@ -17,9 +17,11 @@ use crate::settings::secs_to_ms;
 pub fn router() -> OpenApiRouter<AppState> {
     // A scrape of a large fleet is tens of MB of text that compresses ~15×: gzip when the
     // scraper asks for it (Prometheus does), streamed as the exposition is written.
-    let scrape = OpenApiRouter::new()
-        .routes(routes!(metrics))
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    let scrape = OpenApiRouter::new().routes(routes!(metrics)).layer(
+        tower_http::compression::CompressionLayer::new()
+            .gzip(true)
+            .quality(tower_http::CompressionLevel::Fastest),
+    );
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
