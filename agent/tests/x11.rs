@@ -2,7 +2,6 @@
 //! Linux only: the D-Bus and X11 sources exist there alone.
 
 #![cfg(target_os = "linux")]
-
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::process::{Child, Command, Stdio};

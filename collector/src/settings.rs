@@ -689,10 +689,7 @@ fn from_file_variables(
 /// The trimmed content of the file a `…_FILE` variable names.
 fn read_secret_file(variable: &str, path: &Path) -> Result<String, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        SettingsError::Value(format!(
-            "{variable}: cannot read {}: {e}",
-            path.display()
-        ))
+        SettingsError::Value(format!("{variable}: cannot read {}: {e}", path.display()))
     })?;
     let value = text.trim();
     if value.is_empty() {

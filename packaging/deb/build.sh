@@ -12,8 +12,9 @@ out=$target/deb
 
 fail() { echo "packaging/deb/build.sh: $*" >&2; exit 1; }
 command -v dpkg-deb >/dev/null || fail "dpkg-deb is missing (Debian package dpkg)"
-command -v objdump >/dev/null && command -v strip >/dev/null \
-    || fail "objdump and strip are missing (Debian package binutils)"
+if ! command -v objdump >/dev/null || ! command -v strip >/dev/null; then
+    fail "objdump and strip are missing (Debian package binutils)"
+fi
 for b in greenops greenops-agent; do
     [ -x "$bin/$b" ] || fail "$bin/$b is missing: run \`make binaries\` (or \`make deb\`) first"
 done

@@ -650,7 +650,9 @@ fn compose_stack_is_consistent() {
     assert!(dockerfile.contains("USER greenops") && dockerfile.contains("HEALTHCHECK"));
 
     // Secrets: file secrets that exist as .example, each read through a _FILE variable.
-    let secrets = compose["secrets"].as_mapping().expect("no top-level secrets");
+    let secrets = compose["secrets"]
+        .as_mapping()
+        .expect("no top-level secrets");
     let secret_path = |service: &str, name: &str| -> String {
         let listed = services[service]["secrets"]
             .as_sequence()
@@ -702,9 +704,14 @@ fn compose_stack_is_consistent() {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert!(am_flags.contains(&"--cluster.listen-address="), "{am_flags:?}");
     assert!(
-        am_flags.iter().any(|f| f.starts_with("--web.external-url=")),
+        am_flags.contains(&"--cluster.listen-address="),
+        "{am_flags:?}"
+    );
+    assert!(
+        am_flags
+            .iter()
+            .any(|f| f.starts_with("--web.external-url=")),
         "{am_flags:?}"
     );
     // The build context (the repository root) leaves the build output, data, history and
@@ -718,7 +725,14 @@ fn compose_stack_is_consistent() {
     for entry in ["target", "data", ".git", "compose/secrets", "compose/.env"] {
         assert!(ignored.contains(entry), ".dockerignore misses {entry}");
     }
-    for member in ["protocol", "runtime", "collector", "agent", "bench", "migrations"] {
+    for member in [
+        "protocol",
+        "runtime",
+        "collector",
+        "agent",
+        "bench",
+        "migrations",
+    ] {
         assert!(
             !ignored.contains(member),
             ".dockerignore drops {member}, which the build needs"
@@ -833,9 +847,15 @@ fn github_workflow_covers_every_platform() {
     }
     // .ci/run runs the README's test command.
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    assert!(readme.contains("make test    # every test"), "README's test command moved");
+    assert!(
+        readme.contains("make test    # every test"),
+        "README's test command moved"
+    );
     let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
-    assert!(ci.lines().any(|l| l.trim() == "make test"), ".ci/run does not run make test");
+    assert!(
+        ci.lines().any(|l| l.trim() == "make test"),
+        ".ci/run does not run make test"
+    );
 
     let actionlint = std::env::var_os("GREENOPS_FUZZ_VENV")
         .map(PathBuf::from)
