@@ -817,7 +817,8 @@ pub fn default_config_toml() -> String {
     format!(
         r#"# GreenOps collector configuration (greenops.toml).
 # Precedence: built-in defaults < this file < GREENOPS_* environment < command-line flags.
-# Any setting can also be given as GREENOPS_<SECTION>__<KEY>, e.g. GREENOPS_ACCOUNTING__MAX_GAP_SECONDS.
+# Any setting can also be given as GREENOPS_<SECTION>__<KEY>, e.g. GREENOPS_ACCOUNTING__MAX_GAP_SECONDS,
+# or read from a file with <VARIABLE>_FILE, e.g. GREENOPS_METRICS__BEARER_TOKEN_FILE=/run/secrets/token.
 
 # One port for the agent API, the admin API and page, and /metrics (GREENOPS_LISTEN).
 listen = "{listen}"
