@@ -9,7 +9,7 @@ LISTEN ?=
 listen_flag = $(if $(LISTEN),--listen $(LISTEN))
 
 .PHONY: help build release binaries run serve simulate run-postgres stop-postgres test lint fmt clean-data \
-	bench-postgres bench-postgres-latency bench-sqlite bench-metrics agent-footprint mixin
+	bench-postgres bench-postgres-latency bench-sqlite bench-metrics agent-footprint mixin deb
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ lint: ## formatting and clippy, as CI runs them
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+deb: binaries ## .deb packages of the collector and the agent in target/deb (packaging/deb/check.sh installs and tests them, as root)
+	packaging/deb/build.sh
 
 mixin: ## regenerate alerts/*.yml and dashboards/*.json from the jsonnet in mixin/ (commit the result)
 	mixin/build.sh

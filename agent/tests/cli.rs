@@ -2,11 +2,27 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+use std::path::PathBuf;
 use std::process::Command;
 
+/// An empty file, portable (no `/dev/null` on Windows).
+fn empty_file() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("greenops-agent-empty-{}", std::process::id()));
+    std::fs::write(&path, b"").unwrap();
+    path
+}
+
+/// A path that does not exist on any platform.
+fn nowhere(name: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("greenops-agent-no-such-dir-{}", std::process::id()))
+        .join(name)
+}
+
+/// The agent with an empty configuration file, whatever the machine has in its own.
 fn agent() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_greenops-agent"));
-    c.env("GREENOPS_AGENT_CONFIG", "/dev/null");
+    c.env("GREENOPS_AGENT_CONFIG", empty_file());
     c
 }
 
@@ -126,12 +142,8 @@ fn the_enrollment_token_file_is_read_and_checked() {
     let dir = std::env::temp_dir().join(format!("agent-tokfile-{}", std::process::id()));
     let out = agent()
         .args(["enroll", "--server", "http://127.0.0.1:9"])
-        .args([
-            "--enrollment-token",
-            "a",
-            "--enrollment-token-file",
-            "/dev/null",
-        ])
+        .args(["--enrollment-token", "a", "--enrollment-token-file"])
+        .arg(empty_file())
         .arg("--state-dir")
         .arg(&dir)
         .output()
@@ -145,12 +157,15 @@ fn the_enrollment_token_file_is_read_and_checked() {
         .args(["enroll", "--server", "http://127.0.0.1:9"])
         .arg("--state-dir")
         .arg(&dir)
-        .env("GREENOPS_ENROLLMENT_TOKEN_FILE", "/nonexistent/token")
+        .env("GREENOPS_ENROLLMENT_TOKEN_FILE", nowhere("token"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cannot read the enrollment token file /nonexistent/token"),
+        err.contains(&format!(
+            "cannot read the enrollment token file {}",
+            nowhere("token").display()
+        )),
         "{err}"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -190,19 +205,15 @@ fn no_colour_codes_into_a_pipe() {
 #[test]
 fn bad_settings_get_a_clear_error() {
     let out = agent()
-        .args([
-            "run",
-            "--server",
-            "ftp://x",
-            "--state-dir",
-            "/tmp/agent-bad",
-        ])
+        .args(["run", "--server", "ftp://x", "--state-dir"])
+        .arg(nowhere("agent-bad"))
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("http://"));
     let out = agent()
-        .args(["run", "--state-dir", "/tmp/agent-bad2"])
+        .args(["run", "--state-dir"])
+        .arg(nowhere("agent-bad2"))
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no server URL"));

@@ -1,5 +1,7 @@
 //! Idle detection against a real X server (Xvfb), with real input injected by xdotool.
+//! Linux only: the D-Bus and X11 sources exist there alone.
 
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::process::{Child, Command, Stdio};

@@ -874,7 +874,7 @@ fn load_for_db(config: Option<&Path>, db: DatabaseArg) -> anyhow::Result<Setting
 
 async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let app = App::build(settings.clone()).await?;
-    let admin_env = std::env::var("GREENOPS_ADMIN_PASSWORD").ok();
+    let admin_env = crate::settings::secret_variable("GREENOPS_ADMIN_PASSWORD")?;
     let demo_password = if demo {
         Some(crate::operators::demo_admin(app.store().as_ref(), app.passwords(), admin_env).await?)
     } else {

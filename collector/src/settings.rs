@@ -478,7 +478,7 @@ impl Settings {
             }
             None => figment = figment.merge(Toml::file("greenops.toml")),
         }
-        figment = figment.merge(environment());
+        figment = figment.merge(environment()?);
         if let Some(listen) = overrides.listen {
             figment = figment.merge(Serialized::default("listen", listen));
         }
@@ -610,26 +610,109 @@ impl Settings {
 }
 
 /// `GREENOPS_*` variables: the documented short names plus `GREENOPS_SECTION__KEY` for any
-/// nested setting. `DATABASE_URL` is honoured when `GREENOPS_DATABASE_URL` is not set.
-fn environment() -> Figment {
+/// nested setting. `DATABASE_URL` is honoured when `GREENOPS_DATABASE_URL` is not set. Any of
+/// them may instead be given as `<NAME>_FILE`, the path of a file holding the value (container
+/// and systemd secrets): see [`from_file_variables`].
+fn environment() -> Result<Figment, SettingsError> {
     let mut figment = Figment::new();
     if std::env::var_os("GREENOPS_DATABASE_URL").is_none()
+        && std::env::var_os("GREENOPS_DATABASE_URL_FILE").is_none()
         && let Ok(url) = std::env::var("DATABASE_URL")
     {
         figment = figment.merge(Serialized::default("database.url", url));
     }
-    figment.merge(Env::prefixed("GREENOPS_").filter_map(|key| {
+    figment = figment.merge(Env::prefixed("GREENOPS_").filter_map(|key| {
         let key = key.as_str().to_ascii_lowercase();
-        match key.as_str() {
-            "database_url" => Some("database.url".into()),
-            "listen" => Some("listen".into()),
-            "data_dir" => Some("data_dir".into()),
-            _ if key.contains("__") => Some(key.replace("__", ".").into()),
-            // Other GREENOPS_* variables (admin password, config path, agent settings) are
-            // not settings of this tree.
-            _ => None,
+        // `…_FILE` variables are read by `from_file_variables`.
+        if key.ends_with("_file") {
+            return None;
         }
-    }))
+        setting_of_variable(&key).map(Into::into)
+    }));
+    for (key, value) in from_file_variables(std::env::vars_os())? {
+        figment = figment.merge(Serialized::default(&key, value));
+    }
+    Ok(figment)
+}
+
+/// The setting a `GREENOPS_` variable (prefix removed, lower case) sets, if any.
+fn setting_of_variable(key: &str) -> Option<String> {
+    match key {
+        "database_url" => Some("database.url".into()),
+        "listen" => Some("listen".into()),
+        "data_dir" => Some("data_dir".into()),
+        _ if key.contains("__") => Some(key.replace("__", ".")),
+        // Other GREENOPS_* variables (admin password, config path, agent settings) are not
+        // settings of this tree.
+        _ => None,
+    }
+}
+
+/// Settings given as `GREENOPS_<NAME>_FILE=<path>`: the file's content, surrounding
+/// whitespace trimmed as Prometheus trims its `credentials_file` (so one secret file serves
+/// both), stands for `GREENOPS_<NAME>` and is parsed the same way. Setting both the variable
+/// and its `_FILE` twin is refused, as is a file that cannot be read. Variables that are not
+/// settings (`GREENOPS_ENROLLMENT_TOKEN_FILE` of the agent…) are ignored.
+fn from_file_variables(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, figment::value::Value)>, SettingsError> {
+    let vars: Vec<(String, std::ffi::OsString)> = vars
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+        .collect();
+    let mut out = Vec::new();
+    for (name, path) in &vars {
+        let Some(rest) = name.strip_prefix("GREENOPS_") else {
+            continue;
+        };
+        let Some(base) = rest
+            .to_ascii_lowercase()
+            .strip_suffix("_file")
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let Some(key) = setting_of_variable(&base) else {
+            continue;
+        };
+        let twin = &name[..name.len() - "_FILE".len()];
+        if vars.iter().any(|(k, _)| k == twin) {
+            return Err(SettingsError::Value(format!(
+                "{twin} and {name} are both set: give the value one way"
+            )));
+        }
+        let value = read_secret_file(name, Path::new(path))?;
+        out.push((key, value.parse().expect("infallible")));
+    }
+    Ok(out)
+}
+
+/// The trimmed content of the file a `…_FILE` variable names.
+fn read_secret_file(variable: &str, path: &Path) -> Result<String, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SettingsError::Value(format!("{variable}: cannot read {}: {e}", path.display()))
+    })?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(SettingsError::Value(format!(
+            "{variable}: {} is empty",
+            path.display()
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// A secret that is not a setting (`GREENOPS_ADMIN_PASSWORD`): the variable, or the trimmed
+/// content of the file its `_FILE` twin names; both at once is an error.
+pub fn secret_variable(name: &str) -> Result<Option<String>, SettingsError> {
+    let file_name = format!("{name}_FILE");
+    match (std::env::var(name).ok(), std::env::var_os(&file_name)) {
+        (Some(_), Some(_)) => Err(SettingsError::Value(format!(
+            "{name} and {file_name} are both set: give the value one way"
+        ))),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => read_secret_file(&file_name, Path::new(&path)).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -734,7 +817,8 @@ pub fn default_config_toml() -> String {
     format!(
         r#"# GreenOps collector configuration (greenops.toml).
 # Precedence: built-in defaults < this file < GREENOPS_* environment < command-line flags.
-# Any setting can also be given as GREENOPS_<SECTION>__<KEY>, e.g. GREENOPS_ACCOUNTING__MAX_GAP_SECONDS.
+# Any setting can also be given as GREENOPS_<SECTION>__<KEY>, e.g. GREENOPS_ACCOUNTING__MAX_GAP_SECONDS,
+# or read from a file with <VARIABLE>_FILE, e.g. GREENOPS_METRICS__BEARER_TOKEN_FILE=/run/secrets/token.
 
 # One port for the agent API, the admin API and page, and /metrics (GREENOPS_LISTEN).
 listen = "{listen}"
@@ -1120,6 +1204,63 @@ mod tests {
             let s = Settings::load(None, &flags).map_err(|e| e.to_string())?;
             assert_eq!(s.listen.port(), 3000);
             assert_eq!(s.database.url, "postgres://primary/db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
+    fn file_variables_stand_for_their_setting() {
+        figment::Jail::expect_with(|jail| {
+            // A secret file as compose and systemd write them: a trailing newline.
+            jail.create_file("metrics-token", "scrape-secret\n")?;
+            jail.create_file("database-url", "postgres://greenops:pw@db/greenops\n")?;
+            jail.create_file("gap", " 240 ")?;
+            jail.create_file("admin-password", "first admin password\n")?;
+            let dir = jail.directory().to_path_buf();
+            let file = |name: &str| dir.join(name).display().to_string();
+            jail.set_env("GREENOPS_METRICS__BEARER_TOKEN_FILE", file("metrics-token"));
+            jail.set_env("GREENOPS_DATABASE_URL_FILE", file("database-url"));
+            jail.set_env("DATABASE_URL", "postgres://not-this/db");
+            jail.set_env("GREENOPS_ACCOUNTING__MAX_GAP_SECONDS_FILE", file("gap"));
+            // Not settings of the collector: ignored by the settings, read where they are used.
+            jail.set_env("GREENOPS_ENROLLMENT_TOKEN_FILE", "/nonexistent/token");
+            jail.set_env("GREENOPS_ADMIN_PASSWORD_FILE", file("admin-password"));
+            let s = Settings::load(None, &Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                s.metrics.bearer_token.as_ref().map(|t| t.expose_secret()),
+                Some("scrape-secret")
+            );
+            assert_eq!(s.database.url, "postgres://greenops:pw@db/greenops");
+            assert_eq!(s.accounting.max_gap_seconds, 240);
+            assert_eq!(
+                secret_variable("GREENOPS_ADMIN_PASSWORD").map_err(|e| e.to_string())?,
+                Some("first admin password".to_string())
+            );
+
+            // An unreadable file, an empty one, both ways at once: refused, naming the variable.
+            jail.set_env("GREENOPS_METRICS__BEARER_TOKEN_FILE", file("missing"));
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("GREENOPS_METRICS__BEARER_TOKEN_FILE: cannot read"),
+                "{err}"
+            );
+            jail.create_file("empty", "\n")?;
+            jail.set_env("GREENOPS_METRICS__BEARER_TOKEN_FILE", file("empty"));
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("is empty"), "{err}");
+            jail.set_env("GREENOPS_METRICS__BEARER_TOKEN_FILE", file("metrics-token"));
+            jail.set_env("GREENOPS_METRICS__BEARER_TOKEN", "inline");
+            let err = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains(
+                    "GREENOPS_METRICS__BEARER_TOKEN and GREENOPS_METRICS__BEARER_TOKEN_FILE are both set"
+                ),
+                "{err}"
+            );
+            jail.set_env("GREENOPS_ADMIN_PASSWORD", "inline");
+            assert!(secret_variable("GREENOPS_ADMIN_PASSWORD").is_err());
             Ok(())
         });
     }

@@ -16,8 +16,9 @@ mod logind;
 mod mutter;
 #[cfg(target_os = "linux")]
 mod x11;
-// Not compiled by CI (no Windows or macOS targets on the build machines): keep them small;
-// the logic they need is below, platform-neutral and tested.
+// Compiled and tested only by the GitHub Actions workflow (.github/workflows/ci.yml, Windows and
+// macOS runners), not by the Debian CI machines: keep them small; the logic they need is below,
+// platform-neutral and tested everywhere.
 #[cfg(target_os = "macos")]
 mod macos;
 #[cfg(windows)]

@@ -21,7 +21,7 @@ use crate::pack::{dashboard_queries, dashboards, repo};
 use crate::postgres::missing;
 
 /// A child process stopped (and waited for) when dropped.
-struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -93,7 +93,7 @@ async fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
 }
 
 /// Instant query; the result vector.
-async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Vec<Value> {
+pub async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Vec<Value> {
     let url = reqwest::Url::parse_with_params(&format!("{prom}/api/v1/query"), &[("query", expr)])
         .unwrap();
     let res: Value = client.get(url).send().await.unwrap().json().await.unwrap();
@@ -104,7 +104,7 @@ async fn query(client: &reqwest::Client, prom: &str, expr: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn value_of(sample: &Value) -> f64 {
+pub fn value_of(sample: &Value) -> f64 {
     sample["value"][1].as_str().unwrap().parse().unwrap()
 }
 

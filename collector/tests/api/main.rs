@@ -53,6 +53,7 @@ mod outage;
 mod pack;
 mod page;
 mod postgres;
+mod remote_write;
 mod reports;
 mod retention;
 mod savings;

