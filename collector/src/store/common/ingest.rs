@@ -395,12 +395,14 @@ where
          FROM machines m
          JOIN sites s ON s.id = m.site_id
          JOIN power_profiles p ON p.id = m.power_profile_id
-         {filter}
-         ORDER BY m.id"
+         {filter}"
     )))
     .bind(from)
     .fetch_all(&mut *tx)
     .await?;
+    // Sorted here, not in SQL, so the planner is free to walk a change index.
+    let mut rows = rows;
+    rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let mut totals: HashMap<String, Vec<IncurredTotal>> = HashMap::new();
     if full || !rows.is_empty() {
         let (totals_filter, ids) = if full {
