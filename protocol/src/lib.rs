@@ -7,6 +7,7 @@
 mod enroll;
 mod error;
 mod heartbeat;
+mod seed;
 #[cfg(test)]
 mod testing;
 
@@ -16,6 +17,12 @@ pub use heartbeat::{
     BodyError, Heartbeat, HeartbeatBatch, HeartbeatError, HeartbeatResponse, HeartbeatResult,
     HeartbeatStatus, IdleSourceKind, ParsedHeartbeat, Session, ValidHeartbeat,
     parse_heartbeat_body,
+};
+pub use seed::{
+    MAX_SEED_ID_BYTES, NoCommand, SEED_AGENT_VERSION, SeedCommandsResponse, SeedError,
+    SeedErrorBody, SeedHeartbeat, SeedHeartbeatResponse, SeedMachineStatus, SeedRegisterRequest,
+    SeedRegisterResponse, ValidSeedHeartbeat, ValidSeedRegistration, seed_idle_ms,
+    seed_machine_key, seed_os, seed_percent, seed_timestamp_ms,
 };
 
 /// Version of the agent ↔ collector protocol described in this crate.
