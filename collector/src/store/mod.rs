@@ -12,6 +12,7 @@ mod common;
 pub mod ingest;
 mod postgres;
 pub mod retention;
+pub mod seed;
 mod sqlite;
 pub mod synthetic;
 mod traits;
@@ -29,7 +30,9 @@ use crate::secrets::TokenHash;
 pub use ingest::{HeartbeatJob, JobOutcome};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, path_of as sqlite_path};
-pub use traits::{AdminObjectStore, IngestStore, OperatorStore, RatesStore, ReportStore, Store};
+pub use traits::{
+    AdminObjectStore, IngestStore, OperatorStore, RatesStore, ReportStore, SeedStore, Store,
+};
 
 /// Which backend a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
