@@ -11,7 +11,9 @@ mod seed;
 #[cfg(test)]
 mod testing;
 
-pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment, normalize_mac};
+pub use enroll::{
+    EnrollRequest, EnrollResponse, MAX_HOSTNAME_CHARS, ValidEnrollment, normalize_mac,
+};
 pub use error::{ErrorBody, ErrorDetail, ValidationError, check_text};
 pub use heartbeat::{
     BodyError, Heartbeat, HeartbeatBatch, HeartbeatError, HeartbeatResponse, HeartbeatResult,
