@@ -199,7 +199,9 @@ const MAX_IDLE_SECONDS: f64 = 10.0 * 366.0 * 86_400.0;
 
 impl SeedHeartbeat {
     pub fn validate(&self) -> Result<ValidSeedHeartbeat, SeedError> {
-        let idle = self.idle_seconds.ok_or(SeedError::Missing("idle_seconds"))?;
+        let idle = self
+            .idle_seconds
+            .ok_or(SeedError::Missing("idle_seconds"))?;
         let idle_ms = seed_idle_ms(idle)?;
         let uptime_seconds = match self.uptime_seconds {
             None => None,
@@ -397,7 +399,10 @@ mod tests {
         .unwrap();
         let v = older.validate().unwrap();
         assert_eq!(v.idle_ms, Some(412_000));
-        assert_eq!(v.cpu_usage_ratio, None, "0.0 is the older agent's placeholder");
+        assert_eq!(
+            v.cpu_usage_ratio, None,
+            "0.0 is the older agent's placeholder"
+        );
         assert_eq!(v.sent_at_ms, Some(1_795_770_900_123));
         let newer: SeedHeartbeat = serde_json::from_str(
             r#"{"machine_id": 7, "hostname": "pc", "os_type": "Linux", "idle_seconds": 3.5,
@@ -417,12 +422,20 @@ mod tests {
             parse(r#"{"cpu_usage": 1}"#),
             Err(SeedError::Missing("idle_seconds"))
         );
-        assert!(parse(r#"{"idle_seconds": null}"#).unwrap().idle_ms.is_none());
+        assert!(
+            parse(r#"{"idle_seconds": null}"#)
+                .unwrap()
+                .idle_ms
+                .is_none()
+        );
         for (body, field) in [
             (r#"{"idle_seconds": -1}"#, "idle_seconds"),
             (r#"{"idle_seconds": 1, "cpu_usage": 101}"#, "cpu_usage"),
             (r#"{"idle_seconds": 1, "memory_usage": -3}"#, "memory_usage"),
-            (r#"{"idle_seconds": 1, "uptime_seconds": -3}"#, "uptime_seconds"),
+            (
+                r#"{"idle_seconds": 1, "uptime_seconds": -3}"#,
+                "uptime_seconds",
+            ),
             (
                 r#"{"idle_seconds": 1, "timestamp": "2026-11-27T09:15:00"}"#,
                 "timestamp",

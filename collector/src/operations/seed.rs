@@ -167,6 +167,7 @@ pub async fn import(
             machine.id
         ));
         let Some(enrollment) = enrollment_of(machine, &mut report) else {
+            skip_history(source, machine, &mut report).await?;
             continue;
         };
         let what = format!("machine {}", machine.id);
@@ -191,6 +192,7 @@ pub async fn import(
                          its original history and tokens are not imported",
                         1,
                     );
+                    skip_history(source, machine, &mut report).await?;
                     continue;
                 }
                 new_machine_id()
@@ -387,7 +389,10 @@ fn heartbeat_of(
         .timestamp_ms
         .ok_or_else(|| ValidationError::new("timestamp", "is missing"))?;
     if sent_at_ms < MIN_TIMESTAMP_MS {
-        return Err(ValidationError::new("timestamp", "must be after 2000-01-01"));
+        return Err(ValidationError::new(
+            "timestamp",
+            "must be after 2000-01-01",
+        ));
     }
     Ok(ValidHeartbeat {
         seq,
@@ -399,6 +404,23 @@ fn heartbeat_of(
         uptime_seconds: None,
         idle_source: Some(IdleSourceKind::SeedLegacy),
     })
+}
+
+/// Reports the history of a machine that is not imported.
+async fn skip_history(
+    source: &SeedSource,
+    machine: &SeedMachineRow,
+    report: &mut ImportReport,
+) -> Result<(), OpError> {
+    let rows = u64::try_from(source.count_heartbeats_of(&machine.id).await?).unwrap_or(0);
+    if rows > 0 {
+        report.skip(
+            format!("heartbeats of machine {}", machine.id),
+            "their machine was not imported",
+            rows,
+        );
+    }
+    Ok(())
 }
 
 /// A dry run: what delivering the history would refuse for its values.
@@ -414,11 +436,19 @@ async fn check_history(
         seq += 1;
         match heartbeat_of(seq, &row) {
             Ok(_) => report.heartbeats_imported += 1,
-            Err(e) => *refused.entry(format!("{} {}", e.field, e.message)).or_default() += 1,
+            Err(e) => {
+                *refused
+                    .entry(format!("{} {}", e.field, e.message))
+                    .or_default() += 1
+            }
         }
     }
     for (reason, rows) in refused {
-        report.skip(format!("heartbeats of machine {}", machine.id), reason, rows);
+        report.skip(
+            format!("heartbeats of machine {}", machine.id),
+            reason,
+            rows,
+        );
     }
     Ok(())
 }
@@ -481,8 +511,9 @@ async fn deliver_history(
                         HeartbeatOutcome::Accepted => report.heartbeats_imported += 1,
                         HeartbeatOutcome::Duplicate => report.heartbeats_already += 1,
                         HeartbeatOutcome::Rejected(_, e) => {
-                            *refused.entry(format!("{} {}", e.field, e.message)).or_default() +=
-                                1;
+                            *refused
+                                .entry(format!("{} {}", e.field, e.message))
+                                .or_default() += 1;
                         }
                     }
                 }
@@ -503,7 +534,11 @@ async fn deliver_history(
         }
     }
     for (reason, rows) in refused {
-        report.skip(format!("heartbeats of machine {}", machine.id), reason, rows);
+        report.skip(
+            format!("heartbeats of machine {}", machine.id),
+            reason,
+            rows,
+        );
     }
     Ok(())
 }
@@ -656,7 +691,11 @@ impl fmt::Display for ImportReport {
             writeln!(
                 f,
                 "  {:<32} {:>16} {:>16} {:>14} {:>16}",
-                "machine", "original idle h", "GreenOps idle h", "original kWh", "GreenOps idle kWh"
+                "machine",
+                "original idle h",
+                "GreenOps idle h",
+                "original kWh",
+                "GreenOps idle kWh"
             )?;
             for c in &self.comparisons {
                 let hours = |s: Option<f64>| s.map_or("-".into(), |s| format!("{:.2}", s / 3600.0));

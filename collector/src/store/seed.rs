@@ -174,10 +174,7 @@ impl SeedSource {
                 .copied()
                 .collect();
             if !absent.is_empty() {
-                missing.push(format!(
-                    "table {table} has no column {}",
-                    absent.join(", ")
-                ));
+                missing.push(format!("table {table} has no column {}", absent.join(", ")));
             }
         }
         if missing.is_empty() {
@@ -209,6 +206,17 @@ impl SeedSource {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM heartbeats")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    /// How many heartbeats the original holds for one machine (by its original id).
+    pub async fn count_heartbeats_of(&self, machine_id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM heartbeats h
+             WHERE h.machine_id = (SELECT m.id FROM machines m WHERE m.id::text = $1)",
+        )
+        .bind(machine_id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Heartbeats the original holds for machines it does not have (never importable).

@@ -56,6 +56,7 @@ mod postgres;
 mod reports;
 mod retention;
 mod savings;
+mod seed;
 mod settings_api;
 mod simulation;
 mod sites;
