@@ -248,7 +248,7 @@ pub fn seed_idle_ms(idle_seconds: Option<f64>) -> Result<Option<i64>, Validation
 pub fn seed_percent(field: &str, value: Option<f64>) -> Result<Option<f64>, ValidationError> {
     match value {
         None => Ok(None),
-        Some(v) if v == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(v) if v.is_finite() && (0.0..=100.0).contains(&v) => Ok(Some(v / 100.0)),
         Some(_) => Err(ValidationError::new(
             field,
