@@ -51,6 +51,24 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         to: String,
     },
+    /// Import an installation of the original Python GreenOps (machines, their heartbeat
+    /// history, operators, agent tokens) from its PostgreSQL database; safe to re-run.
+    ImportSeed {
+        /// The original database, e.g. postgres://greenops:…@old-host:5432/greenops (only read).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Site of the imported machines (default: compat.site, "default" unless configured).
+        #[arg(long)]
+        site: Option<String>,
+        /// Department of the imported machines (default: compat.department).
+        #[arg(long)]
+        department: Option<String>,
+        /// Read and check everything and print the report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Moved to its own binary, `greenops-bench`: says so and exits 2, so old scripts fail
     /// with a clear message.
     #[command(hide = true)]
@@ -293,6 +311,13 @@ impl Cli {
                 result
             }
             Command::MigrateData { from, to } => migrate_data(config, from, to).await,
+            Command::ImportSeed {
+                from,
+                site,
+                department,
+                dry_run,
+                db,
+            } => import_seed(config, &from, site, department, dry_run, db).await,
             Command::Bench { args } => Err(anyhow::Error::new(Moved::bench(&args))),
             Command::User(command) => user(config, command).await,
             Command::Retention { db } => retention(config, db).await,
@@ -376,6 +401,48 @@ async fn migrate_data(
         "point the collector at the new database: GREENOPS_DATABASE_URL={}",
         crate::settings::redact_url(&to)
     );
+    Ok(())
+}
+
+async fn import_seed(
+    config: Option<&Path>,
+    from: &str,
+    site: Option<String>,
+    department: Option<String>,
+    dry_run: bool,
+    db: DatabaseArg,
+) -> anyhow::Result<()> {
+    let settings = settings_for_store(config, db)?;
+    eprintln!(
+        "reading the original GreenOps database {}",
+        crate::settings::redact_url(from)
+    );
+    let source = crate::store::seed::SeedSource::open(from).await?;
+    let store = crate::open_migrated_store(&settings).await?;
+    let passwords = crate::auth::PasswordPool::new(1, 0);
+    let options = crate::operations::seed::ImportOptions {
+        site: site.unwrap_or_else(|| settings.compat.site.clone()),
+        department: department.unwrap_or_else(|| settings.compat.department.clone()),
+        dry_run,
+        max_clock_skew_ms: crate::settings::secs_to_ms(settings.accounting.max_clock_skew_seconds),
+    };
+    let result = crate::operations::seed::import(
+        Ctx::cli(store.as_ref(), &passwords),
+        &source,
+        &options,
+        &|line| eprintln!("{line}"),
+    )
+    .await;
+    source.close().await;
+    store.close().await;
+    let report = result.map_err(cli_error)?;
+    print!("{report}");
+    if !dry_run {
+        println!(
+            "next: turn on compat.seed_agents (site {:?}) and point the original agents at this              collector; see README, \"Migrating from the original GreenOps\"",
+            options.site
+        );
+    }
     Ok(())
 }
 

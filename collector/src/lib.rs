@@ -128,6 +128,9 @@ impl App {
         let sessions = crate::auth::SessionKeys::load(store.as_ref())
             .await
             .context("loading the session signing key")?;
+        if settings.compat.seed_agents {
+            http::compat::check_placement(store.as_ref(), &settings.compat).await?;
+        }
         let metrics = Arc::new(ProcessMetrics::new());
         let writers = match (settings.ingest.writers, store.backend()) {
             (0, Backend::Postgres) => 4,

@@ -25,6 +25,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub accounting: AccountingSettings,
     pub enrollment: EnrollmentSettings,
+    pub compat: CompatSettings,
     pub ingest: IngestSettings,
     pub metrics: MetricsSettings,
     pub telemetry: TelemetrySettings,
@@ -172,6 +173,34 @@ pub struct EnrollmentSettings {
     pub open: bool,
 }
 
+/// Agents of the original Python GreenOps (`/api/agents/*`), for a migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompatSettings {
+    /// Answer `/api/agents/register`, `/heartbeat` and `/commands` in the original wire
+    /// format. Off by default: registration needs no token, like the original's.
+    pub seed_agents: bool,
+    /// Site of machines that register that way (must exist when the collector starts).
+    pub site: String,
+    /// Department of machines that register that way.
+    pub department: String,
+    /// Registrations allowed per client IP within the window, then 429.
+    pub register_max_per_ip: i64,
+    pub register_window_seconds: u64,
+}
+
+impl Default for CompatSettings {
+    fn default() -> Self {
+        Self {
+            seed_agents: false,
+            site: "default".into(),
+            department: String::new(),
+            register_max_per_ip: 30,
+            register_window_seconds: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSettings {
@@ -315,6 +344,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             accounting: AccountingSettings::default(),
             enrollment: EnrollmentSettings::default(),
+            compat: CompatSettings::default(),
             ingest: IngestSettings::default(),
             metrics: MetricsSettings::default(),
             telemetry: TelemetrySettings::default(),
@@ -514,6 +544,19 @@ impl Settings {
                 "auth",
                 "login_max_failures and login_window_seconds must be at least 1",
             );
+        }
+        let c = &self.compat;
+        if c.register_max_per_ip < 1 || c.register_window_seconds == 0 {
+            return bad(
+                "compat",
+                "register_max_per_ip and register_window_seconds must be at least 1",
+            );
+        }
+        if let Err(e) = greenops_protocol::check_text("compat.site", &c.site, 1, 64) {
+            return bad(&e.field, &e.message);
+        }
+        if let Err(e) = greenops_protocol::check_text("compat.department", &c.department, 0, 100) {
+            return bad(&e.field, &e.message);
         }
         let r = &self.retention;
         if r.raw_days == 0
@@ -852,6 +895,17 @@ heartbeat_interval_seconds = {interval}
 # Let agents enrol without an enrollment token (into the default site).
 open = false
 
+[compat]
+# Answer agents of the original Python GreenOps (POST /api/agents/register and /heartbeat,
+# GET /api/agents/commands) during a migration. Their registration needs no token.
+seed_agents = false
+# Where machines that register that way are placed (the site must exist).
+site = "default"
+department = ""
+# Registrations per client IP within the window; more get 429.
+register_max_per_ip = {reg_max}
+register_window_seconds = {reg_window}
+
 [ingest]
 # Group commit: at most this many heartbeats per transaction...
 max_batch_heartbeats = {batch}
@@ -928,6 +982,8 @@ hourly_days = {hourly_days}
 interval_seconds = {ret_interval}
 batch_rows = {ret_batch}
 "#,
+        reg_max = d.compat.register_max_per_ip,
+        reg_window = d.compat.register_window_seconds,
         listen = d.listen,
         data_dir = d.data_dir.display(),
         max_conn = d.database.max_connections,

@@ -64,18 +64,23 @@ pub enum IdleSourceKind {
     MacosIokit,
     /// No source worked: `idle_seconds` is `null`.
     None,
+    /// An agent of the original Python GreenOps (`/api/agents/heartbeat`): it reports 0 when
+    /// its idle detection fails and guesses from CPU load on headless Linux, so its figures
+    /// are read with care.
+    SeedLegacy,
     #[serde(other)]
     Other,
 }
 
 impl IdleSourceKind {
-    pub const ALL: [IdleSourceKind; 7] = [
+    pub const ALL: [IdleSourceKind; 8] = [
         IdleSourceKind::X11Screensaver,
         IdleSourceKind::GnomeMutter,
         IdleSourceKind::Logind,
         IdleSourceKind::WindowsWts,
         IdleSourceKind::MacosIokit,
         IdleSourceKind::None,
+        IdleSourceKind::SeedLegacy,
         IdleSourceKind::Other,
     ];
 
@@ -88,6 +93,7 @@ impl IdleSourceKind {
             IdleSourceKind::WindowsWts => "windows-wts",
             IdleSourceKind::MacosIokit => "macos-iokit",
             IdleSourceKind::None => "none",
+            IdleSourceKind::SeedLegacy => "seed-legacy",
             IdleSourceKind::Other => "other",
         }
     }

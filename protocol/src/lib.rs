@@ -7,15 +7,24 @@
 mod enroll;
 mod error;
 mod heartbeat;
+mod seed;
 #[cfg(test)]
 mod testing;
 
-pub use enroll::{EnrollRequest, EnrollResponse, ValidEnrollment, normalize_mac};
+pub use enroll::{
+    EnrollRequest, EnrollResponse, MAX_HOSTNAME_CHARS, ValidEnrollment, normalize_mac,
+};
 pub use error::{ErrorBody, ErrorDetail, ValidationError, check_text};
 pub use heartbeat::{
     BodyError, Heartbeat, HeartbeatBatch, HeartbeatError, HeartbeatResponse, HeartbeatResult,
     HeartbeatStatus, IdleSourceKind, ParsedHeartbeat, Session, ValidHeartbeat,
     parse_heartbeat_body,
+};
+pub use seed::{
+    MAX_SEED_ID_BYTES, NoCommand, SEED_AGENT_VERSION, SeedCommandsResponse, SeedError,
+    SeedErrorBody, SeedHeartbeat, SeedHeartbeatResponse, SeedMachineStatus, SeedRegisterRequest,
+    SeedRegisterResponse, ValidSeedHeartbeat, ValidSeedRegistration, seed_idle_ms,
+    seed_machine_key, seed_os, seed_percent, seed_timestamp_ms,
 };
 
 /// Version of the agent ↔ collector protocol described in this crate.

@@ -773,9 +773,10 @@
     "windows-wts": "Windows console session (WTS)",
     "macos-iokit": "macOS IOKit HID idle time",
     none: "none works: idle time unknown",
+    "seed-legacy": "original GreenOps agent: 0 when its detection fails, guessed from CPU on headless Linux — read with care",
     other: "one this collector does not know (a newer agent)",
   };
-  const idleSource = (name) => (name ? h("span", { class: name === "none" ? "warn" : null, title: name }, IDLE_SOURCES[name] || name)
+  const idleSource = (name) => (name ? h("span", { class: name === "none" || name === "seed-legacy" ? "warn" : null, title: name }, IDLE_SOURCES[name] || name)
     : h("span", { class: "muted" }, "not reported by this agent"));
 
   // The history's range: a preset, or whole local days picked in the browser's calendar.

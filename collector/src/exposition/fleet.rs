@@ -148,6 +148,7 @@ impl Collector for FleetCollector {
                 ("site", m.site.as_str()),
                 ("department", m.department.as_str()),
                 ("power_profile", m.power_profile.as_str()),
+                ("idle_source", m.idle_source.map_or("", |k| k.as_str())),
             ];
             ConstGauge::new(1i64).encode(info.encode_family(&labels)?)?;
         }
@@ -386,7 +387,7 @@ mod tests {
             cpu_usage_ratio: Some(0.07),
             memory_usage_ratio: Some(0.41),
             uptime_seconds: None,
-            idle_source: None,
+            idle_source: Some(greenops_protocol::IdleSourceKind::SeedLegacy),
             retired: false,
             totals: Increment {
                 observed_ms: 120_000,
@@ -420,6 +421,7 @@ mod tests {
             memory_usage_ratio: None,
             totals: Increment::default(),
             costs: vec![],
+            idle_source: None,
             ..base.clone()
         };
         FleetSnapshot {

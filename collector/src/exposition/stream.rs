@@ -214,13 +214,14 @@ impl MachineText {
         text.push_str("greenops_machine_info{machine_id=\"");
         escape(&mut text, &m.id);
         for (key, value) in [
-            ("hostname", &m.hostname),
+            ("hostname", m.hostname.as_str()),
             ("os", &m.os),
             ("os_version", &m.os_version),
             ("agent_version", &m.agent_version),
             ("site", &m.site),
             ("department", &m.department),
             ("power_profile", &m.power_profile),
+            ("idle_source", m.idle_source.map_or("", |k| k.as_str())),
         ] {
             text.push_str("\",");
             text.push_str(key);

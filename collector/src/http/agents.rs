@@ -57,6 +57,11 @@ async fn enroll(
                 "this machine was retired by an operator and cannot re-enrol",
             ));
         }
+        Err(EnrollRefusal::UnknownSite) => {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "the enrolment's site does not exist"
+            )));
+        }
     };
     tracing::info!(
         machine_id = %enrolled.machine_id,
@@ -136,6 +141,7 @@ async fn heartbeats(
             .into_iter()
             .map(|p| Candidate {
                 seq: p.seq,
+                assign_seq: false,
                 heartbeat: p.heartbeat,
             })
             .collect(),

@@ -56,6 +56,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The sentence a client is shown (internal details never are).
+    pub(crate) fn public_message(&self) -> String {
+        self.parts().2
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             ApiError::Malformed(m) => (StatusCode::BAD_REQUEST, "malformed_request", m.clone()),

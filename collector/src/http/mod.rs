@@ -2,6 +2,7 @@
 
 mod agents;
 pub mod auth;
+pub mod compat;
 mod error;
 pub mod extract;
 pub(crate) mod machines;
@@ -80,7 +81,10 @@ pub const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let (routes, _) = api_routes().split_for_parts();
+    let (mut routes, _) = api_routes().split_for_parts();
+    if state.settings.compat.seed_agents {
+        routes = routes.merge(compat::router());
+    }
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

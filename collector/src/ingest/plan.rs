@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use greenops_protocol::ValidationError;
+use greenops_protocol::{ValidHeartbeat, ValidationError};
 
 use crate::accounting::{self, Attribution, Increment, MissingRates, Outcome, RateBook};
 use crate::store::ingest::{
@@ -41,7 +41,7 @@ impl Planner for Accountant {
 /// A machine's progress through the batch.
 struct Progress {
     cursor: accounting::Cursor,
-    last: Option<(i64, greenops_protocol::ValidHeartbeat)>,
+    last: Option<(i64, ValidHeartbeat)>,
     changed: bool,
 }
 
@@ -62,7 +62,7 @@ pub fn plan(
             outcomes.push(JobOutcome::UnknownMachine);
             continue;
         };
-        if machine.credential != job.credential {
+        if !machine.credentials.contains(&job.credential) {
             // Re-enrolled (or retired) since this request was authenticated.
             outcomes.push(JobOutcome::UnknownMachine);
             continue;
@@ -75,15 +75,22 @@ pub fn plan(
         let mut results = Vec::with_capacity(job.heartbeats.len());
         for candidate in &job.heartbeats {
             // 1. Duplicate, decided first (DESIGN §2): a replay is acknowledged whatever else.
-            if candidate
-                .seq
-                .is_some_and(|seq| seq <= state.cursor.last_seq)
+            if !candidate.assign_seq
+                && candidate
+                    .seq
+                    .is_some_and(|seq| seq <= state.cursor.last_seq)
             {
                 results.push(HeartbeatOutcome::Duplicate);
                 continue;
             }
             // 3. Invalid values (reported after the duplicate check).
             let hb = match &candidate.heartbeat {
+                // A server-given seq is the machine's next one, so these heartbeats take the
+                // same accounting path as native ones.
+                Ok(hb) if candidate.assign_seq => ValidHeartbeat {
+                    seq: state.cursor.last_seq.saturating_add(1),
+                    ..*hb
+                },
                 Ok(hb) => *hb,
                 Err(e) => {
                     results.push(HeartbeatOutcome::Rejected(

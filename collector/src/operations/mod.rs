@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod machines;
 pub mod reports;
 pub mod savings;
+pub mod seed;
 pub mod settings;
 pub mod tokens;
 pub mod users;

@@ -22,6 +22,9 @@ use crate::secrets::TokenHash;
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub seq: Option<u64>,
+    /// The server gives this heartbeat its `seq`: the next one of its machine at commit time
+    /// (agents of the original format count nothing). Such a heartbeat is never a duplicate.
+    pub assign_seq: bool,
     pub heartbeat: Result<ValidHeartbeat, ValidationError>,
 }
 
@@ -77,8 +80,10 @@ pub enum JobOutcome {
 pub struct LockedMachine {
     /// The small integer key of the usage and raw tables.
     pub num: i64,
-    /// The credential currently allowed to deliver for the machine.
-    pub credential: TokenHash,
+    /// The credentials currently allowed to deliver for the machine: one for native agents
+    /// (re-enrolment revokes the others), possibly several imported ones for a machine of
+    /// the original GreenOps, whose agents each kept the token they were given.
+    pub credentials: Vec<TokenHash>,
     pub cursor: Cursor,
     /// Every placement of the machine, sorted by `effective_from_ms`.
     pub placements: Vec<Placement>,

@@ -12,6 +12,7 @@ mod common;
 pub mod ingest;
 mod postgres;
 pub mod retention;
+pub mod seed;
 mod sqlite;
 pub mod synthetic;
 mod traits;
@@ -29,7 +30,9 @@ use crate::secrets::TokenHash;
 pub use ingest::{HeartbeatJob, JobOutcome};
 pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore, path_of as sqlite_path};
-pub use traits::{AdminObjectStore, IngestStore, OperatorStore, RatesStore, ReportStore, Store};
+pub use traits::{
+    AdminObjectStore, IngestStore, OperatorStore, RatesStore, ReportStore, SeedStore, Store,
+};
 
 /// Which backend a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +131,17 @@ impl NewEnrollmentToken {
 }
 
 /// How an enrolment is authorised.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum EnrollAuth {
     /// With an enrollment token (its hash).
     Token(TokenHash),
     /// Open enrolment, turned on by the operator: default site, no department.
     Open,
+    /// Placed by the collector's configuration, without a token: agents of the original
+    /// GreenOps registering through the compatibility endpoint (`compat.site`,
+    /// `compat.department`), and machines of an import. Such machines are marked
+    /// `idle_source = seed-legacy` from the start.
+    Placed { site: String, department: String },
 }
 
 /// Everything needed to enrol or re-enrol a machine.
@@ -154,6 +162,8 @@ pub enum EnrollRefusal {
     InvalidToken,
     /// The machine was retired by an operator; it cannot come back by itself.
     MachineRetired,
+    /// The site of a [`EnrollAuth::Placed`] enrolment does not exist (any more).
+    UnknownSite,
 }
 
 /// A machine that holds a fresh credential.

@@ -13,6 +13,7 @@ use super::admin::{
 };
 use super::ingest::{HeartbeatStorage, Planner, RateBookCache};
 use super::retention::{Rollup, RollupBatch};
+use super::seed::SeedImport;
 use super::{
     AuditEntry, Backend, CostTotal, EnrollCommand, EnrollRefusal, EnrolledMachine, FleetChanges,
     FleetCursor, FleetSnapshot, HeartbeatJob, JobOutcome, NewEnrollmentToken, Role, StoreError,
@@ -25,7 +26,15 @@ use crate::secrets::TokenHash;
 /// The persistence contract shared by every backend.
 #[async_trait]
 pub trait Store:
-    IngestStore + OperatorStore + AdminObjectStore + RatesStore + ReportStore + Send + Sync + fmt::Debug
+    IngestStore
+    + OperatorStore
+    + AdminObjectStore
+    + RatesStore
+    + ReportStore
+    + SeedStore
+    + Send
+    + Sync
+    + fmt::Debug
 {
     fn backend(&self) -> Backend;
 
@@ -319,4 +328,43 @@ pub trait ReportStore: Send + Sync {
         before_ms: i64,
         limit: i64,
     ) -> Result<RollupBatch, StoreError>;
+}
+
+/// What `greenops import-seed` needs besides enrolment and ingest: which original machines it
+/// brought over, and the credentials of those machines (see `store::seed`).
+#[async_trait]
+pub trait SeedStore: Send + Sync {
+    /// The import of the original machine `seed_id`, if one was started.
+    async fn seed_import(&self, seed_id: &str) -> Result<Option<SeedImport>, StoreError>;
+
+    /// The id of the machine with `machine_key`, if there is one (retired ones included).
+    async fn machine_id_by_key(&self, machine_key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records that the original machine `seed_id` is being imported as `machine_id` (before
+    /// the machine is written, so an import stopped in between resumes it).
+    async fn start_seed_import(
+        &self,
+        seed_id: &str,
+        machine_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Adds an active credential to a machine (the import's own, to deliver its history).
+    async fn add_credential(
+        &self,
+        machine_id: &str,
+        hash: &TokenHash,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Ends the import of `seed_id`, in one transaction: revokes every credential the import
+    /// used for `machine_id`, gives it the original's active `tokens` (so its agents keep
+    /// theirs; hashes already stored are left alone) and marks the import finished.
+    async fn finish_seed_import(
+        &self,
+        seed_id: &str,
+        machine_id: &str,
+        tokens: &[TokenHash],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 }

@@ -180,6 +180,16 @@ const TABLES: &[Table] = &[
         order: "id",
     },
     Table {
+        name: "seed_imports",
+        columns: &[
+            ("seed_id", Kind::Text),
+            ("machine_id", Kind::Text),
+            ("started_at_ms", Int),
+            ("finished_at_ms", OptInt),
+        ],
+        order: "seed_id",
+    },
+    Table {
         name: "machine_placements",
         columns: &[
             ("machine_id", Kind::Text),

@@ -53,6 +53,7 @@ fn job(
             .iter()
             .map(|b| Candidate {
                 seq: Some(b.seq),
+                assign_seq: false,
                 heartbeat: Ok(*b),
             })
             .collect(),

@@ -57,6 +57,7 @@ mod remote_write;
 mod reports;
 mod retention;
 mod savings;
+mod seed;
 mod settings_api;
 mod simulation;
 mod sites;

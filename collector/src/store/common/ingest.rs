@@ -59,7 +59,7 @@ where
     for<'q> String: Type<DB> + Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let (site_id, department, token_id) = match cmd.auth {
+    let (site_id, department, token_id) = match &cmd.auth {
         EnrollAuth::Token(hash) => {
             let grant: Option<Grant> = sqlx::query_as(sql.usable_token)
                 .bind(hash.as_bytes())
@@ -78,6 +78,16 @@ where
             .fetch_one(&mut *tx)
             .await?;
             (id, String::new(), None)
+        }
+        EnrollAuth::Placed { site, department } => {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM sites WHERE name = $1")
+                .bind(site.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(id) = id else {
+                return Ok(Err(EnrollRefusal::UnknownSite));
+            };
+            (id, department.clone(), None)
         }
     };
     let m = &cmd.machine;
@@ -172,6 +182,14 @@ where
     .bind(cmd.now_ms)
     .execute(&mut *tx)
     .await?;
+    if matches!(cmd.auth, EnrollAuth::Placed { .. }) {
+        // Shown before the first heartbeat, which says so again.
+        sqlx::query("UPDATE machines SET last_idle_source = $2 WHERE id = $1")
+            .bind(machine_id.as_str())
+            .bind(greenops_protocol::IdleSourceKind::SeedLegacy.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
     if let Some(id) = token_id {
         sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
             .bind(id)
@@ -296,25 +314,32 @@ pub(crate) fn assemble_locked(
             profile_id: p.power_profile_id,
         });
     }
-    rows.into_iter()
-        .filter_map(|row| {
-            let credential = hash_from_db(&row.token_hash)?;
-            let mut list = placements.remove(&row.id).unwrap_or_default();
-            list.sort_by_key(|p| p.effective_from_ms);
-            Some((
-                row.id,
-                LockedMachine {
-                    num: row.num,
-                    credential,
-                    cursor: Cursor {
-                        last_seq: u64::try_from(row.last_seq).unwrap_or(0),
-                        hw_ms: row.last_sent_at_ms,
-                    },
-                    placements: list,
+    let mut locked: HashMap<String, LockedMachine> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let Some(credential) = hash_from_db(&row.token_hash) else {
+            continue;
+        };
+        // One row per active credential of the machine.
+        if let Some(machine) = locked.get_mut(&row.id) {
+            machine.credentials.push(credential);
+            continue;
+        }
+        let mut list = placements.remove(&row.id).unwrap_or_default();
+        list.sort_by_key(|p| p.effective_from_ms);
+        locked.insert(
+            row.id,
+            LockedMachine {
+                num: row.num,
+                credentials: vec![credential],
+                cursor: Cursor {
+                    last_seq: u64::try_from(row.last_seq).unwrap_or(0),
+                    hw_ms: row.last_sent_at_ms,
                 },
-            ))
-        })
-        .collect()
+                placements: list,
+            },
+        );
+    }
+    locked
 }
 
 /// A machine's totals in one placement and currency.
