@@ -83,19 +83,32 @@ pub async fn run(
 ) -> anyhow::Result<LoadResult> {
     let connections = connections.clamp(1, machines.len().max(1));
     let machines = Arc::new(machines);
-    let started = Instant::now();
+    // Every connection is open before the clock starts: connecting hundreds of sockets at
+    // once would otherwise count as the first requests' latency.
+    let ready = Arc::new(tokio::sync::Barrier::new(connections + 1));
+    let (start_tx, start_rx) = tokio::sync::watch::channel(None::<Instant>);
     let mut tasks = Vec::with_capacity(connections);
     for c in 0..connections {
         let machines = machines.clone();
         let path = path.to_string();
+        let ready = ready.clone();
+        let mut start_rx = start_rx.clone();
         tasks.push(tokio::spawn(async move {
+            let sender = connect(addr).await;
+            ready.wait().await;
+            let sender = sender?;
+            let started = *start_rx
+                .wait_for(Option::is_some)
+                .await
+                .context("the load never started")?;
             connection(
+                sender,
                 addr,
                 &path,
                 &machines,
                 c,
                 connections,
-                started,
+                started.unwrap_or_else(Instant::now),
                 duration,
                 rate,
                 base_ms,
@@ -103,6 +116,9 @@ pub async fn run(
             .await
         }));
     }
+    ready.wait().await;
+    let started = Instant::now();
+    let _ = start_tx.send(Some(started));
     let mut total = LoadResult {
         acked_seq: vec![0; machines.len()],
         ..LoadResult::default()
@@ -127,6 +143,7 @@ pub async fn run(
 
 #[allow(clippy::too_many_arguments)]
 async fn connection(
+    mut sender: Sender,
     addr: SocketAddr,
     path: &str,
     machines: &[LoadMachine],
@@ -151,13 +168,14 @@ async fn connection(
         .map(|&i| format!("Bearer {}", machines[i].token))
         .collect();
     let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r));
-    let mut sender = connect(addr).await?;
     let mut k = 0usize;
     let mut sent = 0u64;
     loop {
         let scheduled = match interval {
             Some(every) => {
-                let at = started + every.mul_f64(sent as f64);
+                // Connections are staggered over one interval, so the requests arrive
+                // evenly instead of in bursts of one per connection.
+                let at = started + every.mul_f64(sent as f64 + c as f64 / connections as f64);
                 if at > Instant::now() {
                     tokio::time::sleep_until(at.into()).await;
                 }
