@@ -2,6 +2,7 @@
 //! HTTP router; `main.rs` only parses the command line and calls in here.
 
 pub mod accounting;
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod clock;
