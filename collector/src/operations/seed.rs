@@ -100,6 +100,13 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// One skip line per refusal reason of a machine's heartbeats.
+    fn skip_refused(&mut self, machine_id: &str, refused: BTreeMap<String, u64>) {
+        for (reason, rows) in refused {
+            self.skip(format!("heartbeats of machine {machine_id}"), reason, rows);
+        }
+    }
+
     fn skip(&mut self, what: impl Into<String>, reason: impl Into<String>, rows: u64) {
         self.skipped.push(Skipped {
             what: what.into(),
@@ -443,13 +450,7 @@ async fn check_history(
             }
         }
     }
-    for (reason, rows) in refused {
-        report.skip(
-            format!("heartbeats of machine {}", machine.id),
-            reason,
-            rows,
-        );
-    }
+    report.skip_refused(&machine.id, refused);
     Ok(())
 }
 
@@ -533,13 +534,7 @@ async fn deliver_history(
             ));
         }
     }
-    for (reason, rows) in refused {
-        report.skip(
-            format!("heartbeats of machine {}", machine.id),
-            reason,
-            rows,
-        );
-    }
+    report.skip_refused(&machine.id, refused);
     Ok(())
 }
 
