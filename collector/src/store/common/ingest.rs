@@ -244,6 +244,30 @@ where
     Ok(hashes.iter().filter_map(|h| hash_from_db(h)).collect())
 }
 
+/// Revokes every active credential of a machine (retiring it; an import handing it the
+/// original system's tokens).
+pub(crate) async fn revoke_credentials<DB>(
+    conn: &mut DB::Connection,
+    machine_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB>,
+    for<'q> &'q str: Type<DB> + Encode<'q, DB>,
+{
+    sqlx::query(
+        "UPDATE agent_credentials SET revoked_at_ms = $1
+         WHERE machine_id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(machine_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Retires a machine: revokes its credentials and hides it.
 pub(crate) async fn retire_machine<DB>(
     pool: &Pool<DB>,
@@ -264,14 +288,7 @@ where
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE agent_credentials SET revoked_at_ms = $1
-         WHERE machine_id = $2 AND revoked_at_ms IS NULL",
-    )
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    revoke_credentials::<DB>(&mut tx, id, now_ms).await?;
     tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }

@@ -100,14 +100,7 @@ where
         let mut tx = self.pool().begin().await?;
         // Until now only the import delivered for this machine: every active credential is
         // one of its own.
-        sqlx::query(
-            "UPDATE agent_credentials SET revoked_at_ms = $2
-             WHERE machine_id = $1 AND revoked_at_ms IS NULL",
-        )
-        .bind(machine_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        super::ingest::revoke_credentials::<DB>(&mut tx, machine_id, now_ms).await?;
         for hash in tokens {
             sqlx::query(
                 "INSERT INTO agent_credentials (token_hash, machine_id, created_at_ms)
