@@ -429,7 +429,7 @@ where
     };
     // The changed machine rows first (the one pass over `machines`), then the totals rows of
     // just those machines, found by primary key.
-    let mut rows: Vec<SnapshotRow> = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(format!(
+    let mut rows = sqlx::query_as::<_, SnapshotRow>(sqlx::AssertSqlSafe(format!(
         "SELECT m.id, m.hostname, m.os, m.os_version, m.agent_version, s.name AS site,
                 m.department, p.name AS power_profile, m.retired_at_ms,
                 m.last_received_at_ms, m.last_idle_ms, m.last_session, m.last_cpu_ratio,
