@@ -56,6 +56,15 @@ pub const SEED_SCHEMA: &[(&str, &[&str])] = &[
 pub enum SeedSourceError {
     #[error("cannot read the original database: {0}")]
     Store(#[from] StoreError),
+    /// `--from` is not a PostgreSQL URL.
+    #[error("--from must be a postgres:// URL of the original GreenOps database ({0})")]
+    Url(String),
+    /// The original database does not answer.
+    #[error(
+        "cannot connect to the original database {url}: {reason}. Check that its PostgreSQL \
+         is running and reachable from here, and the user, password and database name in --from"
+    )]
+    Unreachable { url: String, reason: String },
     /// Not the original GreenOps schema: what is missing.
     #[error(
         "the source database does not have the schema of the original GreenOps ({0}); \
@@ -136,13 +145,19 @@ impl SeedSource {
     /// Connects and checks the schema: every table and column of [`SEED_SCHEMA`] must exist.
     pub async fn open(url: &str) -> Result<Self, SeedSourceError> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(SeedSourceError::Schema(
-                "--from must be a postgres:// URL of the original database".into(),
+            return Err(SeedSourceError::Url(
+                "it names another kind of database".into(),
             ));
         }
         let options: PgConnectOptions = url
             .parse()
-            .map_err(|e| SeedSourceError::Schema(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| SeedSourceError::Url(format!("invalid: {e}")))?;
+        crate::store::check_reachable(url, std::time::Duration::from_secs(5))
+            .await
+            .map_err(|reason| SeedSourceError::Unreachable {
+                url: crate::settings::redact_url(url),
+                reason,
+            })?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .connect_with(options.application_name("greenops-import-seed"))

@@ -642,3 +642,34 @@ async fn an_unrecognised_schema_fails_with_a_message() {
         "{stderr}"
     );
 }
+
+/// `--from` that is no PostgreSQL URL, or a database that does not answer: said plainly, with
+/// the URL's password redacted and what to check, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_or_unreachable_source_is_said_plainly() {
+    let Some(target) = fresh_database_of(Db::Sqlite).await else {
+        return;
+    };
+    for (from, expected) in [
+        ("sqlite://./original.db", "--from must be a postgres:// URL"),
+        (
+            "postgres://seed:s3cret@127.0.0.1:1/greenops",
+            "cannot connect to the original database postgres://seed:***@127.0.0.1:1/greenops",
+        ),
+    ] {
+        let target = target.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_greenops"))
+                .args(["import-seed", "--from", from, "--database-url", &target])
+                .env_remove("GREENOPS_CONFIG")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}
