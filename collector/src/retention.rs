@@ -63,24 +63,50 @@ pub async fn run_once(
     Ok(report)
 }
 
-/// Runs [`run_once`] a minute after start, then every `interval_seconds`.
+/// How often the what-if rollup is brought up to date between what-if questions (each
+/// question also brings it up to date first, so this only bounds the work a question waits for).
+const SAVINGS_EVERY: Duration = Duration::from_secs(300);
+
+/// Runs [`run_once`] a minute after start, then every `interval_seconds`; and brings the
+/// what-if rollup up to date every five minutes (before retention deletes what it reads).
 pub fn spawn(store: Arc<dyn Store>, settings: RetentionSettings) -> JoinHandle<()> {
     tokio::spawn(async move {
         let first = Duration::from_secs(60.min(settings.interval_seconds));
         tokio::time::sleep(first).await;
+        let every = Duration::from_secs(settings.interval_seconds);
+        let mut retention_due = tokio::time::Instant::now();
         loop {
-            match run_once(store.as_ref(), &settings, crate::clock::now_ms()).await {
-                Ok(r) if r.heartbeats_rolled + r.hours_rolled > 0 => tracing::info!(
-                    heartbeats = r.heartbeats_rolled,
-                    hours = r.hours_rolled,
-                    "retention: old raw heartbeats deleted and old hours rolled up into days"
+            let now = crate::clock::now_ms();
+            match crate::operations::savings::bring_up_to_date(
+                store.as_ref(),
+                settings.raw_days,
+                now,
+            )
+            .await
+            {
+                Ok(c) if c.intervals > 0 => tracing::debug!(
+                    intervals = c.intervals,
+                    batches = c.batches,
+                    "what-if rollup brought up to date"
                 ),
                 Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed; retrying next interval")
-                }
+                Err(e) => tracing::warn!(error = %e, "what-if rollup failed; retrying later"),
             }
-            tokio::time::sleep(Duration::from_secs(settings.interval_seconds)).await;
+            if tokio::time::Instant::now() >= retention_due {
+                match run_once(store.as_ref(), &settings, crate::clock::now_ms()).await {
+                    Ok(r) if r.heartbeats_rolled + r.hours_rolled > 0 => tracing::info!(
+                        heartbeats = r.heartbeats_rolled,
+                        hours = r.hours_rolled,
+                        "retention: old raw heartbeats deleted and old hours rolled up into days"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention pass failed; retrying next interval")
+                    }
+                }
+                retention_due = tokio::time::Instant::now() + every;
+            }
+            tokio::time::sleep(SAVINGS_EVERY.min(every)).await;
         }
     })
 }

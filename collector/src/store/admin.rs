@@ -189,11 +189,32 @@ pub struct ReportRow {
     pub totals: Increment,
 }
 
-/// What a what-if computation reads of one machine: its placements (ids, as the accounting
-/// uses them) and its recorded observed intervals idle past a limit, ordered by end.
+/// What one batch of the what-if rollup did: machines brought forward, intervals added, and
+/// whether some machine still has raw heartbeats past this batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavingsBatch {
+    pub machines: u64,
+    pub intervals: u64,
+    pub more: bool,
+}
+
+/// What one batch of the what-if rollup computes: each interval of a machine (its number,
+/// placements, and the previous interval it may continue) added to the tally.
+pub type SavingsCompute<'a> = dyn FnMut(
+        i64,
+        &[crate::accounting::rates::Placement],
+        Option<crate::accounting::savings::Before>,
+        &crate::accounting::savings::Interval,
+        &mut crate::accounting::savings::Tally,
+    ) -> Result<(), String>
+    + Send
+    + 'a;
+
+/// What a what-if reads of the rollup for its window and N (see `accounting::savings`), and
+/// every department any placement has named (to check a scope).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SavingsMachine {
-    pub id: String,
-    pub placements: Vec<crate::accounting::rates::Placement>,
-    pub intervals: Vec<crate::accounting::savings::Interval>,
+pub struct SavingsRows {
+    pub shares: Vec<crate::accounting::savings::ShareRow>,
+    pub reach: Vec<crate::accounting::savings::ReachRow>,
+    pub departments: std::collections::BTreeSet<String>,
 }

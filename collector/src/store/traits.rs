@@ -309,17 +309,24 @@ pub trait ReportStore: Send + Sync {
     /// Money totals of one machine per currency.
     async fn machine_costs(&self, id: &str) -> Result<Vec<CostTotal>, StoreError>;
 
-    /// The raw observed intervals idle longer than `min_idle_ms` that overlap
-    /// `[from_ms, to_ms)`, handed to `each` one machine at a time (with its placements), so
-    /// memory holds one machine's intervals, not the window's. Answers every department any
-    /// placement has named (to check a scope).
-    async fn savings_inputs(
+    /// One batch of the what-if rollup: raw heartbeats of machines not yet rolled up (none
+    /// before `floor_ms`, at most `span_ms` of `sent_at` past the oldest cursor) handed to
+    /// `compute` in order, its tally added to the stored hours and the cursors moved — all in
+    /// one transaction, one collector at a time.
+    async fn roll_up_savings(
         &self,
-        from_ms: i64,
-        to_ms: i64,
-        min_idle_ms: i64,
-        each: &mut (dyn FnMut(crate::store::admin::SavingsMachine) + Send),
-    ) -> Result<std::collections::BTreeSet<String>, StoreError>;
+        floor_ms: i64,
+        span_ms: i64,
+        compute: &mut crate::store::admin::SavingsCompute<'_>,
+    ) -> Result<crate::store::admin::SavingsBatch, StoreError>;
+
+    /// The rollup rows of the hours `[from_hour, to_hour)` for "sleep after `n` minutes".
+    async fn savings_rows(
+        &self,
+        from_hour: i64,
+        to_hour: i64,
+        n: i64,
+    ) -> Result<crate::store::admin::SavingsRows, StoreError>;
 
     /// Moves up to `limit` rows older than `before_ms` one level coarser.
     async fn roll_up(

@@ -16,6 +16,7 @@ pub(crate) mod ingest;
 pub(crate) mod operators;
 pub(crate) mod rates;
 pub(crate) mod reports;
+pub(crate) mod savings;
 pub(crate) mod seed;
 pub(crate) mod upgrade;
 

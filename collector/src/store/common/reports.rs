@@ -171,6 +171,8 @@ where
         .bind(limit)
         .execute(&mut *tx)
         .await?;
+        // The what-if rollup of those hours goes with them.
+        super::savings::forget(&mut tx, before_ms).await?;
         tx.commit().await?;
         return Ok(RollupBatch {
             moved: done.rows_affected(),
@@ -293,113 +295,4 @@ where
         buckets: sums.len() as u64,
         ran: true,
     })
-}
-
-/// See [`ReportStore::savings_inputs`](crate::store::ReportStore::savings_inputs). The
-/// placements are read first (one row per placement of any machine), then the intervals are
-/// streamed in machine order; only those idle past the limit are read. `observed_ms` is an
-/// `INTEGER`, so an interval ending after `to + i32::MAX` cannot reach into the window (that
-/// bound lets the BRIN index help).
-pub(crate) async fn savings_inputs<DB>(
-    pool: &Pool<DB>,
-    from_ms: i64,
-    to_ms: i64,
-    min_idle_ms: i64,
-    each: &mut (dyn FnMut(crate::store::admin::SavingsMachine) + Send),
-) -> Result<std::collections::BTreeSet<String>, StoreError>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> &'q str: ColumnIndex<DB::Row>,
-    for<'q> String: Type<DB> + Decode<'q, DB>,
-{
-    use std::collections::HashMap;
-
-    use crate::accounting::rates::Placement;
-    use crate::accounting::savings::Interval;
-    use crate::store::admin::SavingsMachine;
-
-    #[derive(sqlx::FromRow)]
-    struct PlacementRow {
-        num: i64,
-        id: String,
-        effective_from_ms: i64,
-        site_id: i64,
-        department: String,
-        profile_id: i64,
-    }
-    #[derive(sqlx::FromRow)]
-    struct IntervalRow {
-        num: i64,
-        end_ms: i64,
-        observed_ms: i64,
-        idle_ms: i64,
-    }
-    let mut conn = pool.acquire().await?;
-    let rows: Vec<PlacementRow> = sqlx::query_as(
-        "SELECT CAST(m.num AS BIGINT) AS num, m.id AS id, p.effective_from_ms AS effective_from_ms,
-                p.site_id AS site_id, p.department AS department, p.power_profile_id AS profile_id
-         FROM machine_placements p JOIN machines m ON m.id = p.machine_id
-         ORDER BY m.num, p.effective_from_ms",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut departments = std::collections::BTreeSet::new();
-    let mut placements: HashMap<i64, (String, Vec<Placement>)> = HashMap::new();
-    for p in rows {
-        departments.insert(p.department.clone());
-        let entry = placements
-            .entry(p.num)
-            .or_insert_with(|| (p.id.clone(), Vec::new()));
-        entry.1.push(Placement {
-            effective_from_ms: p.effective_from_ms,
-            site_id: p.site_id,
-            department: p.department,
-            profile_id: p.profile_id,
-        });
-    }
-    let mut current: Option<(i64, Vec<Interval>)> = None;
-    // Rows come in machine order: each machine is handed over once, so its placements move.
-    let mut hand_over = |num: i64, intervals: Vec<Interval>| {
-        if let Some((id, placements)) = placements.remove(&num) {
-            each(SavingsMachine {
-                id,
-                placements,
-                intervals,
-            });
-        }
-    };
-    let mut stream = sqlx::query_as::<_, IntervalRow>(
-        "SELECT CAST(machine AS BIGINT) AS num, sent_at_ms AS end_ms,
-                CAST(observed_ms AS BIGINT) AS observed_ms, CAST(idle_ms AS BIGINT) AS idle_ms
-         FROM heartbeats
-         WHERE sent_at_ms > $1 AND sent_at_ms < $2 + 2147483647
-           AND sent_at_ms - observed_ms < $2 AND observed_ms > 0 AND idle_ms > $3
-         ORDER BY machine, sent_at_ms",
-    )
-    .bind(from_ms)
-    .bind(to_ms)
-    .bind(min_idle_ms)
-    .fetch(&mut *conn);
-    while let Some(row) = stream.try_next().await? {
-        let interval = Interval {
-            end_ms: row.end_ms,
-            observed_ms: row.observed_ms,
-            idle_ms: row.idle_ms,
-        };
-        match &mut current {
-            Some((num, intervals)) if *num == row.num => intervals.push(interval),
-            _ => {
-                if let Some((num, intervals)) = current.take() {
-                    hand_over(num, intervals);
-                }
-                current = Some((row.num, vec![interval]));
-            }
-        }
-    }
-    if let Some((num, intervals)) = current.take() {
-        hand_over(num, intervals);
-    }
-    Ok(departments)
 }

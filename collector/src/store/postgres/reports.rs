@@ -26,15 +26,25 @@ impl ReportStore for PostgresStore {
         shared::machine_costs(&self.pool, id).await
     }
 
-    #[tracing::instrument(name = "store.savings_inputs", skip_all, fields(backend = "postgres"))]
-    async fn savings_inputs(
+    #[tracing::instrument(name = "store.roll_up_savings", skip_all, fields(backend = "postgres"))]
+    async fn roll_up_savings(
         &self,
-        from_ms: i64,
-        to_ms: i64,
-        min_idle_ms: i64,
-        each: &mut (dyn FnMut(crate::store::admin::SavingsMachine) + Send),
-    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        shared::savings_inputs(&self.pool, from_ms, to_ms, min_idle_ms, each).await
+        floor_ms: i64,
+        span_ms: i64,
+        compute: &mut crate::store::admin::SavingsCompute<'_>,
+    ) -> Result<crate::store::admin::SavingsBatch, StoreError> {
+        crate::store::common::savings::roll_up(&self.pool, Some("SELECT pg_advisory_xact_lock(7310454)"), floor_ms, span_ms, compute)
+            .await
+    }
+
+    #[tracing::instrument(name = "store.savings_rows", skip_all, fields(backend = "postgres"))]
+    async fn savings_rows(
+        &self,
+        from_hour: i64,
+        to_hour: i64,
+        n: i64,
+    ) -> Result<crate::store::admin::SavingsRows, StoreError> {
+        crate::store::common::savings::rows(&self.pool, from_hour, to_hour, n, true).await
     }
 
     #[tracing::instrument(name = "store.roll_up", skip_all, fields(backend = "postgres"))]
