@@ -163,7 +163,11 @@ impl State {
     }
 }
 
-pub(super) fn state_at(at_ms: i64, placements: &[Placement], book: &RateBook) -> Result<State, MissingRates> {
+pub(super) fn state_at(
+    at_ms: i64,
+    placements: &[Placement],
+    book: &RateBook,
+) -> Result<State, MissingRates> {
     let placement =
         in_force(placements, at_ms).ok_or_else(|| MissingRates("a placement".into()))?;
     let site = book

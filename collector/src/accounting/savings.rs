@@ -158,9 +158,8 @@ impl Policy {
         let mut considered = false;
         let mut previous: Option<&Interval> = None;
         for iv in intervals {
-            let before = previous.filter(|p| {
-                p.end_ms == iv.start_ms() && p.idle_ms > self.sleep_after_ms
-            });
+            let before =
+                previous.filter(|p| p.end_ms == iv.start_ms() && p.idle_ms > self.sleep_after_ms);
             previous = Some(iv);
             if iv.end_ms < self.from_ms || iv.end_ms >= self.to_ms {
                 continue;
@@ -383,7 +382,9 @@ impl Tally {
         }
         // Sleeps: where each stretch could begin counted sleep, and what came before it.
         let prior = match before {
-            Some(p) if p.end_ms == start => Some((p.idle_ms, state_at(p.end_ms - 1, placements, book)?)),
+            Some(p) if p.end_ms == start => {
+                Some((p.idle_ms, state_at(p.end_ms - 1, placements, book)?))
+            }
             _ => None,
         };
         for (k, (a, b, state)) in pieces.iter().enumerate() {
@@ -464,10 +465,15 @@ impl Tally {
     pub fn rows(&self, from_hour: i64, to_hour: i64, n: i64) -> (Vec<ShareRow>, Vec<ReachRow>) {
         let mut shares: BTreeMap<(i64, String, String, bool, i16), Share> = BTreeMap::new();
         for (k, s) in &self.shares {
-            if k.hour_ms >= from_hour && k.hour_ms < to_hour && selects(k.kind, i64::from(k.n), n)
-            {
+            if k.hour_ms >= from_hour && k.hour_ms < to_hour && selects(k.kind, i64::from(k.n), n) {
                 shares
-                    .entry((k.site_id, k.department.clone(), k.currency.clone(), k.after_hours, k.kind))
+                    .entry((
+                        k.site_id,
+                        k.department.clone(),
+                        k.currency.clone(),
+                        k.after_hours,
+                        k.kind,
+                    ))
                     .or_default()
                     .add(s);
             }
@@ -484,14 +490,16 @@ impl Tally {
         (
             shares
                 .into_iter()
-                .map(|((site_id, department, currency, after_hours, kind), share)| ShareRow {
-                    site_id,
-                    department,
-                    currency,
-                    after_hours,
-                    kind,
-                    share,
-                })
+                .map(
+                    |((site_id, department, currency, after_hours, kind), share)| ShareRow {
+                        site_id,
+                        department,
+                        currency,
+                        after_hours,
+                        kind,
+                        share,
+                    },
+                )
                 .collect(),
             reach
                 .into_iter()
@@ -575,7 +583,12 @@ impl Policy {
                 currency: row.currency.clone(),
             };
             if row.kind < kind::SLEEPS {
-                savings.groups.entry(key).or_default().saved.add(&row.share.saved);
+                savings
+                    .groups
+                    .entry(key)
+                    .or_default()
+                    .saved
+                    .add(&row.share.saved);
                 continue;
             }
             let class = row.kind - kind::SLEEPS;

@@ -1190,8 +1190,16 @@ fn tally_of(
 ) {
     let mut before: Option<savings::Before> = None;
     let mut parts = (savings::Tally::default(), savings::Tally::default());
-    for (i, iv) in intervals.iter().filter(|iv| iv.idle_ms > 60_000).enumerate() {
-        let part = if i < split { &mut parts.0 } else { &mut parts.1 };
+    for (i, iv) in intervals
+        .iter()
+        .filter(|iv| iv.idle_ms > 60_000)
+        .enumerate()
+    {
+        let part = if i < split {
+            &mut parts.0
+        } else {
+            &mut parts.1
+        };
         part.add(machine, iv, before, placements, book)
             .unwrap_or_else(|e| panic!("{e}"));
         before = Some(savings::Before {

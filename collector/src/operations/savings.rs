@@ -42,11 +42,13 @@ pub async fn bring_up_to_date(
     raw_days: u64,
     now_ms: i64,
 ) -> Result<Caught, OpError> {
-    let floor = hour_of(now_ms.saturating_sub(
-        i64::try_from(raw_days)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(DAY_MS),
-    ));
+    let floor = hour_of(
+        now_ms.saturating_sub(
+            i64::try_from(raw_days)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(DAY_MS),
+        ),
+    );
     let book = store.rate_book().await?;
     let mut caught = Caught::default();
     let mut span = FIRST_SPAN_MS;

@@ -1,6 +1,6 @@
 //! Synthetic raw history for benchmarks (`greenops-bench what-if`): rows written straight into
 //! the `heartbeats` table of every live machine, without accounting — only what reads raw
-//! heartbeats (the what-if savings) may be measured on them. PostgreSQL only.
+//! heartbeats (the what-if rollup and savings) may be measured on them. PostgreSQL only.
 
 use sqlx::postgres::PgPoolOptions;
 
@@ -51,6 +51,14 @@ pub async fn fill_raw_heartbeats(
         ));
         start = end;
     }
+    // The high-water mark the what-if rollup reads to find machines with new heartbeats.
+    sqlx::query(
+        "UPDATE machines SET last_sent_at_ms = GREATEST(COALESCE(last_sent_at_ms, $1), $1)
+         WHERE retired_at_ms IS NULL",
+    )
+    .bind(from_ms + (count - 1) * interval_ms)
+    .execute(&pool)
+    .await?;
     sqlx::query("ANALYZE heartbeats").execute(&pool).await?;
     pool.close().await;
     Ok(written)

@@ -243,6 +243,35 @@ async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
         (Some(1), Some(1))
     );
 
+    // Heartbeats arriving after a question are in the next answer (the rollup catches up):
+    // A stays idle three more minutes, still exactly the stored figures.
+    for i in 21..=23u64 {
+        app.send(
+            &agent_a,
+            &hb(
+                i + 1,
+                t + Duration::from_secs(60 * i),
+                Some(60.0 * i as f64),
+            ),
+        )
+        .await;
+    }
+    let rows = csv_rows(&csv("machine").await);
+    let again = what_if(&app, &viewer, &format!("sleep_after_minutes=5&{window}")).await;
+    assert_eq!(
+        dec(again["slept_seconds"].as_str().unwrap()),
+        sum(&rows, "idle_seconds")
+    );
+    assert_eq!(
+        dec(again["costs"]["USD"].as_str().unwrap()),
+        sum(&rows, "avoidable_cost")
+    );
+    assert_eq!(
+        dec(again["slept_seconds"].as_str().unwrap()),
+        dec(at["slept_seconds"].as_str().unwrap()) + Decimal::from(180)
+    );
+    assert_eq!(again["sleeps"], at["sleeps"]);
+
     // Bad day counts for the daily series.
     for days in ["0", "367", "seven", "-1", "1.5"] {
         let res = call(

@@ -18,7 +18,6 @@ use crate::store::admin::{SavingsBatch, SavingsCompute as Compute, SavingsRows};
 /// Rows per multi-row `INSERT` (SQLite allows 32 766 bound values).
 const INSERT_CHUNK: usize = 1_000;
 
-
 #[derive(sqlx::FromRow)]
 struct Dirty {
     machine: i64,
@@ -100,7 +99,9 @@ where
 {
     let mut tx = pool.begin_with(DB::BEGIN_WRITE).await?;
     if let Some(lock) = lock {
-        sqlx::query(sqlx::AssertSqlSafe(lock)).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(lock))
+            .execute(&mut *tx)
+            .await?;
     }
     let dirty: Vec<Dirty> = sqlx::query_as(
         "SELECT CAST(m.num AS BIGINT) AS machine, m.last_sent_at_ms AS last_sent_at_ms,
@@ -148,10 +149,10 @@ where
     let mut last: HashMap<i64, Option<Before>> = machines
         .iter()
         .map(|(num, (d, _))| {
-            let before = d.last_end_ms.zip(d.last_idle_ms).map(|(end_ms, idle_ms)| Before {
-                end_ms,
-                idle_ms,
-            });
+            let before = d
+                .last_end_ms
+                .zip(d.last_idle_ms)
+                .map(|(end_ms, idle_ms)| Before { end_ms, idle_ms });
             (*num, before)
         })
         .collect();
@@ -270,10 +271,11 @@ where
                 },
             );
         }
-        let rows: Vec<ReachDbRow> = sqlx::query_as("SELECT * FROM savings_reach WHERE hour_ms = $1")
-            .bind(*hour)
-            .fetch_all(&mut **tx)
-            .await?;
+        let rows: Vec<ReachDbRow> =
+            sqlx::query_as("SELECT * FROM savings_reach WHERE hour_ms = $1")
+                .bind(*hour)
+                .fetch_all(&mut **tx)
+                .await?;
         for r in rows {
             stored.reach.insert(
                 ReachKey {
@@ -289,10 +291,12 @@ where
             );
         }
         for table in ["savings_hours", "savings_reach"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE hour_ms = $1")))
-                .bind(*hour)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE hour_ms = $1"
+            )))
+            .bind(*hour)
+            .execute(&mut **tx)
+            .await?;
         }
     }
     tally.merge(stored);
@@ -447,14 +451,16 @@ where
     Ok(SavingsRows {
         shares: shares
             .into_iter()
-            .map(|((site_id, department, currency, after_hours, kind), share)| ShareRow {
-                site_id,
-                department,
-                currency,
-                after_hours,
-                kind,
-                share,
-            })
+            .map(
+                |((site_id, department, currency, after_hours, kind), share)| ShareRow {
+                    site_id,
+                    department,
+                    currency,
+                    after_hours,
+                    kind,
+                    share,
+                },
+            )
             .collect(),
         reach,
         departments: departments.into_iter().collect(),
@@ -472,10 +478,12 @@ where
     for<'q> i64: Type<DB> + Encode<'q, DB>,
 {
     for table in ["savings_hours", "savings_reach"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE hour_ms < $1")))
-            .bind(before_ms)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE hour_ms < $1"
+        )))
+        .bind(before_ms)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

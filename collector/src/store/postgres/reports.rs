@@ -33,8 +33,14 @@ impl ReportStore for PostgresStore {
         span_ms: i64,
         compute: &mut crate::store::admin::SavingsCompute<'_>,
     ) -> Result<crate::store::admin::SavingsBatch, StoreError> {
-        crate::store::common::savings::roll_up(&self.pool, Some("SELECT pg_advisory_xact_lock(7310454)"), floor_ms, span_ms, compute)
-            .await
+        crate::store::common::savings::roll_up(
+            &self.pool,
+            Some("SELECT pg_advisory_xact_lock(7310454)"),
+            floor_ms,
+            span_ms,
+            compute,
+        )
+        .await
     }
 
     #[tracing::instrument(name = "store.savings_rows", skip_all, fields(backend = "postgres"))]

@@ -30,8 +30,7 @@ impl ReportStore for SqliteStore {
         span_ms: i64,
         compute: &mut crate::store::admin::SavingsCompute<'_>,
     ) -> Result<crate::store::admin::SavingsBatch, StoreError> {
-        crate::store::common::savings::roll_up(&self.pool, None, floor_ms, span_ms, compute)
-            .await
+        crate::store::common::savings::roll_up(&self.pool, None, floor_ms, span_ms, compute).await
     }
 
     #[tracing::instrument(name = "store.savings_rows", skip_all, fields(backend = "sqlite"))]
