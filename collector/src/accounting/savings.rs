@@ -463,7 +463,7 @@ impl Tally {
     /// The rows a store answers for the hours `[from_hour, to_hour)` and N = `n` minutes (see
     /// [`ShareRow`]); what the SQL of the stores computes, for tests.
     pub fn rows(&self, from_hour: i64, to_hour: i64, n: i64) -> (Vec<ShareRow>, Vec<ReachRow>) {
-        let mut shares: BTreeMap<(i64, String, String, bool, i16), Share> = BTreeMap::new();
+        let mut shares: BTreeMap<RowKey, Share> = BTreeMap::new();
         for (k, s) in &self.shares {
             if k.hour_ms >= from_hour && k.hour_ms < to_hour && selects(k.kind, i64::from(k.n), n) {
                 shares
@@ -488,19 +488,7 @@ impl Tally {
             }
         }
         (
-            shares
-                .into_iter()
-                .map(
-                    |((site_id, department, currency, after_hours, kind), share)| ShareRow {
-                        site_id,
-                        department,
-                        currency,
-                        after_hours,
-                        kind,
-                        share,
-                    },
-                )
-                .collect(),
+            share_rows(shares),
             reach
                 .into_iter()
                 .map(|((machine, site_id, department), reach)| ReachRow {
@@ -554,6 +542,25 @@ pub struct ShareRow {
     pub after_hours: bool,
     pub kind: i16,
     pub share: Share,
+}
+
+/// A share row's key: site id, department, currency, after hours, kind.
+pub type RowKey = (i64, String, String, bool, i16);
+
+/// Summed shares as rows.
+pub fn share_rows(sums: BTreeMap<RowKey, Share>) -> Vec<ShareRow> {
+    sums.into_iter()
+        .map(
+            |((site_id, department, currency, after_hours, kind), share)| ShareRow {
+                site_id,
+                department,
+                currency,
+                after_hours,
+                kind,
+                share,
+            },
+        )
+        .collect()
 }
 
 /// A machine's reach in one place over a window (largest over its hours); only machines that

@@ -10,7 +10,7 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Type};
 use super::{Dialect, dec};
 use crate::accounting::rates::Placement;
 use crate::accounting::savings::{
-    Before, Interval, Reach, ReachKey, ReachRow, Saved, Share, ShareKey, ShareRow, Tally,
+    Before, Interval, Reach, ReachKey, ReachRow, RowKey, Saved, Share, ShareKey, Tally, share_rows,
 };
 use crate::store::StoreError;
 use crate::store::admin::{SavingsBatch, SavingsCompute as Compute, SavingsRows};
@@ -72,6 +72,33 @@ struct ReachDbRow {
 
 fn internal(message: String) -> StoreError {
     StoreError::Internal(sqlx::Error::Protocol(message))
+}
+
+/// A stored share row's values.
+fn share<D: Into<rust_decimal::Decimal>>(
+    slept_ms: i64,
+    energy_j: D,
+    cost: D,
+    co2_g: D,
+    sleeps: i64,
+) -> Share {
+    Share {
+        saved: Saved {
+            slept_ms,
+            energy_j: energy_j.into(),
+            cost: cost.into(),
+            co2_g: co2_g.into(),
+        },
+        sleeps,
+    }
+}
+
+/// A stored reach row's values.
+fn reach(always: i64, after_hours: i64) -> Result<Reach, StoreError> {
+    Ok(Reach {
+        always: small(always)?,
+        after_hours: small(after_hours)?,
+    })
 }
 
 fn small(v: i64) -> Result<i32, StoreError> {
@@ -260,15 +287,7 @@ where
                     kind: i16::try_from(r.kind).unwrap_or(i16::MAX),
                     n: small(r.n)?,
                 },
-                Share {
-                    saved: Saved {
-                        slept_ms: r.slept_ms,
-                        energy_j: r.energy_j.into(),
-                        cost: r.cost.into(),
-                        co2_g: r.co2_g.into(),
-                    },
-                    sleeps: r.sleeps,
-                },
+                share(r.slept_ms, r.energy_j, r.cost, r.co2_g, r.sleeps),
             );
         }
         let rows: Vec<ReachDbRow> =
@@ -284,10 +303,7 @@ where
                     site_id: r.site_id,
                     department: r.department,
                 },
-                Reach {
-                    always: small(r.reach)?,
-                    after_hours: small(r.after_hours)?,
-                },
+                reach(r.reach, r.after_hours)?,
             );
         }
         for table in ["savings_hours", "savings_reach"] {
@@ -400,7 +416,7 @@ where
     .bind(n)
     .fetch_all(&mut *conn)
     .await?;
-    let mut shares: BTreeMap<(i64, String, String, bool, i16), Share> = BTreeMap::new();
+    let mut shares: BTreeMap<RowKey, Share> = BTreeMap::new();
     for r in found {
         shares
             .entry((
@@ -411,15 +427,7 @@ where
                 i16::try_from(r.kind).unwrap_or(i16::MAX),
             ))
             .or_default()
-            .add(&Share {
-                saved: Saved {
-                    slept_ms: r.slept_ms,
-                    energy_j: r.energy_j.into(),
-                    cost: r.cost.into(),
-                    co2_g: r.co2_g.into(),
-                },
-                sleeps: r.sleeps,
-            });
+            .add(&share(r.slept_ms, r.energy_j, r.cost, r.co2_g, r.sleeps));
     }
     let reached: Vec<Reached> = sqlx::query_as(
         "SELECT machine, site_id, department, MAX(reach) AS reach, MAX(after_hours) AS after_hours
@@ -436,33 +444,18 @@ where
         sqlx::query_scalar("SELECT DISTINCT department FROM machine_placements")
             .fetch_all(&mut *conn)
             .await?;
-    let mut reach = Vec::with_capacity(reached.len());
+    let mut machines = Vec::with_capacity(reached.len());
     for r in reached {
-        reach.push(ReachRow {
+        machines.push(ReachRow {
             machine: r.machine,
             site_id: r.site_id,
             department: r.department,
-            reach: Reach {
-                always: small(r.reach)?,
-                after_hours: small(r.after_hours)?,
-            },
+            reach: reach(r.reach, r.after_hours)?,
         });
     }
     Ok(SavingsRows {
-        shares: shares
-            .into_iter()
-            .map(
-                |((site_id, department, currency, after_hours, kind), share)| ShareRow {
-                    site_id,
-                    department,
-                    currency,
-                    after_hours,
-                    kind,
-                    share,
-                },
-            )
-            .collect(),
-        reach,
+        shares: share_rows(shares),
+        reach: machines,
         departments: departments.into_iter().collect(),
     })
 }
