@@ -14,8 +14,10 @@
 //! Two ways to the same figures: [`Policy::machine`] walks one machine's intervals (the
 //! reference), and a [`Tally`] keeps, per UTC hour, what every interval gives for *every* N
 //! at once (the rollup the collector maintains as heartbeats arrive), from which
-//! [`Policy::evaluate`] answers any policy by summing a few rows. Property tests hold the two
-//! equal to the last digit.
+//! [`Policy::evaluate`] answers any policy by summing a few rows. The same rollup is also kept
+//! per UTC day ([`Tally::days`]): a window reads the days wholly inside it from the daily rows
+//! and only its edges from the hourly ones ([`spans`]), so a week costs about what two days
+//! do. Property tests hold the two ways equal to the last digit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,10 +31,46 @@ use super::{MissingRates, per_kwh};
 pub const MAX_MINUTES: i64 = 10_080;
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
 
 /// The UTC hour an interval ending at `end_ms` is kept under (the window selects by end).
 pub fn hour_of(end_ms: i64) -> i64 {
     end_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// The UTC day an hour belongs to.
+pub fn day_of(hour_ms: i64) -> i64 {
+    hour_ms.div_euclid(DAY_MS).saturating_mul(DAY_MS)
+}
+
+/// Where the rows of the whole hours `[from_hour, to_hour)` are read: the UTC days wholly
+/// inside it from the daily rows, the hours before the first and after the last of them from
+/// the hourly rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spans {
+    pub hours: Vec<(i64, i64)>,
+    pub days: Option<(i64, i64)>,
+}
+
+pub fn spans(from_hour: i64, to_hour: i64) -> Spans {
+    let first_day = from_hour
+        .div_euclid(DAY_MS)
+        .saturating_add(i64::from(from_hour.rem_euclid(DAY_MS) != 0))
+        .saturating_mul(DAY_MS);
+    let last_day = day_of(to_hour);
+    if first_day >= last_day {
+        return Spans {
+            hours: vec![(from_hour, to_hour)],
+            days: None,
+        };
+    }
+    Spans {
+        hours: [(from_hour, first_day), (last_day, to_hour)]
+            .into_iter()
+            .filter(|(a, b)| a < b)
+            .collect(),
+        days: Some((first_day, last_day)),
+    }
 }
 
 /// The policy and what it is evaluated over.
@@ -460,46 +498,88 @@ impl Tally {
         self.shares.retain(|_, s| !s.is_zero());
     }
 
-    /// The rows a store answers for the hours `[from_hour, to_hour)` and N = `n` minutes (see
-    /// [`ShareRow`]); what the SQL of the stores computes, for tests.
-    pub fn rows(&self, from_hour: i64, to_hour: i64, n: i64) -> (Vec<ShareRow>, Vec<ReachRow>) {
-        let mut shares: BTreeMap<RowKey, Share> = BTreeMap::new();
-        for (k, s) in &self.shares {
-            if k.hour_ms >= from_hour && k.hour_ms < to_hour && selects(k.kind, i64::from(k.n), n) {
-                shares
-                    .entry((
-                        k.site_id,
-                        k.department.clone(),
-                        k.currency.clone(),
-                        k.after_hours,
-                        k.kind,
-                    ))
-                    .or_default()
-                    .add(s);
-            }
+    /// The same rollup per UTC day: each key's hour replaced by its day (shares summed,
+    /// reach the largest), what the daily rows of a store hold.
+    pub fn days(&self) -> Tally {
+        let mut days = Tally::default();
+        for (key, share) in &self.shares {
+            let key = ShareKey {
+                hour_ms: day_of(key.hour_ms),
+                ..key.clone()
+            };
+            days.put(key, share);
         }
-        let mut reach: BTreeMap<(i64, i64, String), Reach> = BTreeMap::new();
-        for (k, r) in &self.reach {
-            if k.hour_ms >= from_hour && k.hour_ms < to_hour && i64::from(r.always) >= n {
-                reach
-                    .entry((k.machine, k.site_id, k.department.clone()))
-                    .or_default()
-                    .merge(*r);
-            }
+        for (key, reach) in &self.reach {
+            let key = ReachKey {
+                hour_ms: day_of(key.hour_ms),
+                ..key.clone()
+            };
+            days.reach.entry(key).or_default().merge(*reach);
         }
-        (
-            share_rows(shares),
-            reach
-                .into_iter()
-                .map(|((machine, site_id, department), reach)| ReachRow {
-                    machine,
-                    site_id,
-                    department,
-                    reach,
-                })
-                .collect(),
-        )
+        days.shares.retain(|_, s| !s.is_zero());
+        days
     }
+
+    /// The rows a store answers for the hours `[from_hour, to_hour)` and N = `n` minutes (see
+    /// [`ShareRow`]), read as a store reads them ([`spans`]: this tally for the edge hours, its
+    /// [`Tally::days`] for the days between); what the SQL of the stores computes, for tests.
+    pub fn rows(&self, from_hour: i64, to_hour: i64, n: i64) -> (Vec<ShareRow>, Vec<ReachRow>) {
+        let spans = spans(from_hour, to_hour);
+        let days = self.days();
+        let mut shares: BTreeMap<RowKey, Share> = BTreeMap::new();
+        let mut reach = BTreeMap::new();
+        let parts = spans
+            .hours
+            .iter()
+            .map(|span| (self, *span))
+            .chain(spans.days.map(|span| (&days, span)));
+        for (tally, (from, to)) in parts {
+            for (k, s) in &tally.shares {
+                if k.hour_ms >= from && k.hour_ms < to && selects(k.kind, i64::from(k.n), n) {
+                    shares
+                        .entry((
+                            k.site_id,
+                            k.department.clone(),
+                            k.currency.clone(),
+                            k.after_hours,
+                            k.kind,
+                        ))
+                        .or_default()
+                        .add(s);
+                }
+            }
+            for (k, r) in &tally.reach {
+                if k.hour_ms >= from && k.hour_ms < to && i64::from(r.always) >= n {
+                    add_reach(&mut reach, k.machine, k.site_id, &k.department, *r);
+                }
+            }
+        }
+        (share_rows(shares), reach_rows(reach))
+    }
+}
+
+/// A machine's reach in one place, by (machine, site id, department).
+pub type Reaches = BTreeMap<(i64, i64, String), Reach>;
+
+/// Takes one more reach of a machine in a place (the largest counts).
+pub fn add_reach(reaches: &mut Reaches, machine: i64, site_id: i64, department: &str, r: Reach) {
+    reaches
+        .entry((machine, site_id, department.to_string()))
+        .or_default()
+        .merge(r);
+}
+
+/// Reaches as rows.
+pub fn reach_rows(reaches: Reaches) -> Vec<ReachRow> {
+    reaches
+        .into_iter()
+        .map(|((machine, site_id, department), reach)| ReachRow {
+            machine,
+            site_id,
+            department,
+            reach,
+        })
+        .collect()
 }
 
 /// Whether a row of `kind` kept under `row_n` counts for N = `n`: whole-interval savings for

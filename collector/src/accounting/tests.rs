@@ -1220,9 +1220,10 @@ proptest! {
         ch in changes(),
         // Saturday evening (moves and price changes happen during the walk), or before one
         // of Monday's business-hours edges (Tokyo opens 23:00Z Sunday, closes 09:00Z; Paris
-        // 06:00Z and 16:00Z), or any time that week.
+        // 06:00Z and 16:00Z), or across Sunday's UTC midnight, or any time that week.
         shift_s in prop_oneof![
             Just(0i64),
+            (2 * 3600i64..4 * 3600),
             (26 * 3600i64..27 * 3600),
             (33 * 3600i64..34 * 3600),
             (35 * 3600i64..36 * 3600),
@@ -1232,7 +1233,9 @@ proptest! {
         limits in proptest::collection::vec(prop_oneof![1i64..12, 1i64..40, Just(10_080i64)], 1..4),
         after_hours_only: bool,
         scope in 0usize..6,
-        window in prop_oneof![Just((0i64, 6i64)), (0i64..4, 1i64..6)],
+        // Hours after the first one, or a day or two around it (whole UTC days inside are read
+        // from the daily rows, the edges from the hourly ones).
+        window in prop_oneof![Just((0i64, 6i64)), (0i64..4, 1i64..6), (-30i64..2, 20i64..60)],
         split in 0usize..40,
     ) {
         let (book, placements) = known_at(&ch, FOREVER);
@@ -1324,4 +1327,49 @@ fn a_move_during_a_sleep_begins_one_in_the_new_scope_only() {
             "{site:?} {department:?}"
         );
     }
+}
+
+#[test]
+fn a_window_reads_whole_days_from_the_daily_rows_and_its_edges_from_the_hourly_ones() {
+    const H: i64 = 3_600_000;
+    const D: i64 = 24 * H;
+    let day = 20_000 * D;
+    // Within one day, or two days' edges with no whole day between: hours only.
+    let hours_only = |a, b| savings::Spans {
+        hours: vec![(a, b)],
+        days: None,
+    };
+    assert_eq!(
+        savings::spans(day + H, day + 5 * H),
+        hours_only(day + H, day + 5 * H)
+    );
+    assert_eq!(
+        savings::spans(day + H, day + D + H),
+        hours_only(day + H, day + D + H)
+    );
+    // Midnight to midnight: days only.
+    assert_eq!(
+        savings::spans(day, day + 3 * D),
+        savings::Spans {
+            hours: vec![],
+            days: Some((day, day + 3 * D)),
+        }
+    );
+    // A week from 13:00: the afternoon, six whole days, the morning.
+    assert_eq!(
+        savings::spans(day + 13 * H, day + 7 * D + 13 * H),
+        savings::Spans {
+            hours: vec![(day + 13 * H, day + D), (day + 7 * D, day + 7 * D + 13 * H)],
+            days: Some((day + D, day + 7 * D)),
+        }
+    );
+    // Before 1970 too, and the whole of time.
+    assert_eq!(
+        savings::spans(-D - H, D),
+        savings::Spans {
+            hours: vec![(-D - H, -D)],
+            days: Some((-D, D)),
+        }
+    );
+    assert_eq!(savings::spans(i64::MIN, i64::MAX).hours.len(), 2);
 }

@@ -356,3 +356,83 @@ async fn what_if_agrees_with_the_stored_figures(app: TestApp) {
 }
 
 on_both_backends!(app: what_if_agrees_with_the_stored_figures);
+
+/// A window of days reads its whole UTC days from the daily rollup and only its edge hours
+/// from the hourly one: the answer is still the stored figures, and the sum of the answers
+/// for each run of heartbeats alone.
+async fn a_window_of_days_agrees_with_the_stored_figures(app: TestApp) {
+    let admin = app.operator("admin", Role::Admin).await;
+    let viewer = app.operator("viewer", Role::Viewer).await;
+    let (_, agent) = enrol(&app, &admin, "default", "finance", "days-a").await;
+    // Idle for 20 minutes two days ago (inside a whole UTC day of the window), and again
+    // for 12 minutes 40 minutes ago (in its last hours).
+    let old = past(2 * 24 * 60);
+    let recent = past(40);
+    let mut seq = 0;
+    for (start, minutes) in [(old, 20u64), (recent, 12)] {
+        for i in 0..=minutes {
+            seq += 1;
+            app.send(
+                &agent,
+                &hb(
+                    seq,
+                    start + Duration::from_secs(60 * i),
+                    Some(60.0 * i as f64),
+                ),
+            )
+            .await;
+        }
+    }
+    let window = format!("from={}&to={}", rfc(past(4 * 24 * 60)), rfc(past(0)));
+    let url = format!("/api/v1/reports/energy.csv?group_by=machine&{window}");
+    let rows = csv_rows(
+        &call(&app, &admin, Method::GET, &url, None)
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let all = what_if(&app, &viewer, &format!("sleep_after_minutes=5&{window}")).await;
+    assert_eq!(
+        dec(all["slept_seconds"].as_str().unwrap()),
+        sum(&rows, "idle_seconds")
+    );
+    assert_eq!(
+        dec(all["energy_joules"].as_str().unwrap()),
+        sum(&rows, "avoidable_energy_joules")
+    );
+    assert_eq!(
+        dec(all["costs"]["USD"].as_str().unwrap()),
+        sum(&rows, "avoidable_cost")
+    );
+    assert_eq!(
+        (all["machines_affected"].as_u64(), all["sleeps"].as_u64()),
+        (Some(1), Some(2))
+    );
+    // Each run alone, from windows of a few hours (hourly rows only).
+    let alone = |from: time::OffsetDateTime| {
+        let q = format!(
+            "sleep_after_minutes=5&from={}&to={}",
+            rfc(from - Duration::from_secs(3600)),
+            rfc(from + Duration::from_secs(1800))
+        );
+        let (app, viewer) = (&app, &viewer);
+        async move { what_if(app, viewer, &q).await }
+    };
+    let (a, b) = (alone(old).await, alone(recent).await);
+    for field in ["slept_seconds", "energy_joules", "co2_grams"] {
+        assert_eq!(
+            dec(all[field].as_str().unwrap()),
+            dec(a[field].as_str().unwrap()) + dec(b[field].as_str().unwrap()),
+            "{field}"
+        );
+    }
+    assert_eq!(a["slept_seconds"], "900");
+    assert_eq!(b["slept_seconds"], "420");
+    assert_eq!(
+        (a["sleeps"].as_u64(), b["sleeps"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+on_both_backends!(app: a_window_of_days_agrees_with_the_stored_figures);

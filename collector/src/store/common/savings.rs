@@ -10,7 +10,8 @@ use sqlx::{ColumnIndex, Decode, Encode, Executor, Pool, QueryBuilder, Type};
 use super::{Dialect, dec};
 use crate::accounting::rates::Placement;
 use crate::accounting::savings::{
-    Before, Interval, Reach, ReachKey, ReachRow, RowKey, Saved, Share, ShareKey, Tally, share_rows,
+    Before, Interval, Reach, ReachKey, Reaches, RowKey, Saved, Share, ShareKey, Tally, add_reach,
+    day_of, reach_rows, share_rows, spans,
 };
 use crate::store::StoreError;
 use crate::store::admin::{SavingsBatch, SavingsCompute as Compute, SavingsRows};
@@ -249,10 +250,46 @@ where
     })
 }
 
-/// Adds `tally` to the stored rows: the rows of every hour it touches are read, added to in
-/// Rust (exact on both backends) and written back.
-async fn write_tally<DB>(
+/// One level of the rollup: its share table, reach table and the column their periods are
+/// kept under.
+struct Level {
+    shares: &'static str,
+    reach: &'static str,
+    at: &'static str,
+}
+
+const HOURS: Level = Level {
+    shares: "savings_hours",
+    reach: "savings_reach",
+    at: "hour_ms",
+};
+
+const DAYS: Level = Level {
+    shares: "savings_days",
+    reach: "savings_reach_days",
+    at: "day_ms",
+};
+
+/// Adds `tally` to the stored rows of both levels.
+async fn write_tally<DB>(tx: &mut sqlx::Transaction<'_, DB>, tally: Tally) -> Result<(), StoreError>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> &'q str: Type<DB> + Encode<'q, DB> + ColumnIndex<DB::Row>,
+    for<'q> String: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> DB::Decimal: Encode<'q, DB>,
+{
+    let days = tally.days();
+    write_level(tx, &HOURS, tally).await?;
+    write_level(tx, &DAYS, days).await
+}
+
+/// Adds `tally` to the stored rows of `level`: the rows of every period it touches are read,
+/// added to in Rust (exact on both backends) and written back.
+async fn write_level<DB>(
     tx: &mut sqlx::Transaction<'_, DB>,
+    level: &Level,
     mut tally: Tally,
 ) -> Result<(), StoreError>
 where
@@ -263,19 +300,23 @@ where
     for<'q> String: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
     for<'q> DB::Decimal: Encode<'q, DB>,
 {
-    let hours: BTreeSet<i64> = tally
+    let Level { shares, reach, at } = level;
+    let periods: BTreeSet<i64> = tally
         .shares
         .keys()
         .map(|k| k.hour_ms)
         .chain(tally.reach.keys().map(|k| k.hour_ms))
         .collect();
     let mut stored = Tally::default();
-    for hour in &hours {
-        let rows: Vec<ShareDbRow<DB::Decimal>> =
-            sqlx::query_as("SELECT * FROM savings_hours WHERE hour_ms = $1")
-                .bind(*hour)
-                .fetch_all(&mut **tx)
-                .await?;
+    for period in &periods {
+        let rows: Vec<ShareDbRow<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {at} AS hour_ms, site_id, department, currency, after_hours, kind, n,
+                    slept_ms, energy_j, cost, co2_g, sleeps
+             FROM {shares} WHERE {at} = $1"
+        )))
+        .bind(*period)
+        .fetch_all(&mut **tx)
+        .await?;
         for r in rows {
             stored.shares.insert(
                 ShareKey {
@@ -290,11 +331,13 @@ where
                 share(r.slept_ms, r.energy_j, r.cost, r.co2_g, r.sleeps),
             );
         }
-        let rows: Vec<ReachDbRow> =
-            sqlx::query_as("SELECT * FROM savings_reach WHERE hour_ms = $1")
-                .bind(*hour)
-                .fetch_all(&mut **tx)
-                .await?;
+        let rows: Vec<ReachDbRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {at} AS hour_ms, machine, site_id, department, reach, after_hours
+             FROM {reach} WHERE {at} = $1"
+        )))
+        .bind(*period)
+        .fetch_all(&mut **tx)
+        .await?;
         for r in rows {
             stored.reach.insert(
                 ReachKey {
@@ -303,25 +346,25 @@ where
                     site_id: r.site_id,
                     department: r.department,
                 },
-                reach(r.reach, r.after_hours)?,
+                self::reach(r.reach, r.after_hours)?,
             );
         }
-        for table in ["savings_hours", "savings_reach"] {
+        for table in [shares, reach] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE hour_ms = $1"
+                "DELETE FROM {table} WHERE {at} = $1"
             )))
-            .bind(*hour)
+            .bind(*period)
             .execute(&mut **tx)
             .await?;
         }
     }
     tally.merge(stored);
-    let shares: Vec<(ShareKey, Share)> = tally.shares.into_iter().collect();
-    for chunk in shares.chunks(INSERT_CHUNK) {
-        let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO savings_hours (hour_ms, site_id, department, currency, after_hours, kind,
-                 n, slept_ms, energy_j, cost, co2_g, sleeps) ",
-        );
+    let share_list: Vec<(ShareKey, Share)> = tally.shares.into_iter().collect();
+    for chunk in share_list.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(format!(
+            "INSERT INTO {shares} ({at}, site_id, department, currency, after_hours, kind,
+                 n, slept_ms, energy_j, cost, co2_g, sleeps) "
+        ));
         q.push_values(chunk, |mut b, (k, s)| {
             b.push_bind(k.hour_ms)
                 .push_bind(k.site_id)
@@ -338,11 +381,11 @@ where
         });
         q.build().execute(&mut **tx).await?;
     }
-    let reach: Vec<(ReachKey, Reach)> = tally.reach.into_iter().collect();
-    for chunk in reach.chunks(INSERT_CHUNK) {
-        let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO savings_reach (hour_ms, machine, site_id, department, reach, after_hours) ",
-        );
+    let reach_list: Vec<(ReachKey, Reach)> = tally.reach.into_iter().collect();
+    for chunk in reach_list.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(format!(
+            "INSERT INTO {reach} ({at}, machine, site_id, department, reach, after_hours) "
+        ));
         q.push_values(chunk, |mut b, (k, r)| {
             b.push_bind(k.hour_ms)
                 .push_bind(k.machine)
@@ -404,63 +447,77 @@ where
     } else {
         ("slept_ms, energy_j, cost, co2_g, sleeps", "")
     };
+    let spans = spans(from_hour, to_hour);
+    let parts = spans
+        .hours
+        .iter()
+        .map(|span| (&HOURS, *span))
+        .chain(spans.days.map(|span| (&DAYS, span)));
     let mut conn = pool.acquire().await?;
-    let found: Vec<Summed<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT site_id, department, currency, after_hours, kind, {columns}
-         FROM savings_hours
-         WHERE hour_ms >= $1 AND hour_ms < $2
-           AND ((kind = 0 AND n >= $3) OR (kind = 1 AND n = $3) OR (kind >= 2 AND n <= $3)){group}"
-    )))
-    .bind(from_hour)
-    .bind(to_hour)
-    .bind(n)
-    .fetch_all(&mut *conn)
-    .await?;
     let mut shares: BTreeMap<RowKey, Share> = BTreeMap::new();
-    for r in found {
-        shares
-            .entry((
-                r.site_id,
-                r.department,
-                r.currency,
-                r.after_hours != 0,
-                i16::try_from(r.kind).unwrap_or(i16::MAX),
-            ))
-            .or_default()
-            .add(&share(r.slept_ms, r.energy_j, r.cost, r.co2_g, r.sleeps));
+    let mut reaches = Reaches::new();
+    for (
+        Level {
+            shares: table,
+            reach,
+            at,
+        },
+        (from, to),
+    ) in parts
+    {
+        let found: Vec<Summed<DB::Decimal>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT site_id, department, currency, after_hours, kind, {columns}
+             FROM {table}
+             WHERE {at} >= $1 AND {at} < $2
+               AND ((kind = 0 AND n >= $3) OR (kind = 1 AND n = $3) OR (kind >= 2 AND n <= $3)){group}"
+        )))
+        .bind(from)
+        .bind(to)
+        .bind(n)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in found {
+            shares
+                .entry((
+                    r.site_id,
+                    r.department,
+                    r.currency,
+                    r.after_hours != 0,
+                    i16::try_from(r.kind).unwrap_or(i16::MAX),
+                ))
+                .or_default()
+                .add(&share(r.slept_ms, r.energy_j, r.cost, r.co2_g, r.sleeps));
+        }
+        let reached: Vec<Reached> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT machine, site_id, department, MAX(reach) AS reach,
+                    MAX(after_hours) AS after_hours
+             FROM {reach}
+             WHERE {at} >= $1 AND {at} < $2 AND reach >= $3
+             GROUP BY machine, site_id, department"
+        )))
+        .bind(from)
+        .bind(to)
+        .bind(n)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in reached {
+            let value = self::reach(r.reach, r.after_hours)?;
+            add_reach(&mut reaches, r.machine, r.site_id, &r.department, value);
+        }
     }
-    let reached: Vec<Reached> = sqlx::query_as(
-        "SELECT machine, site_id, department, MAX(reach) AS reach, MAX(after_hours) AS after_hours
-         FROM savings_reach
-         WHERE hour_ms >= $1 AND hour_ms < $2 AND reach >= $3
-         GROUP BY machine, site_id, department",
-    )
-    .bind(from_hour)
-    .bind(to_hour)
-    .bind(n)
-    .fetch_all(&mut *conn)
-    .await?;
     let departments: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT department FROM machine_placements")
             .fetch_all(&mut *conn)
             .await?;
-    let mut machines = Vec::with_capacity(reached.len());
-    for r in reached {
-        machines.push(ReachRow {
-            machine: r.machine,
-            site_id: r.site_id,
-            department: r.department,
-            reach: reach(r.reach, r.after_hours)?,
-        });
-    }
     Ok(SavingsRows {
         shares: share_rows(shares),
-        reach: machines,
+        reach: reach_rows(reaches),
         departments: departments.into_iter().collect(),
     })
 }
 
-/// Deletes the rollup of hours before `before_ms` (with the raw heartbeats it came from).
+/// Deletes the rollup of hours before `before_ms` and of days that ended by then (with the
+/// raw heartbeats it came from).
 pub(crate) async fn forget<DB>(
     tx: &mut sqlx::Transaction<'_, DB>,
     before_ms: i64,
@@ -470,11 +527,19 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> i64: Type<DB> + Encode<'q, DB>,
 {
-    for table in ["savings_hours", "savings_reach"] {
+    // A day is kept until it has wholly passed: a window that holds it whole reads it from
+    // its day rows, which still count the hours before `before_ms`.
+    let day = day_of(before_ms);
+    for (table, at, before) in [
+        (HOURS.shares, HOURS.at, before_ms),
+        (HOURS.reach, HOURS.at, before_ms),
+        (DAYS.shares, DAYS.at, day),
+        (DAYS.reach, DAYS.at, day),
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE hour_ms < $1"
+            "DELETE FROM {table} WHERE {at} < $1"
         )))
-        .bind(before_ms)
+        .bind(before)
         .execute(&mut **tx)
         .await?;
     }
