@@ -52,6 +52,11 @@ enum Command {
         /// Timed rounds per policy (the median is printed).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Keep the machines and raw heartbeats an earlier run with the same --machines,
+        /// --days and --interval wrote to this database (the rollup is brought up to date
+        /// and the questions timed again).
+        #[arg(long)]
+        reuse: bool,
     },
 }
 
@@ -105,6 +110,7 @@ async fn main() -> std::process::ExitCode {
             days,
             interval,
             rounds,
+            reuse,
         }) => match collector.map_or_else(collector_beside_me, Ok) {
             Ok(exe) => {
                 run::what_if(
@@ -114,6 +120,7 @@ async fn main() -> std::process::ExitCode {
                     days,
                     interval,
                     rounds,
+                    reuse,
                     &|line| eprintln!("{line}"),
                 )
                 .await

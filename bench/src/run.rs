@@ -392,7 +392,9 @@ pub(crate) async fn start_collector(
 
 /// The what-if benchmark: `machines` enrolled through a collector, `days` of synthetic raw
 /// heartbeats every `interval_s` (PostgreSQL), then `greenops what-if`'s computation timed
-/// (median of `rounds`) for the default policy and two others.
+/// (median of `rounds`) for the default policy and two others. `reuse`: the machines and
+/// heartbeats are already there (an earlier run's).
+#[allow(clippy::too_many_arguments)]
 pub async fn what_if(
     collector_exe: &std::path::Path,
     url: &str,
@@ -400,6 +402,7 @@ pub async fn what_if(
     days: u32,
     interval_s: i64,
     rounds: usize,
+    reuse: bool,
     say: &(dyn Fn(&str) + Sync),
 ) -> anyhow::Result<()> {
     let scratch =
@@ -413,30 +416,41 @@ pub async fn what_if(
         s
     })
     .await?;
-    let (_, took) = enrol(&store, addr, machines, say).await?;
-    say(&format!(
-        "enrolled {machines} machines in {:.1} s",
-        took.as_secs_f64()
-    ));
-    stop(collector).await;
     let interval_ms = interval_s * 1000;
-    let now = clock::now_ms();
     let count = i64::from(days) * 86_400_000 / interval_ms;
-    let from = now - count * interval_ms - 60_000;
-    let filled = Instant::now();
-    let rows = greenops_collector::store::synthetic::fill_raw_heartbeats(
-        url,
-        from,
-        count,
-        interval_ms,
-        4 * 3600 / interval_s,
-        say,
-    )
-    .await?;
-    say(&format!(
-        "{rows} raw heartbeats ({machines} machines × {days} days every {interval_s} s) in {:.0} s",
-        filled.elapsed().as_secs_f64()
-    ));
+    // The window: from the first heartbeat written (a minute before it), or the last `days`
+    // days and a minute of an earlier run's.
+    let (rows, from) = if reuse {
+        stop(collector).await;
+        say("reusing the machines and raw heartbeats already in the database");
+        (
+            (count * machines as i64) as u64,
+            clock::now_ms() - count * interval_ms - 60_000,
+        )
+    } else {
+        let (_, took) = enrol(&store, addr, machines, say).await?;
+        say(&format!(
+            "enrolled {machines} machines in {:.1} s",
+            took.as_secs_f64()
+        ));
+        stop(collector).await;
+        let from = clock::now_ms() - count * interval_ms - 60_000;
+        let filled = Instant::now();
+        let rows = greenops_collector::store::synthetic::fill_raw_heartbeats(
+            url,
+            from,
+            count,
+            interval_ms,
+            4 * 3600 / interval_s,
+            say,
+        )
+        .await?;
+        say(&format!(
+            "{rows} raw heartbeats ({machines} machines × {days} days every {interval_s} s) in {:.0} s",
+            filled.elapsed().as_secs_f64()
+        ));
+        (rows, from)
+    };
     // The rollup the collector keeps as heartbeats arrive (every five minutes and before
     // each question), built here from all of them at once.
     let built = Instant::now();
