@@ -223,7 +223,10 @@ where
             intervals += 1;
         }
     }
-    write_tally(&mut tx, tally).await?;
+    // Both levels, the days from the same intervals.
+    let days = tally.days();
+    write_level(&mut tx, &HOURS, tally).await?;
+    write_level(&mut tx, &DAYS, days).await?;
     let mut more = false;
     for (num, (d, _)) in &machines {
         let through = d.last_sent_at_ms.min(high);
@@ -269,21 +272,6 @@ const DAYS: Level = Level {
     reach: "savings_reach_days",
     at: "day_ms",
 };
-
-/// Adds `tally` to the stored rows of both levels.
-async fn write_tally<DB>(tx: &mut sqlx::Transaction<'_, DB>, tally: Tally) -> Result<(), StoreError>
-where
-    DB: Dialect,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> i64: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> &'q str: Type<DB> + Encode<'q, DB> + ColumnIndex<DB::Row>,
-    for<'q> String: Type<DB> + Encode<'q, DB> + Decode<'q, DB>,
-    for<'q> DB::Decimal: Encode<'q, DB>,
-{
-    let days = tally.days();
-    write_level(tx, &HOURS, tally).await?;
-    write_level(tx, &DAYS, days).await
-}
 
 /// Adds `tally` to the stored rows of `level`: the rows of every period it touches are read,
 /// added to in Rust (exact on both backends) and written back.
