@@ -9,11 +9,11 @@
 //! Totals per site and department *as incurred* (for the aggregate metrics) are kept up to
 //! date as machines change: their old rows are taken back and their new rows added, exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::accounting::Increment;
+use crate::accounting::{self, Increment, LastReport, Status};
 use crate::store::{FleetCursor, IncurredTotal, MachineSnapshot, Store, StoreError};
 
 /// One machine of the in-memory fleet.
@@ -40,11 +40,39 @@ impl FleetMachine {
 /// `(site, department, currency)` → time, energy, CO₂ and money in that currency.
 pub type GroupTotals = BTreeMap<(String, String, String), Increment>;
 
+/// Live machines of one placement by status, in [`Status::ALL`] order.
+pub type StatusCounts = [i64; 4];
+
+/// Machines per chunk of the list: a change copies its chunk's pointers, not the whole list.
+#[cfg(not(test))]
+const CHUNK: usize = 512;
+/// Small in tests, so that a handful of machines spans several chunks.
+#[cfg(test)]
+const CHUNK: usize = 3;
+
+type Chunk = Arc<Vec<Arc<FleetMachine>>>;
+
+/// What the status counts need of one machine, kept in one contiguous array beside the list
+/// (counting 100 000 machines then reads a few megabytes, not 100 000 heap objects).
+#[derive(Debug, Clone, Copy)]
+struct Brief {
+    last: Option<LastReport>,
+    /// Index of the machine's site and department in [`Fleet::placements`].
+    placement: u32,
+    retired: bool,
+}
+
 /// The fleet as of one read of the database.
 #[derive(Debug)]
 pub struct Fleet {
-    /// Every machine, retired ones included, by id.
-    pub machines: Vec<Arc<FleetMachine>>,
+    /// Every machine, retired ones included, in id order, in chunks of [`CHUNK`].
+    chunks: Vec<Chunk>,
+    /// One per machine, in the same order.
+    briefs: Arc<Vec<Brief>>,
+    /// Every (site, department) a machine has had since the last full read.
+    placements: Arc<Vec<(String, String)>>,
+    /// Machines that are not retired.
+    live: usize,
     /// All site names.
     pub sites: Vec<String>,
     pub groups: Arc<GroupTotals>,
@@ -53,43 +81,209 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// A fleet of just these machines (no totals rows), as a first read would merge them.
+    #[cfg(test)]
+    pub fn of(machines: Vec<MachineSnapshot>, sites: Vec<String>) -> Self {
+        let mut merged = Merged::default();
+        merged.apply(machines.into_iter().map(|m| (m, Vec::new())).collect());
+        merged.publish(sites, Instant::now())
+    }
+
+    /// Every machine, retired ones included, in id order.
+    pub fn machines(&self) -> impl Iterator<Item = &FleetMachine> {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|m| m.as_ref())
+    }
+
     /// The machines that are not retired.
     pub fn live(&self) -> impl Iterator<Item = &MachineSnapshot> {
-        self.machines
-            .iter()
-            .map(|m| &m.snapshot)
-            .filter(|m| !m.retired)
+        self.all().filter(|m| !m.retired)
+    }
+
+    /// How many machines are not retired.
+    pub fn live_count(&self) -> usize {
+        self.live
     }
 
     /// Every machine, retired ones included.
     pub fn all(&self) -> impl Iterator<Item = &MachineSnapshot> {
-        self.machines.iter().map(|m| &m.snapshot)
+        self.machines().map(|m| &m.snapshot)
+    }
+
+    /// The machines that are not retired, each with its status at `now_ms`.
+    pub fn live_with_status(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+        idle_threshold_ms: i64,
+    ) -> impl Iterator<Item = (&FleetMachine, Status)> {
+        self.machines()
+            .zip(self.briefs.iter())
+            .filter(|(_, b)| !b.retired)
+            .map(move |(m, b)| {
+                let s = accounting::status(b.last, now_ms, offline_after_ms, idle_threshold_ms);
+                (m, s)
+            })
+    }
+
+    /// The machines that are not retired counted by site, department and status at
+    /// `now_ms`, sorted by site and department; a site without any such machine appears once,
+    /// with department `""` and no machines.
+    pub fn census(
+        &self,
+        now_ms: i64,
+        offline_after_ms: i64,
+        idle_threshold_ms: i64,
+    ) -> Vec<(&str, &str, StatusCounts)> {
+        let mut counts: Vec<StatusCounts> = vec![[0; 4]; self.placements.len()];
+        for b in self.briefs.iter().filter(|b| !b.retired) {
+            let s = accounting::status(b.last, now_ms, offline_after_ms, idle_threshold_ms);
+            if let Some(n) = counts.get_mut(b.placement as usize) {
+                n[status_index(s)] += 1;
+            }
+        }
+        let mut out: Vec<(&str, &str, StatusCounts)> = self
+            .placements
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| n.iter().any(|c| *c > 0))
+            .map(|((site, department), n)| (site.as_str(), department.as_str(), n))
+            .collect();
+        let with_machines: HashSet<&str> = out.iter().map(|(site, _, _)| *site).collect();
+        for site in &self.sites {
+            if !with_machines.contains(site.as_str()) {
+                out.push((site.as_str(), "", [0; 4]));
+            }
+        }
+        out.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        // Site names are unique in the database; a list that repeats one still counts once.
+        out.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+        out
     }
 }
 
-/// What one reader has merged so far.
+/// The position of a status in [`Status::ALL`].
+pub(crate) fn status_index(s: Status) -> usize {
+    Status::ALL.iter().position(|x| *x == s).unwrap_or(0)
+}
+
+/// What one reader has merged so far: the next [`Fleet`], changed in place where the
+/// published one does not share it.
 #[derive(Debug, Default)]
 struct Merged {
     cursor: Option<FleetCursor>,
-    machines: BTreeMap<String, Arc<FleetMachine>>,
-    groups: GroupTotals,
+    /// Position of every machine in the id order.
+    positions: HashMap<String, usize>,
+    chunks: Vec<Chunk>,
+    briefs: Arc<Vec<Brief>>,
+    placements: Arc<Vec<(String, String)>>,
+    /// Site → department → index in `placements`.
+    placement_index: HashMap<String, HashMap<String, u32>>,
+    live: usize,
+    groups: Arc<GroupTotals>,
 }
 
 impl Merged {
+    /// Merges the machines of one read: each replaces its previous state (its totals rows
+    /// are taken back from the groups and its new ones added); new machines take their
+    /// place in the id order.
+    fn apply(&mut self, changes: Vec<(MachineSnapshot, Vec<IncurredTotal>)>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut added = Vec::new();
+        for (snapshot, incurred) in changes {
+            self.add(&incurred);
+            let brief = Brief {
+                last: snapshot.last,
+                placement: self.placement(&snapshot.site, &snapshot.department),
+                retired: snapshot.retired,
+            };
+            let machine = Arc::new(FleetMachine::new(snapshot, incurred));
+            match self.positions.get(&machine.snapshot.id).copied() {
+                Some(p) => {
+                    let chunk = Arc::make_mut(&mut self.chunks[p / CHUNK]);
+                    let old = std::mem::replace(&mut chunk[p % CHUNK], machine);
+                    self.take_back(&old.incurred);
+                    Arc::make_mut(&mut self.briefs)[p] = brief;
+                }
+                None => added.push((machine, brief)),
+            }
+        }
+        if !added.is_empty() {
+            self.insert(added);
+        }
+        self.live = self.briefs.iter().filter(|b| !b.retired).count();
+    }
+
+    /// Rebuilds the list with `added` in their places (enrolment only: O(fleet)).
+    fn insert(&mut self, added: Vec<(Arc<FleetMachine>, Brief)>) {
+        let mut all: Vec<(Arc<FleetMachine>, Brief)> = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter().cloned())
+            .zip(self.briefs.iter().copied())
+            .collect();
+        all.extend(added);
+        // Stable and run-aware: the list is sorted already, so this merges two runs.
+        all.sort_by(|a, b| a.0.snapshot.id.cmp(&b.0.snapshot.id));
+        self.positions = all
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (m.snapshot.id.clone(), i))
+            .collect();
+        self.briefs = Arc::new(all.iter().map(|(_, b)| *b).collect());
+        self.chunks = all
+            .chunks(CHUNK)
+            .map(|c| Arc::new(c.iter().map(|(m, _)| m.clone()).collect()))
+            .collect();
+    }
+
+    fn placement(&mut self, site: &str, department: &str) -> u32 {
+        if let Some(i) = self
+            .placement_index
+            .get(site)
+            .and_then(|d| d.get(department))
+        {
+            return *i;
+        }
+        let i = u32::try_from(self.placements.len()).unwrap_or(u32::MAX);
+        Arc::make_mut(&mut self.placements).push((site.to_string(), department.to_string()));
+        self.placement_index
+            .entry(site.to_string())
+            .or_default()
+            .insert(department.to_string(), i);
+        i
+    }
+
     fn take_back(&mut self, rows: &[IncurredTotal]) {
+        let groups = Arc::make_mut(&mut self.groups);
         for row in rows {
-            if let Some(g) = self.groups.get_mut(&group_key(row)) {
+            if let Some(g) = groups.get_mut(&group_key(row)) {
                 g.sub(&row.values);
             }
         }
     }
 
     fn add(&mut self, rows: &[IncurredTotal]) {
+        let groups = Arc::make_mut(&mut self.groups);
         for row in rows {
-            self.groups
-                .entry(group_key(row))
-                .or_default()
-                .add(&row.values);
+            groups.entry(group_key(row)).or_default().add(&row.values);
+        }
+    }
+
+    /// The fleet as merged so far (shares everything with it: O(chunks)).
+    fn publish(&self, sites: Vec<String>, taken: Instant) -> Fleet {
+        Fleet {
+            chunks: self.chunks.clone(),
+            briefs: self.briefs.clone(),
+            placements: self.placements.clone(),
+            live: self.live,
+            sites,
+            groups: self.groups.clone(),
+            taken,
         }
     }
 }
@@ -177,38 +371,14 @@ impl FleetView {
         if changes.full {
             *merged = Merged::default();
         }
-        for (snapshot, incurred) in changes.machines {
-            if let Some(old) = merged.machines.get(&snapshot.id).cloned() {
-                merged.take_back(&old.incurred);
-            }
-            merged.add(&incurred);
-            merged.machines.insert(
-                snapshot.id.clone(),
-                Arc::new(FleetMachine::new(snapshot, incurred)),
-            );
-        }
+        merged.apply(changes.machines);
         merged.cursor = Some(changes.cursor);
-        let previous = self.published().fleet.clone();
-        let fleet = match previous {
-            // Nothing changed: the same machines, read again now.
-            Some(p) if changed == 0 && !changes.full && p.sites == changes.sites => Fleet {
-                machines: p.machines.clone(),
-                sites: changes.sites,
-                groups: p.groups.clone(),
-                taken,
-            },
-            _ => Fleet {
-                machines: merged.machines.values().cloned().collect(),
-                sites: changes.sites,
-                groups: Arc::new(merged.groups.clone()),
-                taken,
-            },
-        };
+        let fleet = merged.publish(changes.sites, taken);
         let fleet = Arc::new(fleet);
         tracing::debug!(
             changed,
             full = changes.full,
-            machines = fleet.machines.len(),
+            machines = fleet.briefs.len(),
             read_ms = taken.elapsed().as_millis() as u64,
             "fleet read"
         );
@@ -216,5 +386,146 @@ impl FleetView {
         published.fleet = Some(fleet.clone());
         published.read_at_generation = generation;
         Ok(fleet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use greenops_protocol::Session;
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    /// One machine as a read returns it: `(id, site, department, retired, last received)`.
+    type Row = (u8, u8, u8, bool, Option<i64>);
+
+    fn machine(
+        (id, site, department, retired, last): Row,
+    ) -> (MachineSnapshot, Vec<IncurredTotal>) {
+        let snapshot = MachineSnapshot {
+            id: format!("m{id:02}"),
+            site: format!("s{site}"),
+            department: format!("d{department}"),
+            retired,
+            last: last.map(|received_at_ms| LastReport {
+                received_at_ms,
+                idle_ms: (received_at_ms % 3 > 0).then_some(received_at_ms % 500),
+                session: if received_at_ms % 5 == 0 {
+                    Session::Locked
+                } else {
+                    Session::Active
+                },
+            }),
+            ..Default::default()
+        };
+        // Rows where it was incurred: its own placement and always site s0.
+        let incurred = [
+            (snapshot.site.clone(), snapshot.department.clone()),
+            ("s0".into(), String::new()),
+        ]
+        .into_iter()
+        .map(|(site, department)| IncurredTotal {
+            site,
+            department,
+            currency: "EUR".into(),
+            values: Increment {
+                observed_ms: last.unwrap_or(0) + i64::from(id),
+                cost: Decimal::new(last.unwrap_or(7) * 13 + i64::from(id), 3),
+                ..Default::default()
+            },
+        })
+        .collect();
+        (snapshot, incurred)
+    }
+
+    /// The reference: the machines counted one by one.
+    fn census_by_hand(
+        machines: &[MachineSnapshot],
+        sites: &[String],
+        now: i64,
+    ) -> Vec<(String, String, StatusCounts)> {
+        let mut counts: BTreeMap<(String, String), StatusCounts> = BTreeMap::new();
+        for m in machines.iter().filter(|m| !m.retired) {
+            let s = accounting::status(m.last, now, 300, 200);
+            counts
+                .entry((m.site.clone(), m.department.clone()))
+                .or_default()[status_index(s)] += 1;
+        }
+        for site in sites {
+            if !counts.keys().any(|(s, _)| s == site) {
+                counts.insert((site.clone(), String::new()), [0; 4]);
+            }
+        }
+        counts.into_iter().map(|((s, d), n)| (s, d, n)).collect()
+    }
+
+    fn owned(census: Vec<(&str, &str, StatusCounts)>) -> Vec<(String, String, StatusCounts)> {
+        census
+            .into_iter()
+            .map(|(s, d, n)| (s.to_string(), d.to_string(), n))
+            .collect()
+    }
+
+    fn nonzero(groups: &GroupTotals) -> GroupTotals {
+        groups
+            .iter()
+            .filter(|(_, v)| **v != Increment::default())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    proptest! {
+        /// Reads merged one after another leave the fleet a single full read would give, and
+        /// never change a fleet already published.
+        #[test]
+        fn merging_reads_agrees_with_one_full_read(
+            reads in proptest::collection::vec(
+                proptest::collection::vec((0u8..14, 0u8..3, 0u8..2, proptest::bool::weighted(0.2), proptest::option::of(0i64..1_000)), 0..9),
+                1..7),
+            now in 0i64..1_300,
+        ) {
+            let sites: Vec<String> = ["s0", "s1", "s2", "s9"].map(String::from).to_vec();
+            let mut merged = Merged::default();
+            let mut latest: BTreeMap<u8, Row> = BTreeMap::new();
+            let mut published: Vec<(Fleet, Vec<MachineSnapshot>)> = Vec::new();
+            for read in reads {
+                // A read returns each changed machine once.
+                let read: BTreeMap<u8, Row> = read.into_iter().map(|r| (r.0, r)).collect();
+                latest.extend(read.clone());
+                merged.apply(read.into_values().map(machine).collect());
+                let fleet = merged.publish(sites.clone(), Instant::now());
+                let seen: Vec<MachineSnapshot> = fleet.all().cloned().collect();
+                published.push((fleet, seen));
+            }
+            let mut scratch = Merged::default();
+            scratch.apply(latest.values().copied().map(machine).collect());
+            let full = scratch.publish(sites.clone(), Instant::now());
+            let (fleet, _) = published.last().unwrap();
+
+            let all: Vec<MachineSnapshot> = fleet.all().cloned().collect();
+            prop_assert_eq!(&all, &full.all().cloned().collect::<Vec<_>>());
+            let ids: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
+            prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "id order: {:?}", ids);
+            prop_assert_eq!(fleet.live_count(), all.iter().filter(|m| !m.retired).count());
+            prop_assert_eq!(fleet.live().count(), fleet.live_count());
+            prop_assert_eq!(nonzero(&fleet.groups), nonzero(&full.groups));
+            let census = owned(fleet.census(now, 300, 200));
+            prop_assert_eq!(&census, &census_by_hand(&all, &sites, now));
+            prop_assert_eq!(census, owned(full.census(now, 300, 200)));
+            let statuses: Vec<(String, Status)> = fleet
+                .live_with_status(now, 300, 200)
+                .map(|(m, s)| (m.snapshot.id.clone(), s))
+                .collect();
+            let by_hand: Vec<(String, Status)> = all
+                .iter()
+                .filter(|m| !m.retired)
+                .map(|m| (m.id.clone(), accounting::status(m.last, now, 300, 200)))
+                .collect();
+            prop_assert_eq!(statuses, by_hand);
+            for (fleet, seen) in &published {
+                prop_assert_eq!(&fleet.all().cloned().collect::<Vec<_>>(), seen);
+                prop_assert_eq!(fleet.briefs.len(), seen.len());
+            }
+        }
     }
 }

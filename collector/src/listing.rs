@@ -56,7 +56,7 @@ impl Listing {
         let large = self
             .view
             .last()
-            .is_some_and(|f| f.live().count() >= self.min_machines);
+            .is_some_and(|f| f.live_count() >= self.min_machines);
         if large || self.min_machines == 0 {
             self.view.recent(store.as_ref(), self.max_age).await
         } else {

@@ -452,16 +452,9 @@ mod tests {
     fn streamed(snapshot: &FleetSnapshot, now: i64, chunk: usize) -> String {
         let mut whole = String::new();
         let mut out = String::new();
-        let machines: Vec<crate::fleet::FleetMachine> = snapshot
-            .machines
-            .iter()
-            .map(|m| crate::fleet::FleetMachine::new(m.clone(), Vec::new()))
-            .collect();
-        let live: Vec<&crate::fleet::FleetMachine> =
-            machines.iter().filter(|m| !m.snapshot.retired).collect();
+        let fleet = crate::fleet::Fleet::of(snapshot.machines.clone(), snapshot.sites.clone());
         crate::exposition::write_fleet(
-            &live,
-            &snapshot.sites,
+            &fleet,
             true,
             now,
             180_000,

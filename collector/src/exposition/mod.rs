@@ -251,16 +251,8 @@ pub fn stream(
         };
         // Retired machines have no per-machine series (their history stays in the group
         // series, reports and stats).
-        let live: Vec<&crate::fleet::FleetMachine> = scrape
-            .fleet
-            .machines
-            .iter()
-            .map(|m| m.as_ref())
-            .filter(|m| !m.snapshot.retired)
-            .collect();
         write_fleet(
-            &live,
-            &scrape.fleet.sites,
+            &scrape.fleet,
             scrape.per_machine,
             scrape.now_ms,
             scrape.offline_after_ms,

@@ -5,14 +5,14 @@
 //! labels). The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
 //! through `prometheus-client` (tested against it).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::accounting::{self, Increment, Status};
-use crate::fleet::{FleetMachine, GroupTotals};
+use crate::accounting::{Increment, Status};
+use crate::fleet::{Fleet, GroupTotals, status_index};
 use crate::store::{CostTotal, MachineSnapshot};
 
 // Help texts of the v2 families (the reference encoder in the tests uses them too).
@@ -302,14 +302,13 @@ fn family_header(out: &mut String, family: &Spec, name: &str, help: &str) {
     header(out, name, help, kind, family.unit);
 }
 
-/// Writes the fleet series of the live `machines` into `out` — per machine when
+/// Writes the fleet series of the live machines of `fleet` — per machine when
 /// `per_machine`, then the machine counts by site, department and status — calling
 /// `flush(out)` whenever it holds more than `chunk` bytes (the callee takes the text and
 /// leaves `out` empty or not, as it likes). Each machine's text is rendered once per change.
 #[allow(clippy::too_many_arguments)]
 pub fn write_fleet(
-    machines: &[&FleetMachine],
-    sites: &[String],
+    fleet: &Fleet,
     per_machine: bool,
     now_ms: i64,
     offline_after_ms: i64,
@@ -318,19 +317,15 @@ pub fn write_fleet(
     chunk: usize,
     flush: &mut dyn FnMut(&mut String),
 ) {
-    let statuses: Vec<Status> = machines
-        .iter()
-        .map(|m| accounting::status(m.snapshot.last, now_ms, offline_after_ms, idle_threshold_ms))
-        .collect();
     let mut maybe_flush = |out: &mut String| {
         if out.len() >= chunk {
             flush(out);
         }
     };
     if per_machine {
-        let texts: Vec<&MachineText> = machines
-            .iter()
-            .map(|m| m.exposition.get_or_init(|| MachineText::of(&m.snapshot)))
+        let live: Vec<(&MachineText, Status)> = fleet
+            .live_with_status(now_ms, offline_after_ms, idle_threshold_ms)
+            .map(|(m, s)| (m.exposition.get_or_init(|| MachineText::of(&m.snapshot)), s))
             .collect();
         header(
             out,
@@ -339,7 +334,7 @@ pub fn write_fleet(
             "gauge",
             None,
         );
-        for t in &texts {
+        for (t, _) in &live {
             out.push_str(t.segment(0));
             maybe_flush(out);
         }
@@ -350,7 +345,7 @@ pub fn write_fleet(
             "gauge",
             None,
         );
-        for (t, current) in texts.iter().zip(&statuses) {
+        for (t, current) in &live {
             for s in Status::ALL {
                 out.push_str("greenops_machine_status{");
                 out.push_str(&t.labels);
@@ -362,30 +357,13 @@ pub fn write_fleet(
         }
         for (i, family) in FAMILIES.iter().enumerate() {
             family_header(out, family, family.name, family.help);
-            for t in &texts {
+            for (t, _) in &live {
                 out.push_str(t.segment(i + 1));
                 maybe_flush(out);
             }
         }
     }
 
-    // Every placement of a live machine, and every site without one (department ""), with
-    // all four statuses: counted in a hash map (one lookup per machine), then sorted.
-    let mut by_placement: HashMap<(&str, &str), [i64; 4]> = HashMap::new();
-    for (m, s) in machines.iter().zip(&statuses) {
-        let n = by_placement
-            .entry((m.snapshot.site.as_str(), m.snapshot.department.as_str()))
-            .or_default();
-        n[status_index(*s)] += 1;
-    }
-    let with_machines: HashSet<&str> = by_placement.keys().map(|(site, _)| *site).collect();
-    for site in sites {
-        if !with_machines.contains(site.as_str()) {
-            by_placement.entry((site.as_str(), "")).or_default();
-        }
-    }
-    let mut counts: Vec<((&str, &str), [i64; 4])> = by_placement.into_iter().collect();
-    counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     header(
         out,
         "greenops_machines",
@@ -393,7 +371,7 @@ pub fn write_fleet(
         "gauge",
         None,
     );
-    for ((site, department), n) in counts {
+    for (site, department, n) in fleet.census(now_ms, offline_after_ms, idle_threshold_ms) {
         for s in Status::ALL {
             out.push_str("greenops_machines{site=\"");
             escape(out, site);
@@ -406,11 +384,6 @@ pub fn write_fleet(
             out.push('\n');
         }
     }
-}
-
-/// The position of a status in [`Status::ALL`].
-fn status_index(s: Status) -> usize {
-    Status::ALL.iter().position(|x| *x == s).unwrap_or(0)
 }
 
 /// Writes `greenops_group_…` counters: every per-machine counter summed by site and

@@ -95,7 +95,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let accounting = state.accounting.get();
     let format =
         exposition::Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let per_machine = state.settings.metrics.per_machine_for(fleet.live().count());
+    let per_machine = state.settings.metrics.per_machine_for(fleet.live_count());
     let body = exposition::stream(
         exposition::Scrape {
             fleet,
