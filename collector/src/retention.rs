@@ -67,8 +67,12 @@ pub async fn run_once(
 /// question also brings it up to date first, so this only bounds the work a question waits for).
 const SAVINGS_EVERY: Duration = Duration::from_secs(300);
 
+/// How long the fleet change log keeps a change at least (PostgreSQL): a collector that reads
+/// the fleet less often than this reads every machine instead of the changed ones.
+const FLEET_LOG_KEEP_MS: i64 = 300_000;
+
 /// Runs [`run_once`] a minute after start, then every `interval_seconds`; and brings the
-/// what-if rollup up to date every five minutes (before retention deletes what it reads).
+/// what-if rollup up to date and prunes the fleet change log every five minutes.
 pub fn spawn(store: Arc<dyn Store>, settings: RetentionSettings) -> JoinHandle<()> {
     tokio::spawn(async move {
         let first = Duration::from_secs(60.min(settings.interval_seconds));
@@ -91,6 +95,14 @@ pub fn spawn(store: Arc<dyn Store>, settings: RetentionSettings) -> JoinHandle<(
                 ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "what-if rollup failed; retrying later"),
+            }
+            match store
+                .prune_fleet_log(crate::clock::now_ms(), FLEET_LOG_KEEP_MS)
+                .await
+            {
+                Ok(0) => {}
+                Ok(rows) => tracing::debug!(rows, "fleet change log pruned"),
+                Err(e) => tracing::warn!(error = %e, "pruning the fleet change log failed"),
             }
             if tokio::time::Instant::now() >= retention_due {
                 match run_once(store.as_ref(), &settings, crate::clock::now_ms()).await {

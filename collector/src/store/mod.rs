@@ -229,8 +229,8 @@ impl FleetSnapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetCursor {
     /// PostgreSQL: the oldest transaction still running when the read was taken (later
-    /// reads look again at every machine row written by it or after it); SQLite: the last
-    /// change number seen (writers are serialised).
+    /// reads look again at every machine the change log `fleet_log` records for it or a
+    /// later one); SQLite: the last change number seen (writers are serialised).
     pub changes: i64,
     /// Bumped by every change of sites or power profiles (their names are in every row).
     pub catalog: i64,

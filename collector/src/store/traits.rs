@@ -84,6 +84,14 @@ pub trait IngestStore: Send + Sync {
     /// the database as of its last read, whichever collector wrote what.
     async fn fleet_changes(&self, since: Option<FleetCursor>) -> Result<FleetChanges, StoreError>;
 
+    /// Forgets what [`Self::fleet_changes`] no longer needs: on PostgreSQL, the change log
+    /// older than the horizon noted at the previous call, once that call is at least
+    /// `keep_ms` old (a reader whose cursor is older then reads every machine). Returns the
+    /// log rows deleted. SQLite keeps no log.
+    async fn prune_fleet_log(&self, _now_ms: i64, _keep_ms: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Retires a machine: revokes its credentials and hides it, keeping history and totals.
     async fn retire_machine(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
 

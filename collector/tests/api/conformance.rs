@@ -644,6 +644,42 @@ async fn fleet_changes_return_what_was_written_since(db: Db) {
     assert_eq!(reload.machines.len(), 4);
     assert!(reload.sites.contains(&"annex".to_string()));
     assert_eq!(reload.into_snapshot(), s.fleet_snapshot().await.unwrap());
+
+    // Pruning the change log (PostgreSQL): the first call notes a horizon, a call `keep_ms`
+    // later forgets the log before it. A cursor from before that horizon then reads every
+    // machine; a read after it still reads only what changed.
+    let now = greenops_collector::clock::now_ms();
+    s.prune_fleet_log(now, 60_000).await.unwrap();
+    let noted = s.fleet_changes(None).await.unwrap().cursor;
+    let cred = machines[2].1.clone();
+    commit(s, &[job(&id, cred, T0 + 180_000, &[beat(3, 120, Some(0))])]).await;
+    let too_soon = s.prune_fleet_log(now + 59_999, 60_000).await.unwrap();
+    assert_eq!(
+        too_soon, 0,
+        "nothing is pruned before it was kept `keep_ms`"
+    );
+    s.prune_fleet_log(now + 60_000, 60_000).await.unwrap();
+    let ancient = greenops_collector::store::FleetCursor {
+        changes: 1,
+        ..noted
+    };
+    let after_ancient = s.fleet_changes(Some(ancient)).await.unwrap();
+    assert_eq!(
+        after_ancient.full,
+        db == Db::Postgres,
+        "an older cursor than the log reads all"
+    );
+    let after_noted = s.fleet_changes(Some(noted)).await.unwrap();
+    assert!(!after_noted.full);
+    for changes in [&after_ancient, &after_noted] {
+        let (m, _) = changes
+            .machines
+            .iter()
+            .find(|(m, _)| m.id == id)
+            .expect("the machine written after the horizon is read");
+        assert_eq!(m.totals, totals_of(s, &id).await.0);
+        assert_eq!(m.last.map(|l| l.received_at_ms), Some(T0 + 180_000));
+    }
     store.close().await;
 }
 

@@ -394,7 +394,8 @@ struct SnapshotRow {
 /// How a backend finds changed machines (see `migrations/*/…_fleet_changes.sql`).
 #[derive(Debug)]
 pub(crate) struct ChangeSql {
-    /// `changes, catalog`: the cursor of a read in this transaction.
+    /// `changes, catalog, oldest`: the cursor of a read in this transaction, and the oldest
+    /// `changes` a read can start from (older cursors read every machine).
     pub cursor: &'static str,
     /// A condition on the machine row `m`: written since the cursor's `changes` (`$1`).
     pub changed_since: &'static str,
@@ -420,9 +421,10 @@ where
     for<'q> String: Type<DB> + Decode<'q, DB> + Encode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    let (changes, catalog): (i64, i64) = sqlx::query_as(sql.cursor).fetch_one(&mut *tx).await?;
+    let (changes, catalog, oldest): (i64, i64, i64) =
+        sqlx::query_as(sql.cursor).fetch_one(&mut *tx).await?;
     let cursor = FleetCursor { changes, catalog };
-    let full = since.is_none_or(|s| s.catalog != catalog);
+    let full = since.is_none_or(|s| s.catalog != catalog || s.changes < oldest);
     let (filter, from) = match since {
         Some(s) if !full => (format!("WHERE {}", sql.changed_since), s.changes),
         _ => (String::new(), 0),

@@ -27,8 +27,11 @@ use crate::store::{
 /// Machine rows carry the transaction that last wrote them (a trigger sets it); a reader
 /// looks again at every row written by a transaction not finished before its last read.
 const FLEET_CHANGES: shared::ChangeSql = shared::ChangeSql {
-    cursor: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, catalog FROM fleet_clock WHERE id = 1",
-    changed_since: "m.changed_xid >= $1::bigint::text::xid8",
+    cursor: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, catalog,
+                    log_from::text::bigint
+             FROM fleet_clock WHERE id = 1",
+    changed_since: "m.num IN (SELECT unnest(l.machines) FROM fleet_log l
+                              WHERE l.xid >= $1::bigint::text::xid8)",
     ids_in_json: "SELECT jsonb_array_elements_text($1::jsonb)",
 };
 
@@ -140,6 +143,28 @@ impl IngestStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         shared::fleet_changes(tx, since, &FLEET_CHANGES).await
+    }
+
+    #[tracing::instrument(name = "store.prune_fleet_log", skip_all, fields(backend = "postgres"))]
+    async fn prune_fleet_log(&self, now_ms: i64, keep_ms: i64) -> Result<u64, StoreError> {
+        // The horizon noted last time becomes where the log is complete from; the log before
+        // it goes, and today's horizon is noted for next time.
+        let deleted = sqlx::query(
+            "WITH due AS (
+                 UPDATE fleet_clock
+                 SET log_from = GREATEST(log_from, prune_next),
+                     prune_next = pg_snapshot_xmin(pg_current_snapshot()),
+                     prune_next_at_ms = $1
+                 WHERE id = 1 AND prune_next_at_ms <= $1 - $2
+                 RETURNING log_from)
+             DELETE FROM fleet_log WHERE xid < (SELECT log_from FROM due)",
+        )
+        .bind(now_ms)
+        .bind(keep_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(deleted)
     }
 
     #[tracing::instrument(

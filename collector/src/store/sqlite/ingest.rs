@@ -30,7 +30,7 @@ use crate::store::{
 /// Every write of a machine row takes the next change number (a trigger gives it; SQLite
 /// serialises writers, so numbers are in commit order).
 const FLEET_CHANGES: shared::ChangeSql = shared::ChangeSql {
-    cursor: "SELECT seq, catalog FROM fleet_clock WHERE id = 1",
+    cursor: "SELECT seq, catalog, 0 FROM fleet_clock WHERE id = 1",
     changed_since: "m.change_seq > $1",
     ids_in_json: "SELECT value FROM json_each($1)",
 };
