@@ -651,8 +651,16 @@ async fn fleet_changes_return_what_was_written_since(db: Db) {
     let now = greenops_collector::clock::now_ms();
     s.prune_fleet_log(now, 60_000).await.unwrap();
     let noted = s.fleet_changes(None).await.unwrap().cursor;
-    let cred = machines[2].1.clone();
-    commit(s, &[job(&id, cred, T0 + 180_000, &[beat(3, 120, Some(0))])]).await;
+    commit(
+        s,
+        &[job(
+            &id,
+            machines[2].1,
+            T0 + 180_000,
+            &[beat(3, 120, Some(0))],
+        )],
+    )
+    .await;
     let too_soon = s.prune_fleet_log(now + 59_999, 60_000).await.unwrap();
     assert_eq!(
         too_soon, 0,
