@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::accounting::{self, Increment, LastReport, Status};
+use crate::exposition::ChunkText;
 use crate::store::{FleetCursor, IncurredTotal, MachineSnapshot, Store, StoreError};
 
 /// One machine of the in-memory fleet.
@@ -22,17 +23,11 @@ pub struct FleetMachine {
     pub snapshot: MachineSnapshot,
     /// Its totals rows, by where they were incurred.
     pub incurred: Vec<IncurredTotal>,
-    /// Its per-machine series, rendered once per change by the exposition.
-    pub(crate) exposition: OnceLock<crate::exposition::MachineText>,
 }
 
 impl FleetMachine {
     pub fn new(snapshot: MachineSnapshot, incurred: Vec<IncurredTotal>) -> Self {
-        Self {
-            snapshot,
-            incurred,
-            exposition: OnceLock::new(),
-        }
+        Self { snapshot, incurred }
     }
 }
 
@@ -50,7 +45,54 @@ const CHUNK: usize = 512;
 #[cfg(test)]
 const CHUNK: usize = 3;
 
-type Chunk = Arc<Vec<Arc<FleetMachine>>>;
+/// Up to [`CHUNK`] machines of the list, with their per-machine series once rendered.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    machines: Vec<Arc<FleetMachine>>,
+    text: OnceLock<Arc<ChunkText>>,
+    /// The text of an earlier version of this chunk: its unchanged machines' lines are copied
+    /// from it rather than rendered again.
+    previous: Mutex<Option<Arc<ChunkText>>>,
+}
+
+impl Clone for Chunk {
+    fn clone(&self) -> Self {
+        Self {
+            machines: self.machines.clone(),
+            text: self.text.clone(),
+            previous: Mutex::new(lock(&self.previous).clone()),
+        }
+    }
+}
+
+impl Chunk {
+    fn new(machines: Vec<Arc<FleetMachine>>) -> Self {
+        Self {
+            machines,
+            ..Self::default()
+        }
+    }
+
+    /// Replaces the machine at `k`; the text rendered so far becomes the previous one.
+    fn replace(&mut self, k: usize, machine: Arc<FleetMachine>) -> Arc<FleetMachine> {
+        if let Some(text) = self.text.take() {
+            *self.previous.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(text);
+        }
+        std::mem::replace(&mut self.machines[k], machine)
+    }
+
+    /// The per-machine series of this chunk, rendered at the first call.
+    pub(crate) fn text(&self) -> &ChunkText {
+        self.text.get_or_init(|| {
+            let previous = lock(&self.previous).take();
+            Arc::new(ChunkText::build(&self.machines, previous.as_deref()))
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// What the status counts need of one machine, kept in one contiguous array beside the list
 /// (counting 100 000 machines then reads a few megabytes, not 100 000 heap objects).
@@ -66,7 +108,7 @@ struct Brief {
 #[derive(Debug)]
 pub struct Fleet {
     /// Every machine, retired ones included, in id order, in chunks of [`CHUNK`].
-    chunks: Vec<Chunk>,
+    chunks: Vec<Arc<Chunk>>,
     /// One per machine, in the same order.
     briefs: Arc<Vec<Brief>>,
     /// Every (site, department) a machine has had since the last full read.
@@ -93,7 +135,7 @@ impl Fleet {
     pub fn machines(&self) -> impl Iterator<Item = &FleetMachine> {
         self.chunks
             .iter()
-            .flat_map(|c| c.iter())
+            .flat_map(|c| c.machines.iter())
             .map(|m| m.as_ref())
     }
 
@@ -112,20 +154,27 @@ impl Fleet {
         self.machines().map(|m| &m.snapshot)
     }
 
-    /// The machines that are not retired, each with its status at `now_ms`.
-    pub fn live_with_status(
+    /// Each chunk of the list with the status at `now_ms` of each of its machines (`None`:
+    /// retired).
+    pub(crate) fn chunks_with_status(
         &self,
         now_ms: i64,
         offline_after_ms: i64,
         idle_threshold_ms: i64,
-    ) -> impl Iterator<Item = (&FleetMachine, Status)> {
-        self.machines()
-            .zip(self.briefs.iter())
-            .filter(|(_, b)| !b.retired)
-            .map(move |(m, b)| {
-                let s = accounting::status(b.last, now_ms, offline_after_ms, idle_threshold_ms);
-                (m, s)
-            })
+    ) -> impl Iterator<Item = (&Chunk, Vec<Option<Status>>)> {
+        let mut briefs = self.briefs.iter();
+        self.chunks.iter().map(move |chunk| {
+            let statuses = briefs
+                .by_ref()
+                .take(chunk.machines.len())
+                .map(|b| {
+                    (!b.retired).then(|| {
+                        accounting::status(b.last, now_ms, offline_after_ms, idle_threshold_ms)
+                    })
+                })
+                .collect();
+            (chunk.as_ref(), statuses)
+        })
     }
 
     /// The machines that are not retired counted by site, department and status at
@@ -176,7 +225,7 @@ struct Merged {
     cursor: Option<FleetCursor>,
     /// Position of every machine in the id order.
     positions: HashMap<String, usize>,
-    chunks: Vec<Chunk>,
+    chunks: Vec<Arc<Chunk>>,
     briefs: Arc<Vec<Brief>>,
     placements: Arc<Vec<(String, String)>>,
     /// Site → department → index in `placements`.
@@ -204,8 +253,8 @@ impl Merged {
             let machine = Arc::new(FleetMachine::new(snapshot, incurred));
             match self.positions.get(&machine.snapshot.id).copied() {
                 Some(p) => {
-                    let chunk = Arc::make_mut(&mut self.chunks[p / CHUNK]);
-                    let old = std::mem::replace(&mut chunk[p % CHUNK], machine);
+                    let old =
+                        Arc::make_mut(&mut self.chunks[p / CHUNK]).replace(p % CHUNK, machine);
                     self.take_back(&old.incurred);
                     Arc::make_mut(&mut self.briefs)[p] = brief;
                 }
@@ -223,7 +272,7 @@ impl Merged {
         let mut all: Vec<(Arc<FleetMachine>, Brief)> = self
             .chunks
             .iter()
-            .flat_map(|c| c.iter().cloned())
+            .flat_map(|c| c.machines.iter().cloned())
             .zip(self.briefs.iter().copied())
             .collect();
         all.extend(added);
@@ -237,7 +286,7 @@ impl Merged {
         self.briefs = Arc::new(all.iter().map(|(_, b)| *b).collect());
         self.chunks = all
             .chunks(CHUNK)
-            .map(|c| Arc::new(c.iter().map(|(m, _)| m.clone()).collect()))
+            .map(|c| Arc::new(Chunk::new(c.iter().map(|(m, _)| m.clone()).collect())))
             .collect();
     }
 
@@ -474,6 +523,21 @@ mod tests {
             .collect()
     }
 
+    /// The per-machine exposition of `fleet` (rendering and caching each chunk's text).
+    fn exposition(fleet: &Fleet, now: i64) -> String {
+        use crate::exposition::{Piece, Sink, write_fleet};
+        let mut whole = String::new();
+        let mut send = |piece: Piece| match piece {
+            Piece::Text(t) => whole.push_str(&t),
+            Piece::Shared(b) => whole.push_str(std::str::from_utf8(&b).unwrap()),
+        };
+        let mut sink = Sink::new(64, &mut send);
+        write_fleet(fleet, true, now, 300, 200, &mut sink);
+        sink.flush();
+        drop(sink);
+        whole
+    }
+
     proptest! {
         /// Reads merged one after another leave the fleet a single full read would give, and
         /// never change a fleet already published.
@@ -487,7 +551,7 @@ mod tests {
             let sites: Vec<String> = ["s0", "s1", "s2", "s9"].map(String::from).to_vec();
             let mut merged = Merged::default();
             let mut latest: BTreeMap<u8, Row> = BTreeMap::new();
-            let mut published: Vec<(Fleet, Vec<MachineSnapshot>)> = Vec::new();
+            let mut published: Vec<(Fleet, Vec<MachineSnapshot>, String)> = Vec::new();
             for read in reads {
                 // A read returns each changed machine once.
                 let read: BTreeMap<u8, Row> = read.into_iter().map(|r| (r.0, r)).collect();
@@ -495,12 +559,14 @@ mod tests {
                 merged.apply(read.into_values().map(machine).collect());
                 let fleet = merged.publish(sites.clone(), Instant::now());
                 let seen: Vec<MachineSnapshot> = fleet.all().cloned().collect();
-                published.push((fleet, seen));
+                // Rendered now, so the next read's chunks copy from these texts.
+                let text = exposition(&fleet, now);
+                published.push((fleet, seen, text));
             }
             let mut scratch = Merged::default();
             scratch.apply(latest.values().copied().map(machine).collect());
             let full = scratch.publish(sites.clone(), Instant::now());
-            let (fleet, _) = published.last().unwrap();
+            let (fleet, _, _) = published.last().unwrap();
 
             let all: Vec<MachineSnapshot> = fleet.all().cloned().collect();
             prop_assert_eq!(&all, &full.all().cloned().collect::<Vec<_>>());
@@ -513,8 +579,9 @@ mod tests {
             prop_assert_eq!(&census, &census_by_hand(&all, &sites, now));
             prop_assert_eq!(census, owned(full.census(now, 300, 200)));
             let statuses: Vec<(String, Status)> = fleet
-                .live_with_status(now, 300, 200)
-                .map(|(m, s)| (m.snapshot.id.clone(), s))
+                .chunks_with_status(now, 300, 200)
+                .flat_map(|(c, s)| c.machines.iter().zip(s).collect::<Vec<_>>())
+                .filter_map(|(m, s)| s.map(|s| (m.snapshot.id.clone(), s)))
                 .collect();
             let by_hand: Vec<(String, Status)> = all
                 .iter()
@@ -522,8 +589,10 @@ mod tests {
                 .map(|m| (m.id.clone(), accounting::status(m.last, now, 300, 200)))
                 .collect();
             prop_assert_eq!(statuses, by_hand);
-            for (fleet, seen) in &published {
+            prop_assert_eq!(exposition(fleet, now), exposition(&full, now));
+            for (fleet, seen, text) in &published {
                 prop_assert_eq!(&fleet.all().cloned().collect::<Vec<_>>(), seen);
+                prop_assert_eq!(&exposition(fleet, now), text);
                 prop_assert_eq!(fleet.briefs.len(), seen.len());
             }
         }

@@ -451,22 +451,15 @@ mod tests {
     /// The streaming encoder, chunked at `chunk` bytes, then `# EOF`.
     fn streamed(snapshot: &FleetSnapshot, now: i64, chunk: usize) -> String {
         let mut whole = String::new();
-        let mut out = String::new();
         let fleet = crate::fleet::Fleet::of(snapshot.machines.clone(), snapshot.sites.clone());
-        crate::exposition::write_fleet(
-            &fleet,
-            true,
-            now,
-            180_000,
-            300_000,
-            &mut out,
-            chunk,
-            &mut |buf| {
-                whole.push_str(buf);
-                buf.clear();
-            },
-        );
-        whole.push_str(&out);
+        let mut send = |piece: crate::exposition::Piece| match piece {
+            crate::exposition::Piece::Text(t) => whole.push_str(&t),
+            crate::exposition::Piece::Shared(b) => whole.push_str(std::str::from_utf8(&b).unwrap()),
+        };
+        let mut sink = crate::exposition::Sink::new(chunk, &mut send);
+        crate::exposition::write_fleet(&fleet, true, now, 180_000, 300_000, &mut sink);
+        sink.flush();
+        drop(sink);
         whole.push_str("# EOF\n");
         whole
     }

@@ -20,7 +20,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 #[cfg(test)]
 pub use fleet::FleetCollector;
-pub use stream::{MachineText, write_fleet, write_groups};
+pub use stream::{ChunkText, Piece, Sink, write_fleet, write_groups};
 
 /// Content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -236,19 +236,22 @@ pub fn stream(
 ) -> axum::body::Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
     tokio::task::spawn_blocking(move || {
-        let mut out = String::with_capacity(CHUNK_BYTES + 8192);
-        let mut send = |buf: &mut String| {
-            if buf.is_empty() || tx.is_closed() {
-                buf.clear();
+        let mut send = |piece: Piece| {
+            if tx.is_closed() {
                 return;
             }
-            let mut full = std::mem::replace(buf, String::with_capacity(CHUNK_BYTES + 8192));
-            if format == Format::Text004 {
-                full = to_text_004(&full);
-            }
+            let bytes = match piece {
+                Piece::Text(text) if format == Format::Text004 => {
+                    axum::body::Bytes::from(to_text_004(&text))
+                }
+                Piece::Text(text) => axum::body::Bytes::from(text),
+                // Sample lines read the same in both formats.
+                Piece::Shared(bytes) => bytes,
+            };
             // A scraper that went away just stops the stream.
-            let _ = tx.blocking_send(axum::body::Bytes::from(full));
+            let _ = tx.blocking_send(bytes);
         };
+        let mut sink = Sink::new(CHUNK_BYTES, &mut send);
         // Retired machines have no per-machine series (their history stays in the group
         // series, reports and stats).
         write_fleet(
@@ -257,13 +260,11 @@ pub fn stream(
             scrape.now_ms,
             scrape.offline_after_ms,
             scrape.idle_threshold_ms,
-            &mut out,
-            CHUNK_BYTES,
-            &mut send,
+            &mut sink,
         );
-        write_groups(&scrape.fleet.groups, &mut out);
-        process.write_process(&mut out);
-        send(&mut out);
+        write_groups(&scrape.fleet.groups, &mut sink.out);
+        process.write_process(&mut sink.out);
+        sink.flush();
     });
     // Fused: a body may be polled again after its end (the gzip encoder does).
     let chunks =

@@ -1,18 +1,22 @@
 //! The fleet series written straight from the in-memory fleet, in chunks, for large fleets:
 //! 100k machines make ~2M series, too many to build through a registry and hold as one
-//! string. Each machine's lines are rendered once per change of the machine and kept with it
-//! (status lines, which change with the clock, are written at every scrape from its cached
-//! labels). The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
+//! string. The per-machine lines of each chunk of the fleet's list are rendered once per
+//! change of the chunk (unchanged machines' lines copied from its previous text) and served as
+//! shared slices; status lines, which change with the clock, are written at every scrape from
+//! the cached labels. The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
 //! through `prometheus-client` (tested against it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::{Arc, Weak};
+
+use axum::body::Bytes;
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::accounting::{Increment, Status};
-use crate::fleet::{Fleet, GroupTotals, status_index};
+use crate::fleet::{Fleet, FleetMachine, GroupTotals, status_index};
 use crate::store::{CostTotal, MachineSnapshot};
 
 // Help texts of the v2 families (the reference encoder in the tests uses them too).
@@ -196,50 +200,187 @@ const FAMILIES: [Spec; 19] = [
     ),
 ];
 
-/// A machine's series as text, rendered once per change of the machine: its escaped labels,
-/// its `greenops_machine_info` line, then its lines of each of [`FAMILIES`].
+/// The per-machine series of one chunk of the fleet's list, rendered once per change of the
+/// chunk and then served as shared slices: family-major (every machine's info line, then every
+/// machine's lines of each of [`FAMILIES`]), so each family of a chunk is one contiguous
+/// piece. Retired machines have no lines. Status lines, which change with the clock, are
+/// written at every scrape from the labels kept here.
 #[derive(Debug)]
-pub struct MachineText {
+pub struct ChunkText {
+    /// The machines rendered, by position (their identity only: a machine that is the same
+    /// object next time has the same lines, which are then copied instead of rendered).
+    machines: Vec<Weak<FleetMachine>>,
+    text: Arc<String>,
+    /// Machine `k`'s lines of family `f` (0: info, then [`FAMILIES`]) are
+    /// `bounds[f * n + k]..bounds[f * n + k + 1]` of `text`, for `n` machines.
+    bounds: Vec<usize>,
+    /// Each machine's escaped labels, concatenated; machine `k`'s end at `label_ends[k]`.
     labels: String,
-    text: String,
-    /// End of the info line, then of each family's lines, in `text`.
-    ends: [usize; FAMILIES.len() + 1],
+    label_ends: Vec<usize>,
 }
 
-impl MachineText {
-    pub fn of(m: &MachineSnapshot) -> Self {
-        let labels = machine_labels(m);
-        let mut text = String::with_capacity(2048);
-        let mut ends = [0; FAMILIES.len() + 1];
-        text.push_str("greenops_machine_info{machine_id=\"");
-        escape(&mut text, &m.id);
-        for (key, value) in [
-            ("hostname", m.hostname.as_str()),
-            ("os", &m.os),
-            ("os_version", &m.os_version),
-            ("agent_version", &m.agent_version),
-            ("site", &m.site),
-            ("department", &m.department),
-            ("power_profile", &m.power_profile),
-            ("idle_source", m.idle_source.map_or("", |k| k.as_str())),
-        ] {
-            text.push_str("\",");
-            text.push_str(key);
-            text.push_str("=\"");
-            escape(&mut text, value);
+impl ChunkText {
+    /// Renders `machines`, copying the lines of those `previous` rendered as the same objects
+    /// at the same positions.
+    pub fn build(machines: &[Arc<FleetMachine>], previous: Option<&ChunkText>) -> Self {
+        let n = machines.len();
+        let same: Vec<bool> = machines
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                previous.is_some_and(|p| {
+                    p.machines.len() == n && std::ptr::eq(p.machines[k].as_ptr(), Arc::as_ptr(m))
+                })
+            })
+            .collect();
+        let previous = previous.filter(|_| same.iter().any(|s| *s));
+        let mut labels = String::new();
+        let mut label_ends = Vec::with_capacity(n);
+        for (k, m) in machines.iter().enumerate() {
+            match previous {
+                Some(p) if same[k] => labels.push_str(p.labels(k)),
+                _ if m.snapshot.retired => {}
+                _ => labels.push_str(&machine_labels(&m.snapshot)),
+            }
+            label_ends.push(labels.len());
         }
-        text.push_str("\"} 1\n");
-        ends[0] = text.len();
-        for (i, family) in FAMILIES.iter().enumerate() {
-            sample_lines(&mut text, family, &SERIES[i], &labels, m);
-            ends[i + 1] = text.len();
+        let mut text = String::with_capacity(previous.map_or(n * 2048, |p| p.text.len() + 4096));
+        let mut bounds = Vec::with_capacity((FAMILIES.len() + 1) * n + 1);
+        for f in 0..=FAMILIES.len() {
+            for (k, m) in machines.iter().enumerate() {
+                bounds.push(text.len());
+                match previous {
+                    Some(p) if same[k] => text.push_str(p.segment(f, k)),
+                    _ if m.snapshot.retired => {}
+                    _ if f == 0 => info_line(&mut text, &m.snapshot),
+                    _ => {
+                        let label =
+                            &labels[if k == 0 { 0 } else { label_ends[k - 1] }..label_ends[k]];
+                        sample_lines(
+                            &mut text,
+                            &FAMILIES[f - 1],
+                            &SERIES[f - 1],
+                            label,
+                            &m.snapshot,
+                        );
+                    }
+                }
+            }
         }
-        Self { labels, text, ends }
+        bounds.push(text.len());
+        Self {
+            machines: machines.iter().map(Arc::downgrade).collect(),
+            text: Arc::new(text),
+            bounds,
+            labels,
+            label_ends,
+        }
     }
 
-    fn segment(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+    fn labels(&self, k: usize) -> &str {
+        let start = if k == 0 { 0 } else { self.label_ends[k - 1] };
+        &self.labels[start..self.label_ends[k]]
+    }
+
+    fn segment(&self, f: usize, k: usize) -> &str {
+        let i = f * self.machines.len() + k;
+        &self.text[self.bounds[i]..self.bounds[i + 1]]
+    }
+
+    /// Every machine's lines of family `f`, shared (no copy).
+    fn family(&self, f: usize) -> Bytes {
+        let n = self.machines.len();
+        let (start, end) = (self.bounds[f * n], self.bounds[(f + 1) * n]);
+        Bytes::from_owner(SharedText(self.text.clone())).slice(start..end)
+    }
+}
+
+/// A rendered text handed to the body without copying.
+struct SharedText(Arc<String>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// `greenops_machine_info{…} 1`.
+fn info_line(text: &mut String, m: &MachineSnapshot) {
+    text.push_str("greenops_machine_info{machine_id=\"");
+    escape(text, &m.id);
+    for (key, value) in [
+        ("hostname", m.hostname.as_str()),
+        ("os", &m.os),
+        ("os_version", &m.os_version),
+        ("agent_version", &m.agent_version),
+        ("site", &m.site),
+        ("department", &m.department),
+        ("power_profile", &m.power_profile),
+        ("idle_source", m.idle_source.map_or("", |k| k.as_str())),
+    ] {
+        text.push_str("\",");
+        text.push_str(key);
+        text.push_str("=\"");
+        escape(text, value);
+    }
+    text.push_str("\"} 1\n");
+}
+
+/// Where the exposition goes: text is written into `out` and handed on whenever it holds
+/// `chunk` bytes; rendered per-machine text is handed on as shared pieces, in order.
+pub struct Sink<'a> {
+    pub out: String,
+    chunk: usize,
+    send: &'a mut dyn FnMut(Piece),
+}
+
+/// One piece of the exposition.
+#[derive(Debug)]
+pub enum Piece {
+    /// Written for this scrape: whole lines, each family's `HELP`/`TYPE` lines in one piece.
+    Text(String),
+    /// Sample lines shared with the fleet's cached text.
+    Shared(Bytes),
+}
+
+impl std::fmt::Debug for Sink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("buffered", &self.out.len())
+            .field("chunk", &self.chunk)
+            .finish()
+    }
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(chunk: usize, send: &'a mut dyn FnMut(Piece)) -> Self {
+        Self {
+            out: String::with_capacity(chunk.min(1 << 20) + 8192),
+            chunk,
+            send,
+        }
+    }
+
+    fn maybe_flush(&mut self) {
+        if self.out.len() >= self.chunk {
+            self.flush();
+        }
+    }
+
+    /// Hands on the text written so far.
+    pub fn flush(&mut self) {
+        if !self.out.is_empty() {
+            let capacity = self.out.capacity();
+            let text = std::mem::replace(&mut self.out, String::with_capacity(capacity));
+            (self.send)(Piece::Text(text));
+        }
+    }
+
+    fn shared(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.flush();
+            (self.send)(Piece::Shared(piece));
+        }
     }
 }
 
@@ -302,68 +443,63 @@ fn family_header(out: &mut String, family: &Spec, name: &str, help: &str) {
     header(out, name, help, kind, family.unit);
 }
 
-/// Writes the fleet series of the live machines of `fleet` — per machine when
-/// `per_machine`, then the machine counts by site, department and status — calling
-/// `flush(out)` whenever it holds more than `chunk` bytes (the callee takes the text and
-/// leaves `out` empty or not, as it likes). Each machine's text is rendered once per change.
-#[allow(clippy::too_many_arguments)]
+/// Writes the fleet series of the live machines of `fleet` into `sink` — per machine when
+/// `per_machine`, then the machine counts by site, department and status. Each chunk's
+/// per-machine text is rendered once per change of the chunk, then shared.
 pub fn write_fleet(
     fleet: &Fleet,
     per_machine: bool,
     now_ms: i64,
     offline_after_ms: i64,
     idle_threshold_ms: i64,
-    out: &mut String,
-    chunk: usize,
-    flush: &mut dyn FnMut(&mut String),
+    sink: &mut Sink<'_>,
 ) {
-    let mut maybe_flush = |out: &mut String| {
-        if out.len() >= chunk {
-            flush(out);
-        }
-    };
     if per_machine {
-        let live: Vec<(&MachineText, Status)> = fleet
-            .live_with_status(now_ms, offline_after_ms, idle_threshold_ms)
-            .map(|(m, s)| (m.exposition.get_or_init(|| MachineText::of(&m.snapshot)), s))
+        let chunks: Vec<(&ChunkText, Vec<Option<Status>>)> = fleet
+            .chunks_with_status(now_ms, offline_after_ms, idle_threshold_ms)
+            .map(|(chunk, statuses)| (chunk.text(), statuses))
             .collect();
         header(
-            out,
+            &mut sink.out,
             "greenops_machine_info",
             "Descriptive labels of each machine (always 1); join with group_left",
             "gauge",
             None,
         );
-        for (t, _) in &live {
-            out.push_str(t.segment(0));
-            maybe_flush(out);
+        for (text, _) in &chunks {
+            sink.shared(text.family(0));
         }
         header(
-            out,
+            &mut sink.out,
             "greenops_machine_status",
             "Current status of each machine: 1 for the current one of active, idle, offline, unknown",
             "gauge",
             None,
         );
-        for (t, current) in &live {
-            for s in Status::ALL {
-                out.push_str("greenops_machine_status{");
-                out.push_str(&t.labels);
-                out.push_str(",status=\"");
-                out.push_str(s.as_str());
-                out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
+        for (text, statuses) in &chunks {
+            for (k, current) in statuses.iter().enumerate() {
+                let Some(current) = current else { continue };
+                let labels = text.labels(k);
+                for s in Status::ALL {
+                    let out = &mut sink.out;
+                    out.push_str("greenops_machine_status{");
+                    out.push_str(labels);
+                    out.push_str(",status=\"");
+                    out.push_str(s.as_str());
+                    out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
+                }
+                sink.maybe_flush();
             }
-            maybe_flush(out);
         }
         for (i, family) in FAMILIES.iter().enumerate() {
-            family_header(out, family, family.name, family.help);
-            for (t, _) in &live {
-                out.push_str(t.segment(i + 1));
-                maybe_flush(out);
+            family_header(&mut sink.out, family, family.name, family.help);
+            for (text, _) in &chunks {
+                sink.shared(text.family(i + 1));
             }
         }
     }
 
+    let out = &mut sink.out;
     header(
         out,
         "greenops_machines",
