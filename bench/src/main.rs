@@ -96,6 +96,10 @@ struct BenchArgs {
     /// Also time the machine list while the load runs (lowers the ingest figures).
     #[arg(long)]
     list_under_load: bool,
+    /// Also scrape `/metrics` every second while the load runs (from a quarter to three
+    /// quarters of it), as Prometheus would while machines change.
+    #[arg(long)]
+    metrics_under_load: bool,
 }
 
 #[tokio::main]
@@ -164,6 +168,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         scrapes: 5,
         list_rounds: args.list_rounds,
         list_under_load: args.list_under_load,
+        metrics_under_load: args.metrics_under_load,
     };
     let report = run::run(options.clone(), &|line| eprintln!("{line}")).await?;
     print!("{}", report.summary(&options));

@@ -49,6 +49,8 @@ pub struct BenchOptions {
     pub list_rounds: usize,
     /// Also time a third of those rounds while the load runs (this slows the ingest figures).
     pub list_under_load: bool,
+    /// Also scrape `/metrics` every second while the load runs.
+    pub metrics_under_load: bool,
 }
 
 /// The figures of one run.
@@ -68,6 +70,8 @@ pub struct BenchReport {
     pub list: Option<ListTiming>,
     /// The same list requests while the ingest load runs.
     pub list_under_load: Option<ListTiming>,
+    /// Plain `/metrics` scrapes while the ingest load runs, sorted.
+    pub metrics_under_load: Vec<Duration>,
     /// Raw heartbeats stored and their bytes at rest.
     pub storage: Option<greenops_collector::store::ingest::HeartbeatStorage>,
 }
@@ -224,11 +228,47 @@ pub async fn run(
             .await
             .map(Some)
     };
+    // And `/metrics`, once a second over the middle half of the load.
+    let scrapes_under_load = async {
+        if !options.metrics_under_load {
+            return Ok(Vec::new());
+        }
+        let total = plan.total_duration();
+        tokio::time::sleep(total / 4).await;
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/metrics");
+        let until = Instant::now() + total / 2;
+        let mut times = Vec::new();
+        while Instant::now() < until {
+            let started = Instant::now();
+            client
+                .get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            times.push(started.elapsed());
+            tokio::time::sleep(Duration::from_secs(1).saturating_sub(started.elapsed())).await;
+        }
+        times.sort();
+        anyhow::Ok(times)
+    };
     say("greenops:");
-    let (greenops, list_under_load) = tokio::join!(
+    let (greenops, list_under_load, metrics_under_load) = tokio::join!(
         phases::run(addr, &mut fleet, &plan, base_ms, None, say),
-        under_load
+        under_load,
+        scrapes_under_load
     );
+    let metrics_under_load = metrics_under_load?;
+    if !metrics_under_load.is_empty() {
+        say(&format!(
+            "/metrics during the load: median {:.1} ms, max {:.1} ms ({} scrapes)",
+            ms(metrics_under_load[metrics_under_load.len() / 2]),
+            ms(metrics_under_load[metrics_under_load.len() - 1]),
+            metrics_under_load.len()
+        ));
+    }
     let greenops = greenops?;
     let list_under_load: Option<ListTiming> = list_under_load?;
     if let Some(t) = &list_under_load {
@@ -342,6 +382,7 @@ pub async fn run(
         peak_rss_kib: peak,
         list,
         list_under_load,
+        metrics_under_load,
         storage,
     })
 }
@@ -982,6 +1023,18 @@ impl BenchReport {
                 l.p(0.5).as_secs_f64() * 1e3,
                 l.p(0.95).as_secs_f64() * 1e3,
                 l.list.len(),
+            ));
+        }
+        if let (Some(median), Some(max)) = (
+            self.metrics_under_load
+                .get(self.metrics_under_load.len() / 2),
+            self.metrics_under_load.last(),
+        ) {
+            out.push_str(&format!(
+                "metrics_under_load_ms={:.1} metrics_under_load_max_ms={:.1} metrics_under_load_scrapes={}\n",
+                ms(*median),
+                ms(*max),
+                self.metrics_under_load.len(),
             ));
         }
         if let Some(s) = &self.storage {
