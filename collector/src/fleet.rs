@@ -50,9 +50,9 @@ const CHUNK: usize = 3;
 pub struct Chunk {
     machines: Vec<Arc<FleetMachine>>,
     text: OnceLock<Arc<ChunkText>>,
-    /// The text of an earlier version of this chunk: its unchanged machines' lines are copied
-    /// from it rather than rendered again.
-    previous: Mutex<Option<Arc<ChunkText>>>,
+    /// Texts of earlier versions of these machines' chunks: the lines of machines found
+    /// there unchanged are copied rather than rendered again.
+    previous: Mutex<Vec<Arc<ChunkText>>>,
 }
 
 impl Clone for Chunk {
@@ -66,17 +66,26 @@ impl Clone for Chunk {
 }
 
 impl Chunk {
-    fn new(machines: Vec<Arc<FleetMachine>>) -> Self {
+    fn new(machines: Vec<Arc<FleetMachine>>, previous: Vec<Arc<ChunkText>>) -> Self {
         Self {
             machines,
-            ..Self::default()
+            text: OnceLock::new(),
+            previous: Mutex::new(previous),
+        }
+    }
+
+    /// The text rendered last for this chunk, or those it would copy from.
+    fn texts(&self) -> Vec<Arc<ChunkText>> {
+        match self.text.get() {
+            Some(text) => vec![text.clone()],
+            None => lock(&self.previous).clone(),
         }
     }
 
     /// Replaces the machine at `k`; the text rendered so far becomes the previous one.
     fn replace(&mut self, k: usize, machine: Arc<FleetMachine>) -> Arc<FleetMachine> {
         if let Some(text) = self.text.take() {
-            *self.previous.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(text);
+            *self.previous.get_mut().unwrap_or_else(|p| p.into_inner()) = vec![text];
         }
         std::mem::replace(&mut self.machines[k], machine)
     }
@@ -84,8 +93,11 @@ impl Chunk {
     /// The per-machine series of this chunk, rendered at the first call.
     pub(crate) fn text(&self) -> &ChunkText {
         self.text.get_or_init(|| {
-            let previous = lock(&self.previous).take();
-            Arc::new(ChunkText::build(&self.machines, previous.as_deref()))
+            // Kept while rendering: a copy of this chunk made meanwhile copies from it too.
+            let previous = lock(&self.previous).clone();
+            let text = Arc::new(ChunkText::build(&self.machines, &previous));
+            lock(&self.previous).clear();
+            text
         })
     }
 }
@@ -267,8 +279,16 @@ impl Merged {
         self.live = self.briefs.iter().filter(|b| !b.retired).count();
     }
 
-    /// Rebuilds the list with `added` in their places (enrolment only: O(fleet)).
+    /// Rebuilds the list with `added` in their places (enrolment only: O(fleet)); each new
+    /// chunk keeps the texts of the old chunks its machines come from.
     fn insert(&mut self, added: Vec<(Arc<FleetMachine>, Brief)>) {
+        let old_texts: Vec<Vec<Arc<ChunkText>>> = self.chunks.iter().map(|c| c.texts()).collect();
+        let old_chunk: HashMap<*const FleetMachine, usize> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| c.machines.iter().map(move |m| (Arc::as_ptr(m), i)))
+            .collect();
         let mut all: Vec<(Arc<FleetMachine>, Brief)> = self
             .chunks
             .iter()
@@ -286,7 +306,18 @@ impl Merged {
         self.briefs = Arc::new(all.iter().map(|(_, b)| *b).collect());
         self.chunks = all
             .chunks(CHUNK)
-            .map(|c| Arc::new(Chunk::new(c.iter().map(|(m, _)| m.clone()).collect())))
+            .map(|c| {
+                let mut from: Vec<usize> = c
+                    .iter()
+                    .filter_map(|(m, _)| old_chunk.get(&Arc::as_ptr(m)).copied())
+                    .collect();
+                from.dedup();
+                let previous = from.iter().flat_map(|i| old_texts[*i].clone()).collect();
+                Arc::new(Chunk::new(
+                    c.iter().map(|(m, _)| m.clone()).collect(),
+                    previous,
+                ))
+            })
             .collect();
     }
 

@@ -6,7 +6,7 @@
 //! the cached labels. The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
 //! through `prometheus-client` (tested against it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{Arc, Weak};
 
@@ -220,40 +220,47 @@ pub struct ChunkText {
 }
 
 impl ChunkText {
-    /// Renders `machines`, copying the lines of those `previous` rendered as the same objects
-    /// at the same positions.
-    pub fn build(machines: &[Arc<FleetMachine>], previous: Option<&ChunkText>) -> Self {
+    /// Renders `machines`, copying the lines of those a `previous` text rendered as the same
+    /// objects.
+    pub fn build(machines: &[Arc<FleetMachine>], previous: &[Arc<ChunkText>]) -> Self {
         let n = machines.len();
-        let same: Vec<bool> = machines
+        // Where each machine was rendered before. A `Weak` keeps its machine's allocation,
+        // so an address seen there is that machine and no other.
+        let mut rendered: HashMap<*const FleetMachine, (&ChunkText, usize)> = HashMap::new();
+        for p in previous {
+            for (k, m) in p.machines.iter().enumerate() {
+                rendered.insert(m.as_ptr(), (p.as_ref(), k));
+            }
+        }
+        let found: Vec<Option<(&ChunkText, usize)>> = machines
             .iter()
-            .enumerate()
-            .map(|(k, m)| {
-                previous.is_some_and(|p| {
-                    p.machines.len() == n && std::ptr::eq(p.machines[k].as_ptr(), Arc::as_ptr(m))
-                })
-            })
+            .map(|m| rendered.get(&Arc::as_ptr(m)).copied())
             .collect();
-        let previous = previous.filter(|_| same.iter().any(|s| *s));
         let mut labels = String::new();
         let mut label_ends = Vec::with_capacity(n);
-        for (k, m) in machines.iter().enumerate() {
-            match previous {
-                Some(p) if same[k] => labels.push_str(p.labels(k)),
-                _ if m.snapshot.retired => {}
-                _ => labels.push_str(&machine_labels(&m.snapshot)),
+        for (m, found) in machines.iter().zip(&found) {
+            match found {
+                Some((p, k)) => labels.push_str(p.labels(*k)),
+                None if m.snapshot.retired => {}
+                None => labels.push_str(&machine_labels(&m.snapshot)),
             }
             label_ends.push(labels.len());
         }
-        let mut text = String::with_capacity(previous.map_or(n * 2048, |p| p.text.len() + 4096));
+        // As long as the machines were before, on average (or 2 KiB each).
+        let (before, rendered_before) = previous
+            .iter()
+            .fold((0, 0), |(b, r), p| (b + p.text.len(), r + p.machines.len()));
+        let guess = before.checked_div(rendered_before).unwrap_or(2048) * n;
+        let mut text = String::with_capacity(guess + 4096);
         let mut bounds = Vec::with_capacity((FAMILIES.len() + 1) * n + 1);
         for f in 0..=FAMILIES.len() {
             for (k, m) in machines.iter().enumerate() {
                 bounds.push(text.len());
-                match previous {
-                    Some(p) if same[k] => text.push_str(p.segment(f, k)),
-                    _ if m.snapshot.retired => {}
-                    _ if f == 0 => info_line(&mut text, &m.snapshot),
-                    _ => {
+                match found[k] {
+                    Some((p, j)) => text.push_str(p.segment(f, j)),
+                    None if m.snapshot.retired => {}
+                    None if f == 0 => info_line(&mut text, &m.snapshot),
+                    None => {
                         let label =
                             &labels[if k == 0 { 0 } else { label_ends[k - 1] }..label_ends[k]];
                         sample_lines(
@@ -268,6 +275,10 @@ impl ChunkText {
             }
         }
         bounds.push(text.len());
+        // A first rendering guessed its size: give back what doubling left over.
+        if text.capacity() > text.len() + text.len() / 4 {
+            text.shrink_to_fit();
+        }
         Self {
             machines: machines.iter().map(Arc::downgrade).collect(),
             text: Arc::new(text),
