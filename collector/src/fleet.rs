@@ -151,11 +151,6 @@ impl Fleet {
             .map(|m| m.as_ref())
     }
 
-    /// The machines that are not retired.
-    pub fn live(&self) -> impl Iterator<Item = &MachineSnapshot> {
-        self.all().filter(|m| !m.retired)
-    }
-
     /// How many machines are not retired.
     pub fn live_count(&self) -> usize {
         self.live
@@ -604,7 +599,6 @@ mod tests {
             let ids: Vec<&str> = all.iter().map(|m| m.id.as_str()).collect();
             prop_assert!(ids.windows(2).all(|w| w[0] < w[1]), "id order: {:?}", ids);
             prop_assert_eq!(fleet.live_count(), all.iter().filter(|m| !m.retired).count());
-            prop_assert_eq!(fleet.live().count(), fleet.live_count());
             prop_assert_eq!(nonzero(&fleet.groups), nonzero(&full.groups));
             let census = owned(fleet.census(now, 300, 200));
             prop_assert_eq!(&census, &census_by_hand(&all, &sites, now));
