@@ -557,7 +557,7 @@ mod tests {
             Piece::Text(t) => whole.push_str(&t),
             Piece::Shared(b) => whole.push_str(std::str::from_utf8(&b).unwrap()),
         };
-        let mut sink = Sink::new(64, &mut send);
+        let mut sink = Sink::new(&mut send);
         write_fleet(fleet, true, now, 300, 200, &mut sink);
         sink.flush();
         drop(sink);

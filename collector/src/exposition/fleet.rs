@@ -448,16 +448,20 @@ mod tests {
         );
     }
 
-    /// The streaming encoder, chunked at `chunk` bytes, then `# EOF`.
-    fn streamed(snapshot: &FleetSnapshot, now: i64, chunk: usize) -> String {
+    /// The fleet of `snapshot`, as the collector holds it.
+    fn fleet_of(snapshot: &FleetSnapshot) -> crate::fleet::Fleet {
+        crate::fleet::Fleet::of(snapshot.machines.clone(), snapshot.sites.clone())
+    }
+
+    /// The streaming encoder's scrape of `fleet` at `now`, then `# EOF`.
+    fn streamed(fleet: &crate::fleet::Fleet, now: i64) -> String {
         let mut whole = String::new();
-        let fleet = crate::fleet::Fleet::of(snapshot.machines.clone(), snapshot.sites.clone());
         let mut send = |piece: crate::exposition::Piece| match piece {
             crate::exposition::Piece::Text(t) => whole.push_str(&t),
             crate::exposition::Piece::Shared(b) => whole.push_str(std::str::from_utf8(&b).unwrap()),
         };
-        let mut sink = crate::exposition::Sink::new(chunk, &mut send);
-        crate::exposition::write_fleet(&fleet, true, now, 180_000, 300_000, &mut sink);
+        let mut sink = crate::exposition::Sink::new(&mut send);
+        crate::exposition::write_fleet(fleet, true, now, 180_000, 300_000, &mut sink);
         sink.flush();
         drop(sink);
         whole.push_str("# EOF\n");
@@ -467,16 +471,19 @@ mod tests {
     #[test]
     fn the_streaming_encoder_matches_prometheus_client_byte_for_byte() {
         let now = 1_795_771_830_000;
-        let reference = render_fleet_only(FleetCollector::new(snapshot(), now, 180_000, 300_000));
-        assert_eq!(streamed(&snapshot(), now, usize::MAX), reference);
-        assert_eq!(
-            streamed(&snapshot(), now, 1),
-            reference,
-            "chunking changes nothing"
-        );
+        let reference =
+            |now| render_fleet_only(FleetCollector::new(snapshot(), now, 180_000, 300_000));
+        let fleet = fleet_of(&snapshot());
+        assert_eq!(streamed(&fleet, now), reference(now));
+        // An hour later every machine is offline: the status lines kept from the first
+        // scrape must not be served again.
+        let later = now + 3_600_000;
+        assert_ne!(reference(later), reference(now));
+        assert_eq!(streamed(&fleet, later), reference(later));
+        assert_eq!(streamed(&fleet, now), reference(now));
         let empty = FleetSnapshot::default();
         assert_eq!(
-            streamed(&empty, now, 64),
+            streamed(&fleet_of(&empty), now),
             render_fleet_only(FleetCollector::new(empty, now, 180_000, 300_000))
         );
     }
@@ -493,7 +500,7 @@ mod tests {
                  proptest::option::of(0.0f64..1.0), 0i64..1_000_000_000, 0u32..100_000, proptest::collection::vec((text(), 0u32..1_000_000), 0..3)),
                 0..6),
             sites in proptest::collection::vec(text(), 0..3),
-            chunk in 1usize..4096,
+            later in 0i64..12_000_000,
         ) {
             let sessions = [Session::Active, Session::Locked, Session::None, Session::Unknown];
             let snapshot = FleetSnapshot {
@@ -532,9 +539,13 @@ mod tests {
                     })
                     .collect(),
             };
-            let now = 5_000_000;
-            let reference = render_fleet_only(FleetCollector::new(snapshot.clone(), now, 180_000, 300_000));
-            proptest::prop_assert_eq!(streamed(&snapshot, now, chunk), reference);
+            // Scraped at two times and again at the first: statuses kept from one scrape are
+            // served at the next only where they still hold.
+            let fleet = fleet_of(&snapshot);
+            for now in [5_000_000, later, 5_000_000] {
+                let reference = render_fleet_only(FleetCollector::new(snapshot.clone(), now, 180_000, 300_000));
+                proptest::prop_assert_eq!(streamed(&fleet, now), reference);
+            }
         }
     }
 

@@ -10,6 +10,8 @@ mod stream;
 
 use std::time::Duration;
 
+use axum::body::Bytes;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -213,9 +215,6 @@ impl ProcessMetrics {
     }
 }
 
-/// Size of the chunks `/metrics` is streamed in.
-pub const CHUNK_BYTES: usize = 256 * 1024;
-
 /// What one scrape shows of the fleet.
 #[derive(Debug, Clone)]
 pub struct Scrape {
@@ -227,31 +226,27 @@ pub struct Scrape {
     pub idle_threshold_ms: i64,
 }
 
-/// The whole exposition — fleet series, then this process's metrics — as a stream of chunks
-/// encoded on a blocking thread, so memory stays bounded for any fleet size.
-pub fn stream(
+/// The whole exposition — fleet series, then this process's metrics — as a list of pieces,
+/// assembled on a blocking thread (a chunk that changed since the last scrape is rendered
+/// there). Memory stays bounded for any fleet size: the per-machine pieces are the fleet's
+/// cached texts, shared, and only the group series, the machine counts and this process's
+/// metrics are written for the scrape.
+pub async fn render(
     scrape: Scrape,
     process: std::sync::Arc<ProcessMetrics>,
     format: Format,
-) -> axum::body::Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<axum::body::Bytes>(4);
+) -> anyhow::Result<Exposition> {
     tokio::task::spawn_blocking(move || {
+        let mut pieces = std::collections::VecDeque::new();
         let mut send = |piece: Piece| {
-            if tx.is_closed() {
-                return;
-            }
-            let bytes = match piece {
-                Piece::Text(text) if format == Format::Text004 => {
-                    axum::body::Bytes::from(to_text_004(&text))
-                }
-                Piece::Text(text) => axum::body::Bytes::from(text),
+            pieces.push_back(match piece {
+                Piece::Text(text) if format == Format::Text004 => Bytes::from(to_text_004(&text)),
+                Piece::Text(text) => Bytes::from(text),
                 // Sample lines read the same in both formats.
                 Piece::Shared(bytes) => bytes,
-            };
-            // A scraper that went away just stops the stream.
-            let _ = tx.blocking_send(bytes);
+            });
         };
-        let mut sink = Sink::new(CHUNK_BYTES, &mut send);
+        let mut sink = Sink::new(&mut send);
         // Retired machines have no per-machine series (their history stays in the group
         // series, reports and stats).
         write_fleet(
@@ -265,15 +260,50 @@ pub fn stream(
         write_groups(&scrape.fleet.groups, &mut sink.out);
         process.write_process(&mut sink.out);
         sink.flush();
-    });
-    // Fused: a body may be polled again after its end (the gzip encoder does).
-    let chunks =
-        futures_util::StreamExt::fuse(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
-        }));
-    axum::body::Body::from_stream(chunks)
+        drop(sink);
+        Exposition::new(pieces)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("rendering /metrics failed: {e}"))
+}
+
+/// A rendered exposition as a response body: its pieces in order, with its length known up
+/// front (so the response has a `Content-Length`, and a scrape needs no chunked encoding).
+#[derive(Debug)]
+pub struct Exposition {
+    pieces: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Exposition {
+    fn new(pieces: std::collections::VecDeque<Bytes>) -> Self {
+        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
+        Self { pieces, remaining }
+    }
+}
+
+impl hyper::body::Body for Exposition {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let piece = self.pieces.pop_front();
+        if let Some(p) = &piece {
+            self.remaining -= p.len() as u64;
+        }
+        std::task::Poll::Ready(piece.map(|p| Ok(hyper::body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// Reference rendering through `prometheus-client` (tests and the golden file).

@@ -2,13 +2,14 @@
 //! 100k machines make ~2M series, too many to build through a registry and hold as one
 //! string. The per-machine lines of each chunk of the fleet's list are rendered once per
 //! change of the chunk (unchanged machines' lines copied from its previous text) and served as
-//! shared slices; status lines, which change with the clock, are written at every scrape from
-//! the cached labels. The per-machine output is byte-for-byte what [`super::FleetCollector`] produces
-//! through `prometheus-client` (tested against it).
+//! shared slices; status lines, which change with the clock, are written again from the
+//! cached labels when a machine's status changed since the last scrape. The per-machine
+//! output is byte-for-byte what [`super::FleetCollector`] produces through
+//! `prometheus-client` (tested against it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use axum::body::Bytes;
 
@@ -204,7 +205,7 @@ const FAMILIES: [Spec; 19] = [
 /// chunk and then served as shared slices: family-major (every machine's info line, then every
 /// machine's lines of each of [`FAMILIES`]), so each family of a chunk is one contiguous
 /// piece. Retired machines have no lines. Status lines, which change with the clock, are
-/// written at every scrape from the labels kept here.
+/// written from the labels kept here, again whenever a status changed.
 #[derive(Debug)]
 pub struct ChunkText {
     /// The machines rendered, by position (their identity only: a machine that is the same
@@ -217,6 +218,9 @@ pub struct ChunkText {
     /// Each machine's escaped labels, concatenated; machine `k`'s end at `label_ends[k]`.
     labels: String,
     label_ends: Vec<usize>,
+    /// The status lines last written, with the statuses they show: a scrape whose machines
+    /// are all in the same status as at the last one serves them again.
+    status: Mutex<Option<(Vec<Option<Status>>, Bytes)>>,
 }
 
 impl ChunkText {
@@ -285,7 +289,36 @@ impl ChunkText {
             bounds,
             labels,
             label_ends,
+            status: Mutex::new(None),
         }
+    }
+
+    /// `greenops_machine_status` lines of the machines in `statuses` (`None`: retired, no
+    /// lines), written again only when a status changed since the last scrape.
+    fn status_lines(&self, statuses: &[Option<Status>]) -> Bytes {
+        let mut cached = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((shown, lines)) = cached.as_ref()
+            && shown.as_slice() == statuses
+        {
+            return lines.clone();
+        }
+        let mut out = String::with_capacity(
+            statuses.len() * 4 * (self.labels.len() / statuses.len().max(1) + 48),
+        );
+        for (k, current) in statuses.iter().enumerate() {
+            let Some(current) = current else { continue };
+            let labels = self.labels(k);
+            for s in Status::ALL {
+                out.push_str("greenops_machine_status{");
+                out.push_str(labels);
+                out.push_str(",status=\"");
+                out.push_str(s.as_str());
+                out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
+            }
+        }
+        let lines = Bytes::from(out);
+        *cached = Some((statuses.to_vec(), lines.clone()));
+        lines
     }
 
     fn labels(&self, k: usize) -> &str {
@@ -337,11 +370,10 @@ fn info_line(text: &mut String, m: &MachineSnapshot) {
     text.push_str("\"} 1\n");
 }
 
-/// Where the exposition goes: text is written into `out` and handed on whenever it holds
-/// `chunk` bytes; rendered per-machine text is handed on as shared pieces, in order.
+/// Where the exposition goes: text is written into `out` and handed on before each shared
+/// piece and at the end; rendered per-machine text is handed on as shared pieces, in order.
 pub struct Sink<'a> {
     pub out: String,
-    chunk: usize,
     send: &'a mut dyn FnMut(Piece),
 }
 
@@ -358,31 +390,22 @@ impl std::fmt::Debug for Sink<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sink")
             .field("buffered", &self.out.len())
-            .field("chunk", &self.chunk)
             .finish()
     }
 }
 
 impl<'a> Sink<'a> {
-    pub fn new(chunk: usize, send: &'a mut dyn FnMut(Piece)) -> Self {
+    pub fn new(send: &'a mut dyn FnMut(Piece)) -> Self {
         Self {
-            out: String::with_capacity(chunk.min(1 << 20) + 8192),
-            chunk,
+            out: String::with_capacity(8192),
             send,
-        }
-    }
-
-    fn maybe_flush(&mut self) {
-        if self.out.len() >= self.chunk {
-            self.flush();
         }
     }
 
     /// Hands on the text written so far.
     pub fn flush(&mut self) {
         if !self.out.is_empty() {
-            let capacity = self.out.capacity();
-            let text = std::mem::replace(&mut self.out, String::with_capacity(capacity));
+            let text = std::mem::replace(&mut self.out, String::with_capacity(8192));
             (self.send)(Piece::Text(text));
         }
     }
@@ -488,19 +511,7 @@ pub fn write_fleet(
             None,
         );
         for (text, statuses) in &chunks {
-            for (k, current) in statuses.iter().enumerate() {
-                let Some(current) = current else { continue };
-                let labels = text.labels(k);
-                for s in Status::ALL {
-                    let out = &mut sink.out;
-                    out.push_str("greenops_machine_status{");
-                    out.push_str(labels);
-                    out.push_str(",status=\"");
-                    out.push_str(s.as_str());
-                    out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
-                }
-                sink.maybe_flush();
-            }
+            sink.shared(text.status_lines(statuses));
         }
         for (i, family) in FAMILIES.iter().enumerate() {
             family_header(&mut sink.out, family, family.name, family.help);

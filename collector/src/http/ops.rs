@@ -96,7 +96,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let format =
         exposition::Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let per_machine = state.settings.metrics.per_machine_for(fleet.live_count());
-    let body = exposition::stream(
+    let body = exposition::render(
         exposition::Scrape {
             fleet,
             per_machine,
@@ -106,8 +106,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         },
         state.metrics.clone(),
         format,
-    );
-    let mut response = body.into_response();
+    )
+    .await?;
+    let mut response = axum::body::Body::new(body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
