@@ -555,7 +555,7 @@ mod tests {
         let mut whole = String::new();
         let mut send = |piece: Piece| match piece {
             Piece::Text(t) => whole.push_str(&t),
-            Piece::Shared(b) => whole.push_str(std::str::from_utf8(&b).unwrap()),
+            Piece::Shared(b) => whole.push_str(std::str::from_utf8(b.text()).unwrap()),
         };
         let mut sink = Sink::new(&mut send);
         write_fleet(fleet, true, now, 300, 200, &mut sink);

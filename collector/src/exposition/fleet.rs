@@ -458,7 +458,9 @@ mod tests {
         let mut whole = String::new();
         let mut send = |piece: crate::exposition::Piece| match piece {
             crate::exposition::Piece::Text(t) => whole.push_str(&t),
-            crate::exposition::Piece::Shared(b) => whole.push_str(std::str::from_utf8(&b).unwrap()),
+            crate::exposition::Piece::Shared(b) => {
+                whole.push_str(std::str::from_utf8(b.text()).unwrap())
+            }
         };
         let mut sink = crate::exposition::Sink::new(&mut send);
         crate::exposition::write_fleet(fleet, true, now, 180_000, 300_000, &mut sink);

@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod fleet;
+pub mod gzip;
 mod process;
 mod stream;
 
@@ -228,23 +229,35 @@ pub struct Scrape {
 
 /// The whole exposition — fleet series, then this process's metrics — as a list of pieces,
 /// assembled on a blocking thread (a chunk that changed since the last scrape is rendered
-/// there). Memory stays bounded for any fleet size: the per-machine pieces are the fleet's
-/// cached texts, shared, and only the group series, the machine counts and this process's
-/// metrics are written for the scrape.
+/// there), gzipped when `gzip`. Memory stays bounded for any fleet size: the per-machine
+/// pieces are the fleet's cached texts (and their cached deflate blocks), shared, and only
+/// the group series, the machine counts and this process's metrics are written for the
+/// scrape.
 pub async fn render(
     scrape: Scrape,
     process: std::sync::Arc<ProcessMetrics>,
     format: Format,
+    gzip: bool,
 ) -> anyhow::Result<Exposition> {
     tokio::task::spawn_blocking(move || {
-        let mut pieces = std::collections::VecDeque::new();
-        let mut send = |piece: Piece| {
-            pieces.push_back(match piece {
-                Piece::Text(text) if format == Format::Text004 => Bytes::from(to_text_004(&text)),
-                Piece::Text(text) => Bytes::from(text),
+        let text = |text: String| match format {
+            Format::Text004 => to_text_004(&text),
+            Format::OpenMetrics => text,
+        };
+        let mut plain = std::collections::VecDeque::new();
+        let mut member = gzip.then(gzip::Member::new);
+        let mut failed = None;
+        let mut send = |piece: Piece<'_>| {
+            let deflated = match (&mut member, piece) {
+                (None, Piece::Text(t)) => return plain.push_back(Bytes::from(text(t))),
                 // Sample lines read the same in both formats.
-                Piece::Shared(bytes) => bytes,
-            });
+                (None, Piece::Shared(s)) => return plain.push_back(s.text().clone()),
+                (Some(m), Piece::Text(t)) => gzip::deflate(text(t).as_bytes()).map(|d| m.push(&d)),
+                (Some(m), Piece::Shared(s)) => s.deflated().map(|d| m.push(d)),
+            };
+            if let Err(e) = deflated {
+                failed.get_or_insert(e);
+            }
         };
         let mut sink = Sink::new(&mut send);
         // Retired machines have no per-machine series (their history stays in the group
@@ -261,10 +274,13 @@ pub async fn render(
         process.write_process(&mut sink.out);
         sink.flush();
         drop(sink);
-        Exposition::new(pieces)
+        if let Some(e) = failed {
+            return Err(e.context("compressing /metrics"));
+        }
+        Ok(Exposition::new(member.map_or(plain, gzip::Member::finish)))
     })
     .await
-    .map_err(|e| anyhow::anyhow!("rendering /metrics failed: {e}"))
+    .map_err(|e| anyhow::anyhow!("rendering /metrics failed: {e}"))?
 }
 
 /// A rendered exposition as a response body: its pieces in order, with its length known up

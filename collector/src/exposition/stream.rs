@@ -9,13 +9,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use axum::body::Bytes;
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::gzip::Deflated;
 use crate::accounting::{Increment, Status};
 use crate::fleet::{Fleet, FleetMachine, GroupTotals, status_index};
 use crate::store::{CostTotal, MachineSnapshot};
@@ -218,9 +219,44 @@ pub struct ChunkText {
     /// Each machine's escaped labels, concatenated; machine `k`'s end at `label_ends[k]`.
     labels: String,
     label_ends: Vec<usize>,
+    /// Each family's lines of every machine (0: info, then [`FAMILIES`]), shared.
+    families: Vec<Shared>,
     /// The status lines last written, with the statuses they show: a scrape whose machines
     /// are all in the same status as at the last one serves them again.
-    status: Mutex<Option<(Vec<Option<Status>>, Bytes)>>,
+    status: Mutex<Option<StatusLines>>,
+}
+
+/// Status lines and the statuses they show (`None`: a retired machine, without lines).
+type StatusLines = (Vec<Option<Status>>, Arc<Shared>);
+
+/// Text shared by scrapes, and once a gzip scrape asked for it, its deflate blocks.
+#[derive(Debug)]
+pub struct Shared {
+    text: Bytes,
+    deflated: OnceLock<Deflated>,
+}
+
+impl Shared {
+    fn new(text: Bytes) -> Self {
+        Self {
+            text,
+            deflated: OnceLock::new(),
+        }
+    }
+
+    pub fn text(&self) -> &Bytes {
+        &self.text
+    }
+
+    /// The text deflated (on the first call; later calls share the result).
+    pub fn deflated(&self) -> anyhow::Result<&Deflated> {
+        if let Some(d) = self.deflated.get() {
+            return Ok(d);
+        }
+        let d = super::gzip::deflate(&self.text)?;
+        // Two scrapes may both have deflated it: either result will do.
+        Ok(self.deflated.get_or_init(|| d))
+    }
 }
 
 impl ChunkText {
@@ -283,19 +319,27 @@ impl ChunkText {
         if text.capacity() > text.len() + text.len() / 4 {
             text.shrink_to_fit();
         }
+        let text = Arc::new(text);
+        let families = (0..=FAMILIES.len())
+            .map(|f| {
+                let (start, end) = (bounds[f * n], bounds[(f + 1) * n]);
+                Shared::new(Bytes::from_owner(SharedText(text.clone())).slice(start..end))
+            })
+            .collect();
         Self {
             machines: machines.iter().map(Arc::downgrade).collect(),
-            text: Arc::new(text),
+            text,
             bounds,
             labels,
             label_ends,
+            families,
             status: Mutex::new(None),
         }
     }
 
     /// `greenops_machine_status` lines of the machines in `statuses` (`None`: retired, no
     /// lines), written again only when a status changed since the last scrape.
-    fn status_lines(&self, statuses: &[Option<Status>]) -> Bytes {
+    fn status_lines(&self, statuses: &[Option<Status>]) -> Arc<Shared> {
         let mut cached = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((shown, lines)) = cached.as_ref()
             && shown.as_slice() == statuses
@@ -316,7 +360,7 @@ impl ChunkText {
                 out.push_str(if s == *current { "\"} 1\n" } else { "\"} 0\n" });
             }
         }
-        let lines = Bytes::from(out);
+        let lines = Arc::new(Shared::new(Bytes::from(out)));
         *cached = Some((statuses.to_vec(), lines.clone()));
         lines
     }
@@ -332,10 +376,8 @@ impl ChunkText {
     }
 
     /// Every machine's lines of family `f`, shared (no copy).
-    fn family(&self, f: usize) -> Bytes {
-        let n = self.machines.len();
-        let (start, end) = (self.bounds[f * n], self.bounds[(f + 1) * n]);
-        Bytes::from_owner(SharedText(self.text.clone())).slice(start..end)
+    fn family(&self, f: usize) -> &Shared {
+        &self.families[f]
     }
 }
 
@@ -374,16 +416,16 @@ fn info_line(text: &mut String, m: &MachineSnapshot) {
 /// piece and at the end; rendered per-machine text is handed on as shared pieces, in order.
 pub struct Sink<'a> {
     pub out: String,
-    send: &'a mut dyn FnMut(Piece),
+    send: &'a mut dyn FnMut(Piece<'_>),
 }
 
 /// One piece of the exposition.
 #[derive(Debug)]
-pub enum Piece {
+pub enum Piece<'a> {
     /// Written for this scrape: whole lines, each family's `HELP`/`TYPE` lines in one piece.
     Text(String),
     /// Sample lines shared with the fleet's cached text.
-    Shared(Bytes),
+    Shared(&'a Shared),
 }
 
 impl std::fmt::Debug for Sink<'_> {
@@ -395,7 +437,7 @@ impl std::fmt::Debug for Sink<'_> {
 }
 
 impl<'a> Sink<'a> {
-    pub fn new(send: &'a mut dyn FnMut(Piece)) -> Self {
+    pub fn new(send: &'a mut dyn FnMut(Piece<'_>)) -> Self {
         Self {
             out: String::with_capacity(8192),
             send,
@@ -410,8 +452,8 @@ impl<'a> Sink<'a> {
         }
     }
 
-    fn shared(&mut self, piece: Bytes) {
-        if !piece.is_empty() {
+    fn shared(&mut self, piece: &Shared) {
+        if !piece.text.is_empty() {
             self.flush();
             (self.send)(Piece::Shared(piece));
         }
@@ -511,7 +553,7 @@ pub fn write_fleet(
             None,
         );
         for (text, statuses) in &chunks {
-            sink.shared(text.status_lines(statuses));
+            sink.shared(&text.status_lines(statuses));
         }
         for (i, family) in FAMILIES.iter().enumerate() {
             family_header(&mut sink.out, family, family.name, family.help);

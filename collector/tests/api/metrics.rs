@@ -152,9 +152,11 @@ async fn promtool_accepts_the_exposition(db: Db) {
 /// `# UNIT` or `# EOF`, counters typed under their `_total` names — and promtool then finds
 /// every help text.
 async fn the_classic_text_format_is_served_when_asked(db: Db) {
-    let Some((app, open_metrics)) = populated(db).await else {
+    let Some((app, _)) = populated(db).await else {
         return;
     };
+    // A scrape's own request shows from the next scrape on: compare with a second one.
+    let open_metrics = app.metrics().await;
     let res = app
         .client
         .get(app.url("/metrics"))
@@ -253,39 +255,69 @@ fn series(text: &str) -> Vec<&str> {
 }
 
 async fn scrapes_are_gzipped_when_asked(db: Db) {
-    let Some((app, plain)) = populated(db).await else {
+    let Some((app, _)) = populated(db).await else {
         return;
     };
-    let res = app
-        .client
-        .get(app.url("/metrics"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["content-encoding"], "gzip");
-    assert!(
-        res.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
-    let bytes = res.bytes().await.unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
-        .unwrap();
-    assert_eq!(series(&text), series(&plain));
-    assert!(text.ends_with("# EOF\n"));
-    assert!(
-        bytes.len() * 3 < text.len(),
-        "{} compressed vs {} plain",
-        bytes.len(),
-        text.len()
-    );
-    // Without the header, plain text as before.
-    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert!(res.headers().get("content-encoding").is_none());
+    // A scrape's own request shows from the next scrape on: compare with a second one.
+    let plain = app.metrics().await;
+    let gzipped = |accept: &'static str, encoding: &'static str| {
+        let request = app
+            .client
+            .get(app.url("/metrics"))
+            .header("accept", accept)
+            .header("accept-encoding", encoding);
+        async move {
+            let res = request.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["content-encoding"], "gzip", "{encoding}");
+            assert_eq!(res.headers()["vary"], "accept-encoding");
+            let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
+            let length: usize = res.headers()["content-length"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let bytes = res.bytes().await.unwrap();
+            assert_eq!(bytes.len(), length);
+            let mut text = String::new();
+            // The decoder checks the trailer's CRC-32 and length.
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+                .unwrap();
+            (content_type, bytes.len(), text)
+        }
+    };
+    // The first gzip scrape deflates the fleet's texts, the second serves them as kept.
+    for round in 0..2 {
+        let (content_type, compressed, text) =
+            gzipped("application/openmetrics-text", "deflate, gzip;q=0.9, br").await;
+        assert!(content_type.starts_with("application/openmetrics-text"));
+        assert_eq!(series(&text), series(&plain), "round {round}");
+        assert!(text.ends_with("# EOF\n"));
+        assert!(
+            compressed * 3 < text.len(),
+            "{compressed} compressed vs {} plain",
+            text.len()
+        );
+    }
+    // The classic format compresses the same way (its headers are rewritten, its samples are
+    // the same lines).
+    let (content_type, _, text) = gzipped("text/plain;version=0.0.4", "gzip").await;
+    assert!(content_type.starts_with("text/plain"));
+    assert!(text.contains("# TYPE greenops_machine_idle_seconds_total counter\n"));
+    assert!(!text.contains("# EOF"));
+    // Without the header, or with gzip refused, plain text as before.
+    for encoding in [None, Some("gzip;q=0"), Some("br")] {
+        let mut request = app.client.get(app.url("/metrics"));
+        if let Some(e) = encoding {
+            request = request.header("accept-encoding", e);
+        }
+        let res = request.send().await.unwrap();
+        assert!(
+            res.headers().get("content-encoding").is_none(),
+            "{encoding:?}"
+        );
+        assert_eq!(series(&res.text().await.unwrap()), series(&plain));
+    }
     app.stop().await;
 }
 
