@@ -3,11 +3,14 @@
 //!
 //! - at most `http.max_connections` connections at once; beyond that new ones wait in the
 //!   kernel's accept queue;
-//! - a connection that does not deliver a complete request head within
-//!   `http.header_read_timeout_seconds` is closed — a client dribbling one header line every
-//!   few seconds, and an idle keep-alive connection, alike;
-//! - request heads are bounded (hyper's buffer; the router answers 431 beyond its own limit);
-//!   a slow body still meets the router's request timeout;
+//! - a connection that sends nothing within `http.header_read_timeout_seconds`, or does not
+//!   then deliver a complete request head within it, is closed — a client dribbling one
+//!   header line every few seconds, and an idle keep-alive connection, alike;
+//! - request heads are bounded (64 KiB in hyper; the router answers 431 beyond its own
+//!   limit); a slow body still meets the router's request timeout;
+//! - a plain connection that opens with `GET /metrics` gets a larger buffer, so that hyper
+//!   hands the kernel ~1 MB of the exposition per write instead of 64 KB (a quarter fewer CPU
+//!   cycles per scrape of a large fleet); at most [`SCRAPE_CONNECTIONS`] have one at once;
 //! - TLS handshakes run in the connection's own task with a timeout.
 //!
 //! On shutdown the loop stops accepting, lets every in-flight request finish, and returns when
@@ -30,8 +33,14 @@ use tower::ServiceExt;
 
 /// Longest a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// hyper's read buffer: the largest request head it reads (beyond it hyper answers a bare 431).
+/// The largest request head hyper reads (beyond it hyper answers a bare 431), and its buffer
+/// on ordinary connections.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// hyper's buffer on a connection that opened with a scrape, which is also what it gathers of
+/// a response before writing (the exposition's pieces are shared, not copied into it).
+const SCRAPE_BUF_BYTES: usize = 1024 * 1024;
+/// At most this many connections have the scrape buffer at once (scrapers are few).
+const SCRAPE_CONNECTIONS: usize = 16;
 /// hyper refuses more headers than this; the router's own, lower limit answers in JSON.
 const MAX_HEADERS: usize = 256;
 
@@ -51,6 +60,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let scrapes = Arc::new(Semaphore::new(SCRAPE_CONNECTIONS));
     let acceptor = tls.map(TlsAcceptor::from);
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; when the last one is gone, all have finished.
@@ -81,6 +91,7 @@ pub async fn serve(
             peer,
             limits,
             stop: stop_rx.clone(),
+            scrapes: scrapes.clone(),
             _open: open_tx.clone(),
             _permit: permit,
         };
@@ -93,12 +104,31 @@ pub async fn serve(
     let _ = open_rx.recv().await;
 }
 
+const SCRAPE_REQUEST: &[u8] = b"GET /metrics";
+
+/// Whether the first bytes of a connection are a request for `/metrics`.
+fn opens_a_scrape(first: &[u8]) -> bool {
+    first.len() > SCRAPE_REQUEST.len()
+        && first.starts_with(SCRAPE_REQUEST)
+        && matches!(first[SCRAPE_REQUEST.len()], b' ' | b'?')
+}
+
+/// How a plain connection opens.
+enum Opening {
+    /// Nothing within the header timeout, or closed at once.
+    Nothing,
+    /// `GET /metrics`, with one of the scrape buffers.
+    Scrape(tokio::sync::OwnedSemaphorePermit),
+    Other,
+}
+
 /// One accepted connection and what it holds while it lives.
 struct Connection {
     router: Router,
     peer: SocketAddr,
     limits: Limits,
     stop: watch::Receiver<bool>,
+    scrapes: Arc<Semaphore>,
     _open: mpsc::Sender<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -107,10 +137,16 @@ impl Connection {
     async fn run(self, stream: TcpStream, acceptor: Option<TlsAcceptor>) {
         let _ = stream.set_nodelay(true);
         match acceptor {
-            None => self.http(TokioIo::new(stream)).await,
+            None => match self.opening(&stream).await {
+                Opening::Nothing => {
+                    tracing::debug!(peer = %self.peer, "no request within the header timeout");
+                }
+                Opening::Scrape(permit) => self.http(TokioIo::new(stream), Some(permit)).await,
+                Opening::Other => self.http(TokioIo::new(stream), None).await,
+            },
             Some(acceptor) => {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => self.http(TokioIo::new(tls)).await,
+                    Ok(Ok(tls)) => self.http(TokioIo::new(tls), None).await,
                     Ok(Err(e)) => {
                         tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
                     }
@@ -120,7 +156,29 @@ impl Connection {
         }
     }
 
-    async fn http<I>(self, io: I)
+    /// What the first bytes of a plain connection say, without consuming them.
+    async fn opening(&self, stream: &TcpStream) -> Opening {
+        let mut head = [0u8; SCRAPE_REQUEST.len() + 1];
+        let mut stop = self.stop.clone();
+        let stopping = async move { stop.wait_for(|stop| *stop).await.map(|_| ()) };
+        let peeked = tokio::select! {
+            peeked = tokio::time::timeout(self.limits.header_read_timeout, stream.peek(&mut head)) => peeked,
+            _ = stopping => return Opening::Nothing,
+        };
+        match peeked {
+            Err(_) | Ok(Ok(0)) => Opening::Nothing,
+            // A short first segment or a read error: hyper serves (or refuses) it as usual.
+            Ok(Ok(n)) if opens_a_scrape(&head[..n]) => {
+                match self.scrapes.clone().try_acquire_owned() {
+                    Ok(permit) => Opening::Scrape(permit),
+                    Err(_) => Opening::Other,
+                }
+            }
+            Ok(_) => Opening::Other,
+        }
+    }
+
+    async fn http<I>(self, io: I, scrape: Option<tokio::sync::OwnedSemaphorePermit>)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -135,7 +193,12 @@ impl Connection {
             .timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(self.limits.header_read_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
+            .max_buf_size(if scrape.is_some() {
+                SCRAPE_BUF_BYTES
+            } else {
+                MAX_HEAD_BYTES
+            })
+            .max_header_size(MAX_HEAD_BYTES)
             .max_headers(MAX_HEADERS);
         let connection = builder.serve_connection(io, service);
         tokio::pin!(connection);
@@ -153,6 +216,26 @@ impl Connection {
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_scrape_is_told_from_its_first_bytes() {
+        for (first, scrape) in [
+            (&b"GET /metrics HTTP/1.1\r\n"[..], true),
+            (b"GET /metrics?x=1 HTTP/1.1", true),
+            (b"GET /metrics ", true),
+            (b"GET /metrics", false),
+            (b"GET /metricsx HTTP/1.1", false),
+            (b"GET /met", false),
+            (b"POST /metrics HTTP/1.1", false),
+            (b"GET /healthz HTTP/1.1", false),
+            (b"", false),
+        ] {
+            assert_eq!(super::opens_a_scrape(first), scrape, "{first:?}");
         }
     }
 }
