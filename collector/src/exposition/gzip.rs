@@ -40,6 +40,10 @@ pub fn deflate(text: &[u8]) -> anyhow::Result<Deflated> {
             c.compress_vec(&text[done..], &mut out, FlushCompress::Sync)?;
             // The flush is complete once all input is taken and output room was left over.
             if usize::try_from(c.total_in())? == text.len() && out.len() < out.capacity() {
+                // Kept as long as the text: give back what doubling left over.
+                if out.capacity() > out.len() + out.len() / 4 {
+                    out.shrink_to_fit();
+                }
                 return Ok(out);
             }
             out.reserve(out.capacity().max(4096));

@@ -305,6 +305,16 @@ async fn scrapes_are_gzipped_when_asked(db: Db) {
     assert!(content_type.starts_with("text/plain"));
     assert!(text.contains("# TYPE greenops_machine_idle_seconds_total counter\n"));
     assert!(!text.contains("# EOF"));
+    // A repeated header is one list.
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .header("accept-encoding", "br")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
     // Without the header, or with gzip refused, plain text as before.
     for encoding in [None, Some("gzip;q=0"), Some("br")] {
         let mut request = app.client.get(app.url("/metrics"));
