@@ -103,14 +103,11 @@ impl Member {
     }
 }
 
-/// Whether an `Accept-Encoding` header accepts gzip: `gzip` (or `x-gzip`, or else `*`)
-/// listed without `q=0`.
-pub fn accepted(accept_encoding: Option<&str>) -> bool {
-    let Some(header) = accept_encoding else {
-        return false;
-    };
+/// Whether the `Accept-Encoding` header lines (one list, however many lines it takes) accept
+/// gzip: `gzip` (or `x-gzip`, or else `*`) listed without `q=0`.
+pub fn accepted<'a>(accept_encoding: impl IntoIterator<Item = &'a str>) -> bool {
     let (mut gzip, mut any) = (None, None);
-    for item in header.split(',') {
+    for item in accept_encoding.into_iter().flat_map(|line| line.split(',')) {
         let mut parts = item.split(';');
         let coding = parts.next().unwrap_or("").trim();
         let q = parts

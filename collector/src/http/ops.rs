@@ -91,14 +91,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let per_machine = state.settings.metrics.per_machine_for(fleet.live_count());
     // A scrape of a large fleet is tens of MB of text that compresses ~6×: gzip when the
     // scraper asks for it (Prometheus does), from deflate blocks kept with the fleet's texts.
-    // A header repeated reads as one list (RFC 9110 §5.3).
-    let accept_encoding: Vec<&str> = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
     let gzip = exposition::gzip::accepted(
-        Some(accept_encoding.join(",").as_str()).filter(|v| !v.is_empty()),
+        headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
     );
     let body = exposition::render(
         exposition::Scrape {
